@@ -1,0 +1,63 @@
+package simdr
+
+import (
+	"fmt"
+
+	"github.com/simdr-go/simdr/internal/format"
+	"github.com/simdr-go/simdr/internal/index"
+)
+
+// recoverTail finds where the valid entries of a file of size bytes end (see
+// format.FindTail) and, for a writer, cuts off whatever follows: a torn write
+// or garbage. A non-empty file with no valid chain is ErrCorrupt unless
+// Options.Repair allows cutting it to empty. A read-only Store never writes:
+// it ignores what follows the tail.
+func (s *Store) recoverTail(g *gen, size int64) (int64, error) {
+	data := g.m.Bytes()[:size]
+	tail, found := format.FindTail(data, 0)
+	if !found && !s.opts.Repair {
+		return 0, fmt.Errorf("no valid entry chain in %d bytes: %w", size, ErrCorrupt)
+	}
+	if tail < size && !s.opts.ReadOnly {
+		if err := g.f.Truncate(tail); err != nil {
+			return 0, fmt.Errorf("cut torn tail at %d: %w", tail, err)
+		}
+		if err := g.f.Sync(); err != nil {
+			return 0, fmt.Errorf("cut torn tail at %d: %w", tail, err)
+		}
+	}
+	return tail, nil
+}
+
+// buildIndex walks g's chain newest first: the first time a key hash is met
+// is its latest version; a tombstone met first means the key is deleted.
+func (g *gen) buildIndex() {
+	data := g.m.Bytes()
+	tail := g.tail.Load()
+	n := 0
+	format.Walk(data, 0, tail, func(format.Entry) bool { n++; return true })
+	ix := index.New(n)
+	var tombs, ents int64
+	format.Walk(data, 0, tail, func(e format.Entry) bool {
+		if e.Tombstone {
+			tombs++
+		} else {
+			ents++
+		}
+		if ix.Lookup(e.Hash) != 0 {
+			return true // an older version
+		}
+		if e.Tombstone {
+			ix.Delete(e.Hash, uint64(e.End))
+		} else {
+			ix.Put(e.Hash, uint64(e.End))
+		}
+		return true
+	})
+	if ix.Bytes() > 24*ix.Len()+1024 {
+		ix.Shrink() // many overwritten or deleted keys: fit the table to the live ones
+	}
+	g.ix = ix
+	g.tomb.Store(tombs)
+	g.ents.Store(ents)
+}

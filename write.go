@@ -1,0 +1,189 @@
+package simdr
+
+import (
+	"fmt"
+
+	"github.com/simdr-go/simdr/internal/format"
+	"github.com/simdr-go/simdr/internal/index"
+)
+
+const (
+	// directWrite is the value size from which a value is written straight
+	// from the caller's slice instead of being copied into the write buffer.
+	directWrite = 256 << 10
+	// flushAt is the buffered size at which a long batch is written out early.
+	flushAt = 1 << 20
+)
+
+// pending is an index update waiting for its write to succeed.
+type pending struct {
+	hash uint64
+	pos  uint64 // where the entry's payload ends
+	del  bool
+}
+
+// appender writes entries after a generation's tail. Nothing it writes is
+// visible until commit publishes it; a failure rolls the file back to where it
+// started. The caller holds wmu; one appender (s.app) is reused.
+type appender struct {
+	s       *Store
+	g       *gen
+	start   int64 // the tail before the first entry
+	tail    int64 // the tail after the entries added so far
+	written int64 // the file is written up to here; s.buf holds the rest
+	err     error
+}
+
+func (s *Store) begin(g *gen) *appender {
+	s.buf, s.ops = s.buf[:0], s.ops[:0]
+	t := g.tail.Load()
+	s.app = appender{s: s, g: g, start: t, tail: t, written: t}
+	return &s.app
+}
+
+// put adds a value entry.
+func (a *appender) put(h uint64, value []byte) {
+	if a.err != nil {
+		return
+	}
+	pad := format.Prepad(a.tail)
+	end := a.tail + pad + int64(len(value))
+	if len(value) >= directWrite {
+		a.s.buf = append(a.s.buf, make([]byte, pad)...)
+		a.flush()
+		a.writeAt(value, a.tail+pad)
+		a.written = end
+		a.s.buf = format.AppendMeta(a.s.buf, format.Meta{Hash: h, Prev: a.tail, CRC: format.Checksum(value)})
+	} else {
+		a.s.buf = format.AppendEntry(a.s.buf, a.tail, h, value)
+	}
+	a.s.ops = append(a.s.ops, pending{hash: h, pos: uint64(end)})
+	a.tail = end + format.MetaSize
+	if len(a.s.buf) >= flushAt {
+		a.flush()
+	}
+}
+
+// del adds a tombstone.
+func (a *appender) del(h uint64) {
+	if a.err != nil {
+		return
+	}
+	a.s.buf = format.AppendTombstone(a.s.buf, a.tail, h)
+	a.s.ops = append(a.s.ops, pending{hash: h, pos: uint64(a.tail + 1), del: true})
+	a.tail += format.TombstoneSize
+}
+
+func (a *appender) writeAt(p []byte, off int64) {
+	if a.err != nil || len(p) == 0 {
+		return
+	}
+	if off+int64(len(p)) > format.MaxOffset {
+		a.err = fmt.Errorf("file would exceed %d bytes", int64(format.MaxOffset))
+		return
+	}
+	_, a.err = a.g.f.WriteAt(p, off)
+}
+
+// flush writes the buffered bytes.
+func (a *appender) flush() {
+	a.writeAt(a.s.buf, a.written)
+	a.written += int64(len(a.s.buf))
+	a.s.buf = a.s.buf[:0]
+}
+
+// commit writes what is buffered, syncs when the Store syncs writes, and
+// publishes the new entries to readers. On failure it rolls the file back.
+func (a *appender) commit() error {
+	a.flush()
+	if a.err == nil && a.s.opts.SyncWrites {
+		a.err = a.g.f.Sync()
+	}
+	if a.err == nil {
+		a.err = a.g.m.Grow(a.tail)
+	}
+	if a.err != nil {
+		a.rollback()
+		return a.err
+	}
+	s, g := a.s, a.g
+	s.seq.Add(1)
+	for _, op := range s.ops {
+		if op.del {
+			g.ix.Delete(op.hash, op.pos)
+			g.tomb.Add(1)
+		} else {
+			g.ix.Put(op.hash, op.pos)
+			g.ents.Add(1)
+		}
+	}
+	g.tail.Store(a.tail)
+	s.seq.Add(1)
+	if cap(s.buf) > 4*flushAt {
+		s.buf = nil // do not keep a huge buffer after a huge write
+	}
+	return nil
+}
+
+// rollback cuts off whatever a failed write left after the tail, so that no
+// part of it can be taken for an entry later. If even that fails, the Store
+// refuses writes until reopened (Open recovers the file).
+func (a *appender) rollback() {
+	if a.written > a.start || a.tail > a.start {
+		if err := a.g.f.Truncate(a.start); err != nil {
+			a.s.failed = fmt.Errorf("roll back to %d after %v: %w", a.start, a.err, err)
+		}
+	}
+}
+
+// Put stores value under key, replacing any value it had. The bytes are in
+// the operating system when Put returns (on disk with Options.SyncWrites). A
+// value that is empty or the single byte 0x00 fails with ErrInvalidValue.
+// value is copied into the file; the caller may reuse it.
+func (s *Store) Put(key, value []byte) error {
+	if !format.ValueOK(value) {
+		return fmt.Errorf("simdr: put %d bytes: %w", len(value), ErrInvalidValue)
+	}
+	h := format.Hash(key)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	g, err := s.writable()
+	if err != nil {
+		return fmt.Errorf("simdr: put: %w", err)
+	}
+	a := s.begin(g)
+	a.put(h, value)
+	if err := a.commit(); err != nil {
+		return fmt.Errorf("simdr: put: %w", err)
+	}
+	return nil
+}
+
+// Delete removes key by appending a tombstone. Deleting a key that has no
+// value writes nothing and returns nil.
+func (s *Store) Delete(key []byte) error { return s.DeleteHash(format.Hash(key)) }
+
+// DeleteHash is Delete for a caller that already has the key's hash.
+func (s *Store) DeleteHash(h uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	g, err := s.writable()
+	if err != nil {
+		return fmt.Errorf("simdr: delete: %w", err)
+	}
+	if _, ok := g.ix.Get(h); !ok {
+		return nil
+	}
+	a := s.begin(g)
+	a.del(h)
+	if err := a.commit(); err != nil {
+		return fmt.Errorf("simdr: delete: %w", err)
+	}
+	return nil
+}
+
+// live reports whether h has a value in g, for the writer.
+func live(ix *index.Index, h uint64) bool {
+	_, ok := ix.Get(h)
+	return ok
+}
