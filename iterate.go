@@ -1,7 +1,13 @@
 package simdr
 
 import (
+	"context"
+	"fmt"
 	"iter"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
 )
 
 // Entries returns every live entry, each key once with its latest value, in
@@ -17,4 +23,61 @@ func (s *Store) Entries() iter.Seq[Entry] {
 			return yield(g.entryAt(pos))
 		})
 	}
+}
+
+// ForEachParallel calls fn for every live entry, each key once with its
+// latest value, spread over workers goroutines (GOMAXPROCS when workers < 1).
+// It stops at the first error fn returns, or when ctx is done, and returns
+// that error. The set of entries is taken when the call starts; writes made
+// meanwhile are not visited. fn must be safe for concurrent use.
+func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry) error) error {
+	g := s.cur.Load()
+	if g == nil {
+		return fmt.Errorf("simdr: for each: %w", ErrClosed)
+	}
+	if workers < 1 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	positions := make([]uint64, 0, g.ix.Len())
+	g.ix.Range(func(_, pos uint64) bool {
+		positions = append(positions, pos)
+		return true
+	})
+	slices.Sort(positions) // each worker reads the file front to back
+	const chunk = 256
+	var (
+		next    atomic.Int64
+		errOnce sync.Once
+		first   error
+		stop    atomic.Bool
+		wg      sync.WaitGroup
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { first = err })
+		stop.Store(true)
+	}
+	for range min(workers, max(1, len(positions)/chunk+1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				if err := ctx.Err(); err != nil {
+					fail(err)
+					return
+				}
+				lo := int(next.Add(chunk)) - chunk
+				if lo >= len(positions) {
+					return
+				}
+				for _, pos := range positions[lo:min(lo+chunk, len(positions))] {
+					if err := fn(g.entryAt(pos)); err != nil {
+						fail(err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
 }

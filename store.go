@@ -34,11 +34,13 @@ type Store struct {
 	// seqlock for GetMany's consistent snapshots.
 	seq atomic.Uint64
 
+	cmu    sync.Mutex // serializes Compact (and Close with it)
 	wmu    sync.Mutex // serializes writers; guards what follows
 	old    []*gen     // generations replaced by Compact or Refresh, unmapped at Close
 	buf    []byte     // encoding buffer, reused
 	ops    []pending  // index updates of the write in progress, reused
 	app    appender   // the write in progress
+	chunk  []byte     // PutReader's buffer
 	failed error      // set when a failed write could not be rolled back
 }
 
@@ -247,6 +249,8 @@ func (s *Store) Sync() error {
 // Close releases the file, its lock and its mappings. Every Entry and slice
 // the Store handed out becomes invalid. Closing twice returns ErrClosed.
 func (s *Store) Close() error {
+	s.cmu.Lock() // wait for a Compact in progress
+	defer s.cmu.Unlock()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	g := s.cur.Swap(nil)

@@ -140,11 +140,12 @@ func (a *appender) rollback() {
 // the operating system when Put returns (on disk with Options.SyncWrites). A
 // value that is empty or the single byte 0x00 fails with ErrInvalidValue.
 // value is copied into the file; the caller may reuse it.
-func (s *Store) Put(key, value []byte) error {
+func (s *Store) Put(key, value []byte) error { return s.putHash(format.Hash(key), value) }
+
+func (s *Store) putHash(h uint64, value []byte) error {
 	if !format.ValueOK(value) {
 		return fmt.Errorf("simdr: put %d bytes: %w", len(value), ErrInvalidValue)
 	}
-	h := format.Hash(key)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	g, err := s.writable()

@@ -1,0 +1,41 @@
+// Package simdr is an embedded key/value store in one append-only file,
+// memory-mapped, with zero-copy reads. It implements the design and the file
+// format of SIMD R Drive (the Rust crate rust-simd-r-drive): files move freely
+// between the two.
+//
+// A value is stored as raw bytes under a key; Get hands back an Entry whose
+// Bytes point straight into the mapped file, with no copy and no allocation.
+// Every value starts 64-byte aligned, so View can reinterpret it as a slice of
+// numbers.
+//
+// # What lives how long
+//
+// An Entry (and every slice from it) stays valid and unchanged until the Store
+// is closed: later writes append, never overwrite; growth maps a larger region
+// and keeps the old one; Compact keeps the old file mapped. After Close, using
+// an Entry is a memory fault. The slices are read-only: writing to one faults.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use. Get, GetHash, GetMany, Has, Len, Size,
+// Entries, ForEachParallel and Stats take no lock. Writes are serialized
+// inside the Store, and across processes by an exclusive flock on the file:
+// a second writer gets ErrLocked. Read-only Stores (Options.ReadOnly) may
+// follow the writer from any process and catch up with Refresh. Close must not
+// run concurrently with other calls on the same Store.
+//
+// # Durability
+//
+// A write returns once its bytes are in the operating system (they survive the
+// process, not a power cut); Options.SyncWrites or Sync make them durable. A
+// crash can tear the last write: Open cuts the file back to its last complete
+// entry, checked by its CRC-32. A batch is atomic to concurrent readers, but a
+// crash in the middle of one keeps the prefix of its entries that reached the
+// file.
+//
+// # Keys
+//
+// Keys are not stored, only their XXH3-64 hash: two keys with the same hash are
+// the same key. Values cannot be empty, nor the single byte 0x00 (the format's
+// delete marker): both fail with ErrInvalidValue.
+package simdr

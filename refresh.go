@@ -1,0 +1,88 @@
+package simdr
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/simdr-go/simdr/internal/format"
+)
+
+// Refresh brings a read-only Store up to date with what the writer has
+// appended since it opened or last refreshed: it walks back from the file's
+// new end to the tail it knows (a torn, in-flight append is not seen). When
+// the writer has compacted (the path now names a new file), Refresh moves to
+// the new file. Slices handed out before stay valid until Close. On a writable
+// Store, which is always up to date, Refresh does nothing.
+func (s *Store) Refresh() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	g := s.cur.Load()
+	if g == nil {
+		return fmt.Errorf("simdr: refresh: %w", ErrClosed)
+	}
+	if !s.opts.ReadOnly {
+		return nil
+	}
+	if err := s.refresh(g); err != nil {
+		return fmt.Errorf("simdr: refresh %s: %w", s.path, err)
+	}
+	return nil
+}
+
+func (s *Store) refresh(g *gen) error {
+	pi, err := s.fs.Stat(s.path)
+	if err != nil {
+		return err
+	}
+	size, err := g.f.Size()
+	if err != nil {
+		return err
+	}
+	tail := g.tail.Load()
+	if !os.SameFile(g.fi, pi) || size < tail {
+		return s.reload() // replaced by a Compact, or cut back by a repair
+	}
+	if size == tail {
+		return nil
+	}
+	if err := g.m.Grow(size); err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	data := g.m.Bytes()[:size]
+	newTail, _ := format.FindTail(data, tail)
+	if newTail == tail {
+		return nil
+	}
+	var delta []format.Entry
+	format.Walk(data, tail, newTail, func(e format.Entry) bool {
+		delta = append(delta, e)
+		return true
+	})
+	s.seq.Add(1)
+	for i := len(delta) - 1; i >= 0; i-- {
+		e := delta[i]
+		if e.Tombstone {
+			g.ix.Delete(e.Hash, uint64(e.End))
+			g.tomb.Add(1)
+		} else {
+			g.ix.Put(e.Hash, uint64(e.End))
+			g.ents.Add(1)
+		}
+	}
+	g.tail.Store(newTail)
+	s.seq.Add(1)
+	return nil
+}
+
+// reload opens the file the path names now as a new generation.
+func (s *Store) reload() error {
+	ng, err := s.openGen()
+	if err != nil {
+		return err
+	}
+	s.seq.Add(1)
+	old := s.cur.Swap(ng)
+	s.seq.Add(1)
+	s.old = append(s.old, old)
+	return nil
+}

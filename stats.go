@@ -1,0 +1,47 @@
+package simdr
+
+import "github.com/simdr-go/simdr/internal/format"
+
+// Stats describes a store file.
+type Stats struct {
+	// LiveKeys is the number of keys with a value (as Len).
+	LiveKeys int
+	// Entries is the number of value entries in the file, overwritten ones included.
+	Entries int64
+	// Tombstones is the number of delete markers in the file.
+	Tombstones int64
+	// FileBytes is the size of the valid part of the file (as Size).
+	FileBytes int64
+	// LiveBytes is the sum of the live values' lengths.
+	LiveBytes int64
+	// ReclaimableBytes is about how many bytes Compact would free: the file
+	// size less what the live entries take once rewritten.
+	ReclaimableBytes int64
+	// IndexBytes is the memory the in-memory index holds.
+	IndexBytes int
+}
+
+// Stats returns figures about the store. It visits every live key (no lock),
+// so it costs time in proportion to Len. A closed Store gives zero Stats.
+func (s *Store) Stats() Stats {
+	g := s.cur.Load()
+	if g == nil {
+		return Stats{}
+	}
+	st := Stats{
+		Entries:    g.ents.Load(),
+		Tombstones: g.tomb.Load(),
+		FileBytes:  g.tail.Load(),
+		IndexBytes: g.ix.Bytes(),
+	}
+	var compacted int64
+	g.ix.Range(func(_, pos uint64) bool {
+		n := int64(g.entryAt(pos).Len())
+		st.LiveKeys++
+		st.LiveBytes += n
+		compacted += n + format.MetaSize + format.Prepad(n+format.MetaSize)
+		return true
+	})
+	st.ReclaimableBytes = max(0, st.FileBytes-compacted)
+	return st
+}

@@ -1,0 +1,76 @@
+package simdr
+
+import (
+	"fmt"
+	"hash/crc32"
+	"io"
+
+	"github.com/simdr-go/simdr/internal/format"
+)
+
+// streamChunk is the buffer PutReader streams through, whatever the value's size.
+const streamChunk = 1 << 20
+
+// PutReader stores the bytes r yields until io.EOF as the value of key, and
+// returns how many it stored. It holds at most a 1 MiB buffer in memory,
+// whatever the value's size. If r fails, or yields nothing (or the single
+// byte 0x00: ErrInvalidValue), PutReader returns the error and the store is
+// exactly as before: the partial entry is cut off the file and never visible,
+// before or after a reopen.
+//
+// Get calls from other goroutines are not blocked while r is read; other
+// writes wait for PutReader to finish.
+func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
+	h := Hash(key)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	g, err := s.writable()
+	if err != nil {
+		return 0, fmt.Errorf("simdr: put reader: %w", err)
+	}
+	if s.chunk == nil {
+		s.chunk = make([]byte, streamChunk)
+	}
+	a := s.begin(g)
+	prev := a.tail
+	a.s.buf = append(a.s.buf, make([]byte, format.Prepad(prev))...)
+	a.flush()
+	var (
+		total int64
+		crc   uint32
+		first byte
+	)
+	for a.err == nil {
+		n, rerr := io.ReadFull(r, s.chunk)
+		if n > 0 {
+			if total == 0 {
+				first = s.chunk[0]
+			}
+			crc = crc32.Update(crc, crc32.IEEETable, s.chunk[:n])
+			a.writeAt(s.chunk[:n], a.written)
+			a.written += int64(n)
+			total += int64(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			a.err = fmt.Errorf("reading value after %d bytes: %w", total, rerr)
+		}
+	}
+	if a.err == nil && (total == 0 || (total == 1 && first == 0)) {
+		a.err = fmt.Errorf("%d bytes: %w", total, ErrInvalidValue)
+	}
+	if a.err != nil {
+		a.rollback()
+		return 0, fmt.Errorf("simdr: put reader: %w", a.err)
+	}
+	end := a.written
+	a.s.buf = format.AppendMeta(a.s.buf, format.Meta{Hash: h, Prev: prev, CRC: crc})
+	a.s.ops = append(a.s.ops, pending{hash: h, pos: uint64(end)})
+	a.tail = end + format.MetaSize
+	if err := a.commit(); err != nil {
+		return 0, fmt.Errorf("simdr: put reader: %w", err)
+	}
+	return total, nil
+}

@@ -1,0 +1,75 @@
+package simdr
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/simdr-go/simdr/internal/format"
+)
+
+// VerifyError lists what Verify found wrong. It matches ErrChecksum when some
+// values fail their checksum and ErrCorrupt when the chain itself is broken.
+type VerifyError struct {
+	// Bad holds the offsets of the values whose checksum does not match.
+	Bad []int64
+	// BrokenAt is the end of the last entry the chain could be followed to
+	// when it breaks before reaching the start of the file; -1 when whole.
+	BrokenAt int64
+}
+
+func (e *VerifyError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "simdr: verify: %d bad checksums", len(e.Bad))
+	for i, off := range e.Bad {
+		if i == 10 {
+			fmt.Fprintf(&b, " …")
+			break
+		}
+		fmt.Fprintf(&b, " @%d", off)
+	}
+	if e.BrokenAt >= 0 {
+		fmt.Fprintf(&b, "; chain broken below offset %d", e.BrokenAt)
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is match ErrChecksum and ErrCorrupt.
+func (e *VerifyError) Unwrap() []error {
+	var errs []error
+	if len(e.Bad) > 0 {
+		errs = append(errs, ErrChecksum)
+	}
+	if e.BrokenAt >= 0 {
+		errs = append(errs, ErrCorrupt)
+	}
+	return errs
+}
+
+// Verify walks every entry of the file, overwritten and deleted ones included,
+// from the tail back to the first, recomputing each checksum and checking each
+// link of the chain. It returns nil, or a *VerifyError listing the bad offsets.
+// It reads the file as it is when called; writes made meanwhile are not checked.
+func (s *Store) Verify() error {
+	g := s.cur.Load()
+	if g == nil {
+		return fmt.Errorf("simdr: verify: %w", ErrClosed)
+	}
+	data := g.m.Bytes()
+	t := g.tail.Load()
+	verr := &VerifyError{BrokenAt: -1}
+	for t > 0 {
+		e, ok := format.Decode(data, t)
+		if !ok {
+			verr.BrokenAt = t
+			break
+		}
+		if !e.Valid(data) {
+			verr.Bad = append(verr.Bad, e.Start)
+		}
+		t = e.Prev
+	}
+	if len(verr.Bad) == 0 && verr.BrokenAt < 0 {
+		return nil
+	}
+	return verr
+}
