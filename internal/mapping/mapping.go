@@ -86,6 +86,8 @@ func (m *Map) Close() error {
 		return nil
 	}
 	m.done = true
+	var none []byte
+	m.cur.Store(&none) // Bytes after Close: empty, never a dangling slice
 	var first error
 	for _, b := range m.all {
 		if err := unix.Munmap(b); err != nil && first == nil {
