@@ -1,6 +1,7 @@
 package simdr
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 )
@@ -64,8 +65,9 @@ func (s *Store) Move(key []byte, dst *Store) error {
 	if err != nil {
 		return fmt.Errorf("simdr: move: copied, but not deleted from the source: %w", err)
 	}
-	if pos, ok := g.ix.Get(h); !ok || g.entryAt(pos).Offset() != e.Offset() {
-		return nil // changed meanwhile: keep the newer value
+	// Changed meanwhile (not merely moved by Compact): keep the newer value.
+	if pos, ok := g.ix.Get(h); !ok || !bytes.Equal(g.entryAt(pos).Bytes(), e.Bytes()) {
+		return nil
 	}
 	a := s.begin(g)
 	a.del(h)
