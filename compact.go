@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/index"
@@ -56,7 +55,7 @@ type compactor struct {
 func (c *compactor) put(h uint64, v []byte) {
 	end := c.tail + format.Prepad(c.tail) + int64(len(v))
 	c.buf = format.AppendEntry(c.buf, c.tail, h, v)
-	c.ix.Put(h, uint64(end))
+	c.ix.Put(h, pack(end, int64(len(v))))
 	c.tail = end + format.MetaSize
 	c.ents++
 	c.maybeFlush()
@@ -113,18 +112,11 @@ func (s *Store) compact() (err error) {
 	if err := lock.Exclusive(f.Fd(), 0); err != nil {
 		return fmt.Errorf("lock new file: %w", err)
 	}
-	var old []uint64
-	g.ix.Range(func(_, pos uint64) bool {
-		if int64(pos) < t0 {
-			old = append(old, pos)
-		}
-		return true
-	})
-	slices.Sort(old) // read the old file front to back
+	old := g.live(t0) // sorted: read the old file front to back
 	c := &compactor{f: f, ix: index.New(len(old))}
-	for _, pos := range old {
-		e := g.entryAt(pos)
-		c.put(e.KeyHash(), e.Bytes())
+	for _, l := range old {
+		e := g.entryAt(l.h, l.v)
+		c.put(l.h, e.Bytes())
 		if c.err != nil {
 			return c.err
 		}

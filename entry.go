@@ -16,17 +16,16 @@ import (
 // until the Store is closed: through later writes of the same key, growth of
 // the file, and Compact. After Close, using them is a fault.
 type Entry struct {
-	b    []byte
+	b    []byte // the payload; its capacity covers the metadata after it
 	hash uint64
 	off  int64
-	crc  uint32
 }
 
 // Bytes returns the value, zero-copy: the slice points into the read-only
 // mapping of the file. It must not be written to (the mapping is read-only:
 // a write faults), and it is valid until the Store is closed. Its capacity is
 // its length, so append copies. The first byte is 64-byte aligned in memory.
-func (e Entry) Bytes() []byte { return e.b }
+func (e Entry) Bytes() []byte { return e.b[:len(e.b):len(e.b)] }
 
 // Len returns the value's length in bytes.
 func (e Entry) Len() int { return len(e.b) }
@@ -42,13 +41,19 @@ func (e Entry) KeyHash() uint64 { return e.hash }
 func (e Entry) Offset() int64 { return e.off }
 
 // Checksum returns the CRC-32 (IEEE) stored with the value.
-func (e Entry) Checksum() uint32 { return e.crc }
+func (e Entry) Checksum() uint32 {
+	n := len(e.b)
+	if cap(e.b) < n+format.MetaSize {
+		return 0 // the zero Entry
+	}
+	return format.ReadMeta(e.b[n : n+format.MetaSize]).CRC
+}
 
 // Verify recomputes the value's checksum and returns an error matching
 // ErrChecksum when it differs from the stored one.
 func (e Entry) Verify() error {
-	if got := format.Checksum(e.b); got != e.crc {
-		return fmt.Errorf("value at offset %d: stored crc %08x, computed %08x: %w", e.off, e.crc, got, ErrChecksum)
+	if got, want := format.Checksum(e.b), e.Checksum(); got != want {
+		return fmt.Errorf("value at offset %d: stored crc %08x, computed %08x: %w", e.off, want, got, ErrChecksum)
 	}
 	return nil
 }
@@ -58,19 +63,19 @@ func (e Entry) String() string {
 	if !e.Exists() {
 		return "simdr.Entry(absent)"
 	}
-	return fmt.Sprintf("simdr.Entry(hash=%016x offset=%d len=%d crc=%08x)", e.hash, e.off, len(e.b), e.crc)
+	return fmt.Sprintf("simdr.Entry(hash=%016x offset=%d len=%d crc=%08x)", e.hash, e.off, len(e.b), e.Checksum())
 }
 
 // Reader returns a reader over the value (Read, ReadAt, Seek), reading
 // straight from the mapping.
 func (e Entry) Reader() *io.SectionReader {
-	return io.NewSectionReader(bytesReaderAt(e.b), 0, int64(len(e.b)))
+	return io.NewSectionReader(bytesReaderAt(e.Bytes()), 0, int64(len(e.b)))
 }
 
 // WriteTo writes the value to w, straight from the mapping (Entry is an
 // io.WriterTo, so io.Copy(w, entry) streams it).
 func (e Entry) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(e.b)
+	n, err := w.Write(e.Bytes())
 	if err == nil && n != len(e.b) {
 		err = io.ErrShortWrite
 	}

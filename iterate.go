@@ -1,6 +1,7 @@
 package simdr
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"iter"
@@ -19,8 +20,8 @@ func (s *Store) Entries() iter.Seq[Entry] {
 		if g == nil {
 			return
 		}
-		g.ix.Range(func(_, pos uint64) bool {
-			return yield(g.entryAt(pos))
+		g.ix.Range(func(h, v uint64) bool {
+			return yield(g.entryAt(h, v))
 		})
 	}
 }
@@ -38,12 +39,7 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	positions := make([]uint64, 0, g.ix.Len())
-	g.ix.Range(func(_, pos uint64) bool {
-		positions = append(positions, pos)
-		return true
-	})
-	slices.Sort(positions) // each worker reads the file front to back
+	positions := g.live(g.tail.Load()) // each worker reads the file front to back
 	const chunk = 256
 	var (
 		next    atomic.Int64
@@ -69,8 +65,8 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 				if lo >= len(positions) {
 					return
 				}
-				for _, pos := range positions[lo:min(lo+chunk, len(positions))] {
-					if err := fn(g.entryAt(pos)); err != nil {
+				for _, l := range positions[lo:min(lo+chunk, len(positions))] {
+					if err := fn(g.entryAt(l.h, l.v)); err != nil {
 						fail(err)
 						return
 					}
@@ -80,4 +76,21 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 	}
 	wg.Wait()
 	return first
+}
+
+// located is a live key and its index value.
+type located struct{ h, v uint64 }
+
+// live returns the live keys whose payloads end before below, sorted by
+// their position in the file.
+func (g *gen) live(below int64) []located {
+	out := make([]located, 0, g.ix.Len())
+	g.ix.Range(func(h, v uint64) bool {
+		if endOf(v) < below {
+			out = append(out, located{h, v})
+		}
+		return true
+	})
+	slices.SortFunc(out, func(a, b located) int { return cmp.Compare(endOf(a.v), endOf(b.v)) })
+	return out
 }

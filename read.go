@@ -48,7 +48,7 @@ func (s *Store) readMany(hashes []uint64, out []Entry) error {
 	for i, h := range hashes {
 		out[i] = Entry{}
 		if pos, ok := g.ix.Get(h); ok {
-			out[i] = g.entryAt(pos)
+			out[i] = g.entryAt(h, pos)
 		}
 	}
 	if s.opts.VerifyChecksums {

@@ -14,7 +14,18 @@ import (
 // it ignores what follows the tail.
 func (s *Store) recoverTail(g *gen, size int64) (int64, error) {
 	data := g.m.Bytes()[:size]
-	tail, found := format.FindTail(data, 0)
+	var (
+		tail  int64
+		found bool
+	)
+	if s.opts.ReadOnly {
+		// The writer may cut the file while we scan its end (see guardFault).
+		if guardFault(func() { tail, found = format.FindTail(data, 0) }) {
+			return 0, errShrunk
+		}
+	} else {
+		tail, found = format.FindTail(data, 0)
+	}
 	if !found && !s.opts.Repair {
 		return 0, fmt.Errorf("no valid entry chain in %d bytes: %w", size, ErrCorrupt)
 	}
@@ -50,7 +61,7 @@ func (g *gen) buildIndex() {
 		if e.Tombstone {
 			ix.Delete(e.Hash, uint64(e.End))
 		} else {
-			ix.Put(e.Hash, uint64(e.End))
+			ix.Put(e.Hash, pack(e.End, e.End-e.Start))
 		}
 		return true
 	})

@@ -1,8 +1,10 @@
 package simdr
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"github.com/simdr-go/simdr/internal/format"
 )
@@ -49,15 +51,25 @@ func (s *Store) refresh(g *gen) error {
 		return fmt.Errorf("mmap: %w", err)
 	}
 	data := g.m.Bytes()[:size]
-	newTail, _ := format.FindTail(data, tail)
+	var (
+		newTail = tail
+		delta   []format.Entry
+	)
+	if guardFault(func() {
+		newTail, _ = format.FindTail(data, tail)
+		format.Walk(data, tail, newTail, func(e format.Entry) bool {
+			delta = append(delta, e)
+			return true
+		})
+	}) {
+		// The writer cut the file while we read what follows our tail (a
+		// rolled-back write, or a new writer's recovery cutting a torn tail):
+		// nothing new is complete yet.
+		return nil
+	}
 	if newTail == tail {
 		return nil
 	}
-	var delta []format.Entry
-	format.Walk(data, tail, newTail, func(e format.Entry) bool {
-		delta = append(delta, e)
-		return true
-	})
 	s.seq.Add(1)
 	for i := len(delta) - 1; i >= 0; i-- {
 		e := delta[i]
@@ -65,7 +77,7 @@ func (s *Store) refresh(g *gen) error {
 			g.ix.Delete(e.Hash, uint64(e.End))
 			g.tomb.Add(1)
 		} else {
-			g.ix.Put(e.Hash, uint64(e.End))
+			g.ix.Put(e.Hash, pack(e.End, e.End-e.Start))
 			g.ents.Add(1)
 		}
 	}
@@ -85,4 +97,28 @@ func (s *Store) reload() error {
 	s.seq.Add(1)
 	s.old = append(s.old, old)
 	return nil
+}
+
+// errShrunk: the file got shorter while a read-only Store scanned past its
+// known tail.
+var errShrunk = errors.New("file cut by the writer while being read")
+
+// guardFault runs fn, which reads the mapping past the tail this Store has
+// validated, and reports whether it faulted. Another process (the writer
+// rolling back a failed write, or recovering a torn tail) may cut the file
+// while a read-only Store scans the bytes it has not validated yet; touching a
+// page past the new end of the file raises SIGBUS, which would otherwise kill
+// the process.
+func guardFault(fn func()) (faulted bool) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(interface{ Addr() uintptr }); !ok {
+				panic(r)
+			}
+			faulted = true
+		}
+	}()
+	fn()
+	return false
 }

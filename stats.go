@@ -35,8 +35,8 @@ func (s *Store) Stats() Stats {
 		IndexBytes: g.ix.Bytes(),
 	}
 	var compacted int64
-	g.ix.Range(func(_, pos uint64) bool {
-		n := int64(g.entryAt(pos).Len())
+	g.ix.Range(func(h, v uint64) bool {
+		n := int64(g.entryAt(h, v).Len())
 		st.LiveKeys++
 		st.LiveBytes += n
 		compacted += n + format.MetaSize + format.Prepad(n+format.MetaSize)

@@ -124,7 +124,7 @@ func (s *Store) tryOpenGen() (_ *gen, retry bool, err error) {
 	}
 	g, err := s.load(f)
 	if err != nil {
-		return nil, false, err
+		return nil, errors.Is(err, errShrunk), err
 	}
 	ok = true
 	return g, false, nil
@@ -162,12 +162,38 @@ func (g *gen) close() error {
 
 // entryAt decodes the entry whose payload ends at pos in g. The index only
 // holds positions of entries the chain walk validated.
-func (g *gen) entryAt(pos uint64) Entry {
+func (g *gen) entryAt(h, v uint64) Entry {
 	data := g.m.Bytes()
-	meta := format.ReadMeta(data[pos : pos+format.MetaSize])
-	start := meta.Prev + format.Prepad(meta.Prev)
-	return Entry{b: data[start:pos:pos], hash: meta.Hash, off: start, crc: meta.CRC}
+	end := endOf(v)
+	start := end - int64(v>>lenShift)
+	if start == end { // too long to pack: the metadata says where it starts
+		prev := format.ReadMeta(data[end : end+format.MetaSize]).Prev
+		start = prev + format.Prepad(prev)
+	}
+	// The capacity reaches over the metadata, for Checksum; Bytes cuts it off.
+	return Entry{b: data[start:end:end+format.MetaSize], hash: h, off: start}
 }
+
+// An index value packs where a payload ends (48 bits) with its length when
+// that fits in the 15 bits above (0 otherwise), so that Get finds the value
+// without reading its metadata: one memory access fewer on the read path.
+// Bit 63 is the index's Deleted mark.
+const (
+	lenShift  = 48
+	maxPacked = 1<<15 - 1
+	endMask   = 1<<lenShift - 1
+)
+
+// pack returns the index value for a payload of n bytes ending at end.
+func pack(end int64, n int64) uint64 {
+	if n > maxPacked {
+		n = 0
+	}
+	return uint64(end) | uint64(n)<<lenShift
+}
+
+// endOf returns where the payload of index value v ends in the file.
+func endOf(v uint64) int64 { return int64(v & endMask) }
 
 // Get returns the latest value stored under key, or ErrNotFound. It allocates
 // nothing and takes no lock; see Entry for how long the value stays valid.
@@ -185,7 +211,7 @@ func (s *Store) GetHash(h uint64) (Entry, error) {
 	if !ok {
 		return Entry{}, ErrNotFound
 	}
-	e := g.entryAt(pos)
+	e := g.entryAt(h, pos)
 	if s.opts.VerifyChecksums {
 		if err := e.Verify(); err != nil {
 			return Entry{}, err

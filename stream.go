@@ -67,7 +67,7 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 	}
 	end := a.written
 	a.s.buf = format.AppendMeta(a.s.buf, format.Meta{Hash: h, Prev: prev, CRC: crc})
-	a.s.ops = append(a.s.ops, pending{hash: h, pos: uint64(end)})
+	a.s.ops = append(a.s.ops, pending{hash: h, pos: pack(end, total)})
 	a.tail = end + format.MetaSize
 	if err := a.commit(); err != nil {
 		return 0, fmt.Errorf("simdr: put reader: %w", err)

@@ -27,7 +27,7 @@ func (s *Store) Rename(oldKey, newKey []byte) error {
 		return fmt.Errorf("simdr: rename: %w", ErrNotFound)
 	}
 	a := s.begin(g)
-	a.put(nh, g.entryAt(pos).Bytes())
+	a.put(nh, g.entryAt(oh, pos).Bytes())
 	a.del(oh)
 	if err := a.commit(); err != nil {
 		return fmt.Errorf("simdr: rename: %w", err)
@@ -66,7 +66,7 @@ func (s *Store) Move(key []byte, dst *Store) error {
 		return fmt.Errorf("simdr: move: copied, but not deleted from the source: %w", err)
 	}
 	// Changed meanwhile (not merely moved by Compact): keep the newer value.
-	if pos, ok := g.ix.Get(h); !ok || !bytes.Equal(g.entryAt(pos).Bytes(), e.Bytes()) {
+	if pos, ok := g.ix.Get(h); !ok || !bytes.Equal(g.entryAt(h, pos).Bytes(), e.Bytes()) {
 		return nil
 	}
 	a := s.begin(g)

@@ -57,7 +57,7 @@ func (a *appender) put(h uint64, value []byte) {
 	} else {
 		a.s.buf = format.AppendEntry(a.s.buf, a.tail, h, value)
 	}
-	a.s.ops = append(a.s.ops, pending{hash: h, pos: uint64(end)})
+	a.s.ops = append(a.s.ops, pending{hash: h, pos: pack(end, int64(len(value)))})
 	a.tail = end + format.MetaSize
 	if len(a.s.buf) >= flushAt {
 		a.flush()

@@ -1,0 +1,284 @@
+package simdr
+
+import (
+	"bytes"
+	"encoding/binary"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var (
+	benchKeys   = flag.Int("simdr.keys", 1_000_000, "keys in the store for Get, Open and Compact benchmarks")
+	benchStream = flag.Int64("simdr.stream", 256<<20, "value size for the PutReader benchmark (1<<30 for the issue's figure)")
+)
+
+// benchKey writes the i'th benchmark key into k (8 bytes).
+func benchKey(k []byte, i int) []byte {
+	binary.LittleEndian.PutUint64(k, uint64(i)*0x9E3779B97F4A7C15)
+	return k
+}
+
+// loadBench fills a store with n keys of 100-byte values, in batches of 1,000.
+func loadBench(b testing.TB, path string, n int) {
+	s, err := Open(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var batch Batch
+	v := bytes.Repeat([]byte("v"), 100)
+	k := make([]byte, 8)
+	for i := 0; i < n; i++ {
+		batch.Put(benchKey(k, i), v)
+		if batch.Len() == 1000 || i == n-1 {
+			if err := s.Apply(&batch); err != nil {
+				b.Fatal(err)
+			}
+			batch.Reset()
+		}
+	}
+}
+
+// TestGetAllocatesNothing: the read path allocates nothing, found or not.
+func TestGetAllocatesNothing(t *testing.T) {
+	s, _ := openT(t, nil)
+	putT(t, s, "k", "value")
+	key, missing := []byte("k"), []byte("missing")
+	if n := testing.AllocsPerRun(1000, func() {
+		e, _ := s.Get(key)
+		_ = e.Bytes()
+		s.Get(missing)
+		s.Has(key)
+		s.GetHash(42)
+	}); n != 0 {
+		t.Fatalf("Get allocates %.1f times per call", n)
+	}
+}
+
+// TestIndexMemory holds the index to ≤ 24 bytes per key after an Open.
+func TestIndexMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m")
+	const n = 200_000
+	loadBench(t, path, n)
+	s := reopenT(t, path, nil)
+	st := s.Stats()
+	if per := float64(st.IndexBytes) / float64(st.LiveKeys); st.LiveKeys != n || per > 24 {
+		t.Fatalf("%d keys, %.1f index bytes per key, want ≤ 24", st.LiveKeys, per)
+	}
+}
+
+// BenchmarkGet is the read path against a Go map of the same values (the
+// physical limit), over the same random key order, one goroutine.
+func BenchmarkGet(b *testing.B) {
+	n := *benchKeys
+	path := filepath.Join(b.TempDir(), "g")
+	loadBench(b, path, n)
+	s, err := Open(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = benchKey(make([]byte, 8), int(uint64(i)*2654435761%uint64(n)))
+	}
+	b.Run("simdr", func(b *testing.B) {
+		b.ReportAllocs()
+		var sum int
+		for i := 0; b.Loop(); i++ {
+			e, err := s.Get(keys[i%n])
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += int(e.Bytes()[0])
+		}
+		_ = sum
+	})
+	b.Run("map", func(b *testing.B) {
+		m := make(map[string][]byte, n)
+		v := bytes.Repeat([]byte("v"), 100)
+		for _, k := range keys {
+			m[string(k)] = bytes.Clone(v)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		var sum int
+		for i := 0; b.Loop(); i++ {
+			sum += int(m[string(keys[i%n])][0])
+		}
+		_ = sum
+	})
+}
+
+// BenchmarkApply loads batches of 1,000 × 100-byte values; entries/s is
+// b.N*1000/s. The baseline writes the same bytes to a plain file.
+func BenchmarkApply(b *testing.B) {
+	v := bytes.Repeat([]byte("v"), 100)
+	b.Run("simdr", func(b *testing.B) {
+		s, err := Open(filepath.Join(b.TempDir(), "a"), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		var batch Batch
+		k := make([]byte, 8)
+		b.SetBytes(1000 * 100)
+		for i := 0; b.Loop(); i++ {
+			batch.Reset()
+			for j := 0; j < 1000; j++ {
+				batch.Put(benchKey(k, i*1000+j), v)
+			}
+			if err := s.Apply(&batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N)*1000/b.Elapsed().Seconds(), "entries/s")
+	})
+	b.Run("file", func(b *testing.B) {
+		f, err := os.Create(filepath.Join(b.TempDir(), "f"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, 1000*128) // the same bytes simdr writes: 100 + 20 meta, padded
+		b.SetBytes(1000 * 100)
+		for b.Loop() {
+			if _, err := f.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkOpen reopens a store of -simdr.keys entries (index rebuild) next
+// to reading the same file once sequentially.
+func BenchmarkOpen(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "o")
+	loadBench(b, path, *benchKeys)
+	b.Run("simdr", func(b *testing.B) {
+		for b.Loop() {
+			s, err := Open(path, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Get(benchKey(make([]byte, 8), 1)); err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+		}
+	})
+	b.Run("read-file", func(b *testing.B) {
+		buf := make([]byte, 1<<20)
+		for b.Loop() {
+			f, err := os.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
+			f.Close()
+		}
+	})
+}
+
+// patternReader yields n bytes without holding them.
+type patternReader struct{ n int64 }
+
+func (r *patternReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	k := min(int64(len(p)), r.n)
+	for i := range p[:k] {
+		p[i] = byte(i) | 1
+	}
+	r.n -= k
+	return int(k), nil
+}
+
+// BenchmarkPutReader streams a -simdr.stream value into the store, next to
+// io.Copy of the same reader into a plain file.
+func BenchmarkPutReader(b *testing.B) {
+	size := *benchStream
+	b.Run("simdr", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			path := filepath.Join(b.TempDir(), "s")
+			s, err := Open(path, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.PutReader([]byte("big"), &patternReader{size}); err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+			os.Remove(path)
+		}
+	})
+	b.Run("io.Copy", func(b *testing.B) {
+		b.SetBytes(size)
+		for b.Loop() {
+			path := filepath.Join(b.TempDir(), "f")
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(f, &patternReader{size}); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+			os.Remove(path)
+		}
+	})
+}
+
+// BenchmarkCompact compacts a store of -simdr.keys entries of which half are
+// overwritten (1.5 × keys entries in the file, keys live).
+func BenchmarkCompact(b *testing.B) {
+	n := *benchKeys
+	src := filepath.Join(b.TempDir(), "src")
+	loadBench(b, src, n)
+	s, err := Open(src, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var batch Batch
+	v := bytes.Repeat([]byte("w"), 100)
+	k := make([]byte, 8)
+	for i := 0; i < n; i += 2 {
+		batch.Put(benchKey(k, i), v)
+		if batch.Len() == 1000 {
+			s.Apply(&batch)
+			batch.Reset()
+		}
+	}
+	s.Apply(&batch)
+	s.Close()
+	orig, err := os.ReadFile(src)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(orig)))
+	for b.Loop() {
+		b.StopTimer()
+		path := filepath.Join(b.TempDir(), "c")
+		os.WriteFile(path, orig, 0o644)
+		s, err := Open(path, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := s.Compact(); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if s.Len() != n {
+			b.Fatalf("Len %d after compact", s.Len())
+		}
+		s.Close()
+		os.Remove(path)
+		b.StartTimer()
+	}
+}
