@@ -1,0 +1,665 @@
+package main
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/format"
+)
+
+// command is one subcommand.
+type command struct {
+	name     string
+	aliases  []string
+	args     string // the positional arguments, for usage lines
+	summary  string
+	help     string
+	examples []string
+	minArgs  int
+	maxArgs  int  // -1: no limit
+	json     bool // accepts --json
+	flags    func(fs *flag.FlagSet, o *opts)
+	run      func(a *app, file string, args []string) error
+}
+
+// commands, in the order help lists them.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		cmdWrite, cmdRead, cmdDelete, cmdRename, cmdCopy, cmdMove, cmdCompact,
+		cmdInfo, cmdMetadata, cmdVerify, cmdList, cmdImport, cmdExport, cmdServe,
+	}
+}
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name || slices.Contains(c.aliases, name) {
+			return c
+		}
+	}
+	return nil
+}
+
+// notFound reports a missing key.
+type notFound struct{ key string }
+
+func (e *notFound) Error() string { return fmt.Sprintf("key %q not found", e.key) }
+
+// info prints a confirmation or progress message on stderr, unless --quiet.
+func (a *app) info(format string, args ...any) {
+	if !a.o.quiet {
+		fmt.Fprintf(a.stderr, format+"\n", args...)
+	}
+}
+
+// warn prints a warning on stderr, even with --quiet.
+func (a *app) warn(format string, args ...any) {
+	fmt.Fprintf(a.stderr, "simdr: "+format+"\n", args...)
+}
+
+// openRead opens an existing store without writing to it, ever.
+func (a *app) openRead(file string) (*simdr.Store, error) {
+	s, err := simdr.Open(file, &simdr.Options{ReadOnly: true})
+	if err != nil {
+		return nil, openError(file, err)
+	}
+	return s, nil
+}
+
+// openWrite opens a store for writing; when mustExist, a missing file is an
+// error rather than created.
+func (a *app) openWrite(file string, mustExist bool) (*simdr.Store, error) {
+	if mustExist {
+		if _, err := os.Stat(file); err != nil {
+			return nil, openError(file, err)
+		}
+	}
+	s, err := simdr.Open(file, &simdr.Options{SyncWrites: a.o.sync, LockTimeout: a.o.lockTimeout})
+	if err != nil {
+		return nil, openError(file, err)
+	}
+	return s, nil
+}
+
+func openError(file string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store file %q does not exist", file)
+	}
+	return err
+}
+
+// closeStore closes s, keeping the first error.
+func closeStore(s *simdr.Store, err *error) {
+	if cerr := s.Close(); cerr != nil && *err == nil {
+		*err = cerr
+	}
+}
+
+// get reads key, turning ErrNotFound into a notFound error naming the key.
+func get(s *simdr.Store, key string) (simdr.Entry, error) {
+	e, err := s.Get([]byte(key))
+	if errors.Is(err, simdr.ErrNotFound) {
+		return e, &notFound{key}
+	}
+	return e, err
+}
+
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// ---- write / read -------------------------------------------------------
+
+var cmdWrite = &command{
+	name: "write", aliases: []string{"put"}, args: "KEY [VALUE]",
+	summary: "store VALUE (or stdin) under KEY",
+	help: `
+Stores VALUE under KEY, replacing any value KEY had. Without VALUE, the value
+is read from stdin until end of file and streamed into the store with a fixed
+1 MiB buffer, so a value of any size needs no more memory than that. Without
+VALUE and with a terminal on stdin, write fails (exit 1) rather than wait.
+
+A value cannot be empty nor the single byte 0x00 (the format's delete marker).
+A missing FILE is created.`,
+	examples: []string{
+		`simdr data.simdr write greeting "Hello, world!"`,
+		`echo "Hello, world!" | simdr data.simdr write greeting`,
+		`simdr data.simdr write photo < photo.jpg`,
+		`tar c ./dir | simdr data.simdr put backup.tar`,
+	},
+	minArgs: 1, maxArgs: 2,
+	run: runWrite,
+}
+
+func runWrite(a *app, file string, args []string) (err error) {
+	key := args[0]
+	if len(args) == 1 && isTerminal(a.stdin) {
+		return fmt.Errorf("write %q: No value provided: give VALUE, or pipe the value on stdin", key)
+	}
+	s, err := a.openWrite(file, false)
+	if err != nil {
+		return err
+	}
+	defer closeStore(s, &err)
+	var n int64
+	if len(args) == 2 {
+		n = int64(len(args[1]))
+		err = s.Put([]byte(key), []byte(args[1]))
+	} else {
+		in := &countReader{r: a.stdin}
+		n, err = s.PutReader([]byte(key), in)
+		if errors.Is(err, simdr.ErrInvalidValue) && in.n == 0 {
+			return fmt.Errorf("write %q: No value provided and stdin is empty", key)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write %q: %w", key, err)
+	}
+	a.info("Stored %q (%d bytes)", key, n)
+	return nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+var cmdRead = &command{
+	name: "read", aliases: []string{"get"}, args: "KEY",
+	summary: "print the value of KEY",
+	help: `
+Writes the value of KEY to stdout byte for byte, straight from the file's
+memory mapping. When stdout is a terminal a newline follows the value; when it
+is a pipe or a file, nothing is added. A missing key prints
+'key "KEY" not found' on stderr and exits 1. FILE must exist: read never
+creates it.`,
+	examples: []string{
+		`simdr data.simdr read greeting`,
+		`simdr data.simdr get photo > photo.jpg`,
+		`simdr data.simdr read backup.tar | tar x`,
+	},
+	minArgs: 1, maxArgs: 1,
+	flags: func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.bufferSize, "buffer-size", o.bufferSize, "accepted for compatibility with the Rust original; the value is written straight from the mapping, so it has no effect (`SIZE`: 64K, 1M, ...)")
+		fs.StringVar(&o.bufferSize, "b", o.bufferSize, "")
+	},
+	run: runRead,
+}
+
+func runRead(a *app, file string, args []string) (err error) {
+	if a.o.bufferSize != "" {
+		if _, err := parseSize(a.o.bufferSize); err != nil {
+			return usagef("read: --buffer-size: %v", err)
+		}
+	}
+	s, err := a.openRead(file)
+	if err != nil {
+		return err
+	}
+	defer closeStore(s, &err)
+	e, err := get(s, args[0])
+	if err != nil {
+		return err
+	}
+	if _, err := e.WriteTo(a.stdout); err != nil {
+		return fmt.Errorf("read %q: %w", args[0], err)
+	}
+	if isTerminal(a.stdout) {
+		_, err = io.WriteString(a.stdout, "\n")
+	}
+	return err
+}
+
+// ---- delete / rename / copy / move ------------------------------------------
+
+var cmdDelete = &command{
+	name: "delete", args: "KEY",
+	summary: "delete KEY",
+	help: `
+Deletes KEY by appending a delete marker. A key that has no value is an error
+(exit 1) unless --force is given. FILE must exist.`,
+	examples: []string{
+		`simdr data.simdr delete greeting`,
+		`simdr data.simdr delete --force maybe-there`,
+	},
+	minArgs: 1, maxArgs: 1,
+	flags: func(fs *flag.FlagSet, o *opts) {
+		fs.BoolVar(&o.force, "force", o.force, "succeed when KEY has no value")
+		fs.BoolVar(&o.force, "f", o.force, "")
+	},
+	run: func(a *app, file string, args []string) (err error) {
+		s, err := a.openWrite(file, true)
+		if err != nil {
+			return err
+		}
+		defer closeStore(s, &err)
+		key := args[0]
+		if !s.Has([]byte(key)) {
+			if a.o.force {
+				return nil
+			}
+			return &notFound{key}
+		}
+		if err := s.Delete([]byte(key)); err != nil {
+			return fmt.Errorf("delete %q: %w", key, err)
+		}
+		a.info("Deleted %q", key)
+		return nil
+	},
+}
+
+var cmdRename = &command{
+	name: "rename", args: "OLD_KEY NEW_KEY",
+	summary: "move the value of OLD_KEY to NEW_KEY",
+	help: `
+Moves the value of OLD_KEY to NEW_KEY in one atomic write, replacing any value
+NEW_KEY had. A missing OLD_KEY is an error (exit 1). FILE must exist.`,
+	examples: []string{`simdr data.simdr rename draft final`},
+	minArgs:  2, maxArgs: 2,
+	run: func(a *app, file string, args []string) (err error) {
+		s, err := a.openWrite(file, true)
+		if err != nil {
+			return err
+		}
+		defer closeStore(s, &err)
+		err = s.Rename([]byte(args[0]), []byte(args[1]))
+		switch {
+		case errors.Is(err, simdr.ErrNotFound):
+			return &notFound{args[0]}
+		case errors.Is(err, simdr.ErrSameKey):
+			return fmt.Errorf("rename: %q and %q are the same key", args[0], args[1])
+		case err != nil:
+			return err
+		}
+		a.info("Renamed %q to %q", args[0], args[1])
+		return nil
+	},
+}
+
+var cmdCopy = &command{
+	name: "copy", args: "KEY TARGET_FILE",
+	summary: "copy KEY into another store file",
+	help: `
+Copies the value of KEY into the store TARGET_FILE (created if missing) under
+the same key, bytes and checksum. FILE must exist and is only read. A missing
+KEY is an error (exit 1), and TARGET_FILE is then left untouched.`,
+	examples: []string{`simdr data.simdr copy greeting backup.simdr`},
+	minArgs:  2, maxArgs: 2,
+	run: func(a *app, file string, args []string) error { return transfer(a, file, args, false) },
+}
+
+var cmdMove = &command{
+	name: "move", args: "KEY TARGET_FILE",
+	summary: "move KEY into another store file",
+	help: `
+Copies the value of KEY into the store TARGET_FILE (created if missing), makes
+the copy durable, then deletes KEY from FILE. If the copy fails, FILE keeps the
+value. A missing KEY is an error (exit 1). FILE must exist.`,
+	examples: []string{`simdr data.simdr move greeting archive.simdr`},
+	minArgs:  2, maxArgs: 2,
+	run: func(a *app, file string, args []string) error { return transfer(a, file, args, true) },
+}
+
+func transfer(a *app, file string, args []string, move bool) (err error) {
+	key, target := args[0], args[1]
+	if fi, err1 := os.Stat(file); err1 == nil {
+		if ti, err2 := os.Stat(target); err2 == nil && os.SameFile(fi, ti) {
+			return fmt.Errorf("%s and %s are the same store file", file, target)
+		}
+	}
+	var src *simdr.Store
+	if move {
+		src, err = a.openWrite(file, true)
+	} else {
+		src, err = a.openRead(file)
+	}
+	if err != nil {
+		return err
+	}
+	defer closeStore(src, &err)
+	if !src.Has([]byte(key)) {
+		return &notFound{key} // before the target is created
+	}
+	dst, err := a.openWrite(target, false)
+	if err != nil {
+		return fmt.Errorf("target: %w", err)
+	}
+	defer closeStore(dst, &err)
+	if move {
+		err = src.Move([]byte(key), dst)
+	} else {
+		err = src.Copy([]byte(key), dst)
+	}
+	if errors.Is(err, simdr.ErrNotFound) {
+		return &notFound{key}
+	}
+	if err != nil {
+		return err
+	}
+	if move {
+		a.info("Moved %q to %s", key, target)
+	} else {
+		a.info("Copied %q to %s", key, target)
+	}
+	return nil
+}
+
+// ---- compact ------------------------------------------------------------
+
+var cmdCompact = &command{
+	name: "compact", args: "",
+	summary: "rewrite the file with only the live entries",
+	help: `
+Rewrites FILE with only the latest value of each live key (no overwritten
+values, no delete markers), into FILE.compact, then renames it over FILE. A
+crash at any point leaves either the old or the new file whole. Shows a
+progress bar on stderr when stderr is a terminal. FILE must exist.`,
+	examples: []string{`simdr data.simdr compact`, `simdr -q data.simdr compact`},
+	minArgs:  0, maxArgs: 0,
+	run: runCompact,
+}
+
+func runCompact(a *app, file string, _ []string) (err error) {
+	s, err := a.openWrite(file, true)
+	if err != nil {
+		return err
+	}
+	defer closeStore(s, &err)
+	before := s.Stats()
+	p := a.newProgress("compacting", before.FileBytes-before.ReclaimableBytes)
+	p.poll = func() int64 {
+		fi, err := os.Stat(file + ".compact")
+		if err != nil {
+			return -1
+		}
+		return fi.Size()
+	}
+	p.start()
+	err = s.Compact()
+	p.finish()
+	if err != nil {
+		return err
+	}
+	after := s.Size()
+	a.info("Compacted %s: %s -> %s (%s reclaimed)", file, formatBytes(before.FileBytes), formatBytes(after), formatBytes(max(0, before.FileBytes-after)))
+	return nil
+}
+
+// ---- info / metadata ----------------------------------------------------
+
+var cmdInfo = &command{
+	name: "info", args: "",
+	summary: "show the file's size, live keys, tombstones, reclaimable bytes",
+	help: `
+Shows the file, its size, the number of live keys, of stored values (current
+and overwritten) and of delete markers, the bytes of live values, and about
+how many bytes compact would reclaim. FILE must exist and is only read.`,
+	examples: []string{`simdr data.simdr info`, `simdr data.simdr info --json | jq .live_keys`},
+	minArgs:  0, maxArgs: 0, json: true,
+	flags: func(fs *flag.FlagSet, o *opts) {
+		fs.BoolVar(&o.detailed, "detailed", o.detailed, "accepted for compatibility with the Rust original (the compaction estimate is always shown)")
+	},
+	run: runInfo,
+}
+
+// infoJSON is the --json form of info.
+type infoJSON struct {
+	File             string `json:"file"`
+	FileBytes        int64  `json:"file_bytes"`
+	LiveKeys         int    `json:"live_keys"`
+	Entries          int64  `json:"entries"`
+	Tombstones       int64  `json:"tombstones"`
+	LiveBytes        int64  `json:"live_bytes"`
+	ReclaimableBytes int64  `json:"reclaimable_bytes"`
+	TrailingBytes    int64  `json:"trailing_bytes"`
+	IndexBytes       int    `json:"index_bytes"`
+}
+
+func runInfo(a *app, file string, _ []string) (err error) {
+	s, err := a.openRead(file)
+	if err != nil {
+		return err
+	}
+	defer closeStore(s, &err)
+	st := s.Stats()
+	var trailing int64
+	if fi, err := os.Stat(file); err == nil {
+		trailing = max(0, fi.Size()-st.FileBytes)
+	}
+	if a.o.json {
+		return a.printJSON(infoJSON{
+			File: file, FileBytes: st.FileBytes, LiveKeys: st.LiveKeys, Entries: st.Entries,
+			Tombstones: st.Tombstones, LiveBytes: st.LiveBytes, ReclaimableBytes: st.ReclaimableBytes,
+			TrailingBytes: trailing, IndexBytes: st.IndexBytes,
+		})
+	}
+	w := a.stdout
+	fmt.Fprintf(w, "\n%s\n", center(" STORAGE INFO ", 50, '='))
+	row(w, "STORAGE FILE:", fmt.Sprintf("%q", file))
+	fmt.Fprintln(w, strings.Repeat("-", 50))
+	row(w, "TOTAL SIZE:", formatBytesExact(st.FileBytes))
+	row(w, "ACTIVE ENTRIES:", st.LiveKeys)
+	row(w, "STORED VALUES:", st.Entries)
+	row(w, "TOMBSTONES:", st.Tombstones)
+	row(w, "LIVE PAYLOAD:", formatBytesExact(st.LiveBytes))
+	row(w, "COMPACTION SAVINGS:", formatBytesExact(st.ReclaimableBytes))
+	if trailing > 0 {
+		row(w, "TRAILING BYTES:", fmt.Sprintf("%d (past the last complete entry: a torn write, cut at the next writable open)", trailing))
+	}
+	fmt.Fprintln(w, strings.Repeat("=", 50))
+	return nil
+}
+
+// row prints a label padded to 25 columns and a value, as the original does.
+func row(w io.Writer, label string, v any) {
+	fmt.Fprintf(w, "%-25s %v\n", label, v)
+}
+
+// center centers s in width columns, padding with c (extra on the right).
+func center(s string, width int, c byte) string {
+	pad := width - len(s)
+	if pad <= 0 {
+		return s
+	}
+	l := pad / 2
+	return strings.Repeat(string(c), l) + s + strings.Repeat(string(c), pad-l)
+}
+
+var cmdMetadata = &command{
+	name: "metadata", args: "KEY",
+	summary: "show the size, offsets, key hash and checksum of KEY's value",
+	help: `
+Shows where the value of KEY lies in the file and what its metadata holds:
+payload size, size with the 20-byte metadata, offset range, key hash (XXH3-64),
+the stored CRC-32 checksum and whether the bytes still match it. A missing key
+is an error (exit 1). FILE must exist and is only read.`,
+	examples: []string{`simdr data.simdr metadata greeting`, `simdr data.simdr metadata greeting --json`},
+	minArgs:  1, maxArgs: 1, json: true,
+	run: runMetadata,
+}
+
+// metadataJSON is the --json form of metadata. Hashes and checksums are hex
+// strings (a 64-bit hash does not fit a JSON number exactly).
+type metadataJSON struct {
+	Key           string `json:"key"`
+	PayloadBytes  int    `json:"payload_bytes"`
+	TotalBytes    int    `json:"total_bytes"`
+	Offset        int64  `json:"offset"`
+	End           int64  `json:"end"`
+	KeyHash       string `json:"key_hash"`
+	Checksum      string `json:"checksum"`
+	ChecksumValid bool   `json:"checksum_valid"`
+	PrevOffset    int64  `json:"prev_offset"`
+}
+
+func runMetadata(a *app, file string, args []string) (err error) {
+	s, err := a.openRead(file)
+	if err != nil {
+		return err
+	}
+	defer closeStore(s, &err)
+	key := args[0]
+	e, err := get(s, key)
+	if err != nil {
+		return err
+	}
+	// The metadata record follows the payload; read it for the previous offset.
+	prev := int64(-1)
+	if f, err := os.Open(file); err == nil {
+		var b [format.MetaSize]byte
+		if _, err := f.ReadAt(b[:], e.Offset()+int64(e.Len())); err == nil {
+			prev = format.ReadMeta(b[:]).Prev
+		}
+		f.Close()
+	}
+	valid := e.Verify() == nil
+	end := e.Offset() + int64(e.Len())
+	if a.o.json {
+		err := a.printJSON(metadataJSON{
+			Key: key, PayloadBytes: e.Len(), TotalBytes: e.Len() + format.MetaSize,
+			Offset: e.Offset(), End: end,
+			KeyHash: fmt.Sprintf("%016x", e.KeyHash()), Checksum: fmt.Sprintf("%08x", e.Checksum()),
+			ChecksumValid: valid, PrevOffset: prev,
+		})
+		if err == nil && !valid {
+			err = errReported
+		}
+		return err
+	}
+	w := a.stdout
+	fmt.Fprintf(w, "\n%s\n", center(" METADATA SUMMARY ", 50, '='))
+	row(w, "ENTRY FOR:", fmt.Sprintf("%q", key))
+	fmt.Fprintln(w, strings.Repeat("-", 50))
+	row(w, "PAYLOAD SIZE:", fmt.Sprintf("%d bytes", e.Len()))
+	row(w, "TOTAL SIZE (W/ METADATA):", fmt.Sprintf("%d bytes", e.Len()+format.MetaSize))
+	row(w, "OFFSET RANGE:", fmt.Sprintf("%d..%d", e.Offset(), end))
+	row(w, "KEY HASH:", fmt.Sprintf("%d (0x%016x)", e.KeyHash(), e.KeyHash()))
+	row(w, "CHECKSUM:", fmt.Sprintf("%d (0x%08x)", e.Checksum(), e.Checksum()))
+	validity := "VALID"
+	if !valid {
+		validity = "INVALID"
+	}
+	row(w, "CHECKSUM VALIDITY:", validity)
+	fmt.Fprintln(w, strings.Repeat("-", 50))
+	row(w, "STORED METADATA:", fmt.Sprintf("key_hash=0x%016x prev_offset=%d checksum=0x%08x", e.KeyHash(), prev, e.Checksum()))
+	fmt.Fprintln(w, strings.Repeat("=", 50))
+	if !valid {
+		a.warn("the value of %q does not match its checksum", key)
+		return errReported
+	}
+	return nil
+}
+
+// ---- list -----------------------------------------------------------------
+
+var cmdList = &command{
+	name: "list", aliases: []string{"ls"}, args: "",
+	summary: "list the key hash, size and offset of every live entry",
+	help: `
+Lists every live entry, in file order: its key hash (XXH3-64, hex), its size
+and its offset. The store keeps only hashes, not keys, so the key itself is
+shown only when an import manifest names it (see import); with --namespace,
+the manifest of that namespace is used.`,
+	examples: []string{
+		`simdr data.simdr list`,
+		`simdr data.simdr list --json | jq -r '.[].key_hash'`,
+		`simdr site.simdr list --namespace assets`,
+	},
+	minArgs: 0, maxArgs: 0, json: true,
+	flags: func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.namespace, "namespace", o.namespace, "name keys from the import manifest of namespace `NS`")
+		fs.StringVar(&o.namespace, "n", o.namespace, "")
+	},
+	run: runList,
+}
+
+// manifestLabel names the import manifest in list.
+const manifestLabel = "(import manifest)"
+
+// listJSON is one element of list --json.
+type listJSON struct {
+	KeyHash  string `json:"key_hash"`
+	Size     int    `json:"size"`
+	Offset   int64  `json:"offset"`
+	Key      string `json:"key,omitempty"`
+	Manifest bool   `json:"import_manifest,omitempty"`
+}
+
+func runList(a *app, file string, _ []string) (err error) {
+	s, err := a.openRead(file)
+	if err != nil {
+		return err
+	}
+	defer closeStore(s, &err)
+	names := map[uint64]string{}
+	mkey := manifestKey(a.o.namespace)
+	names[simdr.Hash(mkey)] = manifestLabel
+	if keys, err := readManifest(s, a.o.namespace); err == nil {
+		for _, k := range keys {
+			names[simdr.Hash(storeKey(a.o.namespace, k))] = k
+		}
+	} else if !errors.Is(err, simdr.ErrNotFound) {
+		a.warn("list: %s", describe(err))
+	}
+	var ents []simdr.Entry
+	for e := range s.Entries() {
+		ents = append(ents, e)
+	}
+	slices.SortFunc(ents, func(x, y simdr.Entry) int { return cmp.Compare(x.Offset(), y.Offset()) })
+	w := a.stdout
+	if a.o.json {
+		// Written element by element: a large store is not held twice.
+		io.WriteString(w, "[")
+		for i, e := range ents {
+			le := listJSON{
+				KeyHash: fmt.Sprintf("%016x", e.KeyHash()), Size: e.Len(), Offset: e.Offset(),
+				Key: names[e.KeyHash()],
+			}
+			if le.Key == manifestLabel {
+				le.Key, le.Manifest = "", true
+			}
+			b, _ := json.Marshal(le)
+			if i > 0 {
+				io.WriteString(w, ",")
+			}
+			io.WriteString(w, "\n  ")
+			w.Write(b)
+		}
+		if len(ents) > 0 {
+			io.WriteString(w, "\n")
+		}
+		_, err = io.WriteString(w, "]\n")
+		return err
+	}
+	fmt.Fprintf(w, "%-16s  %12s  %14s  %s\n", "KEY HASH", "SIZE", "OFFSET", "KEY")
+	for _, e := range ents {
+		name := names[e.KeyHash()]
+		if name != "" && name != manifestLabel {
+			name = fmt.Sprintf("%q", name)
+		}
+		line := strings.TrimRight(fmt.Sprintf("%016x  %12d  %14d  %s", e.KeyHash(), e.Len(), e.Offset(), name), " ")
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/simdr-go/simdr"
+)
+
+// The import manifest. The store keeps only the hash of each key, so the keys
+// of imported files cannot be listed from the store alone. import therefore
+// also stores, in the same file, a manifest: the list of relative paths it
+// imported, under a reserved key. export reads it back. Its key is
+// manifestName for files imported without a namespace, and
+// NamespaceKey(NS, manifestName) for a namespace NS, so each namespace has its
+// own manifest, beside its files. manifestName is framed by the bytes 0xF7 and
+// 0xFD, which never occur in UTF-8 text, as the Rust original frames its
+// reserved key prefixes: no imported path can collide with it.
+//
+// The manifest's value is text: the header line below, then one path a line,
+// quoted as a Go string literal (strconv.Quote), so any byte can appear in a
+// path. Paths are slash-separated and relative to the imported directory,
+// sorted, each once. A second import into the same namespace merges its paths
+// into the manifest.
+const (
+	manifestName   = "\xf7simdr:import-manifest\xfd"
+	manifestHeader = "simdr import manifest v1"
+)
+
+func manifestKey(ns string) []byte { return storeKey(ns, manifestName) }
+
+// storeKey is the key under which the file at relative path rel is stored.
+func storeKey(ns, rel string) []byte {
+	if ns == "" {
+		return []byte(rel)
+	}
+	return simdr.NamespaceKey([]byte(ns), []byte(rel))
+}
+
+func encodeManifest(paths []string) []byte {
+	var b bytes.Buffer
+	b.WriteString(manifestHeader + "\n")
+	for _, p := range paths {
+		b.WriteString(strconv.Quote(p))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func decodeManifest(v []byte) ([]string, error) {
+	lines := strings.Split(strings.TrimSuffix(string(v), "\n"), "\n")
+	if len(lines) == 0 || lines[0] != manifestHeader {
+		return nil, errors.New("the import manifest is not in a known format")
+	}
+	paths := make([]string, 0, len(lines)-1)
+	for i, l := range lines[1:] {
+		p, err := strconv.Unquote(l)
+		if err != nil {
+			return nil, fmt.Errorf("import manifest line %d: %w", i+2, err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// readManifest returns the paths of the manifest of namespace ns, or an error
+// matching simdr.ErrNotFound when there is none.
+func readManifest(s *simdr.Store, ns string) ([]string, error) {
+	e, err := s.Get(manifestKey(ns))
+	if err != nil {
+		return nil, err
+	}
+	return decodeManifest(e.Bytes())
+}
+
+var cmdImport = &command{
+	name: "import", args: "DIR",
+	summary: "store every regular file under DIR, keyed by its relative path",
+	help: `
+Stores each regular file under DIR (recursively; symbolic links to regular
+files included, linked directories not followed) under its slash-separated path
+relative to DIR, as the Rust original's file-import extension does: DIR/a/b.txt
+becomes key "a/b.txt". With --namespace NS the key is NamespaceKey(NS, path),
+the original's namespaced key. Files are streamed, whatever their size.
+
+The store keeps only key hashes, so import also records the imported paths in
+an import manifest inside the store (one per namespace, merged across imports);
+export and list read it. Empty files (and files holding the single byte 0x00)
+cannot be stored in the format: they are skipped with a warning. A missing FILE
+is created. Shows a progress bar on stderr when stderr is a terminal.`,
+	examples: []string{
+		`simdr site.simdr import ./public`,
+		`simdr site.simdr import ./public --namespace assets`,
+		`simdr site.simdr read css/site.css`,
+	},
+	minArgs: 1, maxArgs: 1,
+	flags: func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.namespace, "namespace", o.namespace, "store under namespace `NS` (NamespaceKey)")
+		fs.StringVar(&o.namespace, "n", o.namespace, "")
+	},
+	run: runImport,
+}
+
+type importFile struct {
+	abs, rel string
+	size     int64
+}
+
+// collect walks dir and returns its regular files in lexical order.
+func collect(dir string) ([]importFile, error) {
+	var files []importFile
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		fi, err := os.Stat(p) // follows a symbolic link
+		if err != nil {
+			return err
+		}
+		if !fi.Mode().IsRegular() {
+			return nil
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		files = append(files, importFile{abs: p, rel: filepath.ToSlash(rel), size: fi.Size()})
+		return nil
+	})
+	return files, err
+}
+
+// countingReader counts the bytes read into a progress bar.
+type countingReader struct {
+	r io.Reader
+	p *progress
+}
+
+func (c countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.p.add(int64(n))
+	return n, err
+}
+
+func runImport(a *app, file string, args []string) (err error) {
+	dir, ns := args[0], a.o.namespace
+	if fi, err := os.Stat(dir); err != nil {
+		return err
+	} else if !fi.IsDir() {
+		return fmt.Errorf("import: %s is not a directory", dir)
+	}
+	files, err := collect(dir)
+	if err != nil {
+		return fmt.Errorf("import: %w", err)
+	}
+	s, err := a.openWrite(file, false)
+	if err != nil {
+		return err
+	}
+	defer closeStore(s, &err)
+	// Never import the store into itself (it would grow as it is read).
+	if sfi, err := os.Stat(file); err == nil {
+		files = slices.DeleteFunc(files, func(f importFile) bool {
+			fi, err := os.Stat(f.abs)
+			return err == nil && os.SameFile(fi, sfi)
+		})
+	}
+	old, err := readManifest(s, ns)
+	if err != nil && !errors.Is(err, simdr.ErrNotFound) {
+		return fmt.Errorf("import: %w", err)
+	}
+	var total int64
+	for _, f := range files {
+		total += f.size
+	}
+	p := a.newProgress("importing", total)
+	p.nitem = int64(len(files))
+	p.start()
+	var stored []string
+	var bytesIn int64
+	var skipped []string
+	for _, f := range files {
+		n, err := importOne(s, storeKey(ns, f.rel), f.abs, p)
+		p.items.Add(1)
+		if errors.Is(err, simdr.ErrInvalidValue) {
+			skipped = append(skipped, f.rel)
+			continue
+		}
+		if err != nil {
+			p.finish()
+			// Record what was stored before the failure.
+			if len(stored) > 0 {
+				if merr := s.Put(manifestKey(ns), encodeManifest(merge(old, stored))); merr != nil {
+					err = errors.Join(err, merr)
+				}
+			}
+			return fmt.Errorf("import %s: %w", f.abs, err)
+		}
+		stored = append(stored, f.rel)
+		bytesIn += n
+	}
+	p.finish()
+	if len(stored) > 0 {
+		if err := s.Put(manifestKey(ns), encodeManifest(merge(old, stored))); err != nil {
+			return fmt.Errorf("import: write the manifest: %w", err)
+		}
+	}
+	for _, rel := range skipped {
+		a.warn("import: skipped %q: an empty file (or the single byte 0x00) cannot be stored", rel)
+	}
+	where := file
+	if ns != "" {
+		where += fmt.Sprintf(" (namespace %q)", ns)
+	}
+	a.info("Imported %d files (%s) into %s", len(stored), formatBytes(bytesIn), where)
+	return nil
+}
+
+func importOne(s *simdr.Store, key []byte, abs string, p *progress) (int64, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return s.PutReader(key, countingReader{f, p})
+}
+
+// merge returns the sorted union of a and b.
+func merge(a, b []string) []string {
+	m := slices.Concat(a, b)
+	slices.Sort(m)
+	return slices.Compact(m)
+}
+
+var cmdExport = &command{
+	name: "export", args: "DIR",
+	summary: "write imported files back out under DIR",
+	help: `
+The reverse of import: writes each file named in the import manifest (of
+--namespace NS, if given) to DIR/PATH, creating DIR and subdirectories as
+needed. Keys are not stored in the file, only their hashes, so export can only
+write what a manifest (or --keys-from) names: files imported by the Rust
+original, which writes no manifest, are exported by listing their paths with
+--keys-from. Paths that would leave DIR (absolute, or with "..") are refused.
+Existing files are not overwritten unless --force is given. Files deleted from
+the store since the import are skipped with a warning. FILE must exist and is
+only read.`,
+	examples: []string{
+		`simdr site.simdr export ./restored`,
+		`simdr site.simdr export ./restored --namespace assets`,
+		`(cd public && find . -type f | sed 's|^\./||') | simdr rust.bin export ./out --keys-from -`,
+	},
+	minArgs: 1, maxArgs: 1,
+	flags: func(fs *flag.FlagSet, o *opts) {
+		fs.StringVar(&o.namespace, "namespace", o.namespace, "export the files imported under namespace `NS`")
+		fs.StringVar(&o.namespace, "n", o.namespace, "")
+		fs.StringVar(&o.keysFrom, "keys-from", o.keysFrom, "also export the relative paths listed one a line in `FILE` (- for stdin)")
+		fs.BoolVar(&o.force, "force", o.force, "overwrite existing files")
+		fs.BoolVar(&o.force, "f", o.force, "")
+	},
+	run: runExport,
+}
+
+func runExport(a *app, file string, args []string) (err error) {
+	dir, ns := args[0], a.o.namespace
+	s, err := a.openRead(file)
+	if err != nil {
+		return err
+	}
+	defer closeStore(s, &err)
+	paths, err := readManifest(s, ns)
+	if errors.Is(err, simdr.ErrNotFound) {
+		paths, err = nil, nil
+		if a.o.keysFrom == "" {
+			msg := "export: %s has no import manifest"
+			if ns != "" {
+				msg += fmt.Sprintf(" for namespace %q", ns)
+			}
+			return fmt.Errorf(msg+" (keys are not stored, only their hashes: list the paths with --keys-from)", file)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if a.o.keysFrom != "" {
+		more, err := readLines(a, a.o.keysFrom)
+		if err != nil {
+			return fmt.Errorf("export: --keys-from: %w", err)
+		}
+		paths = merge(paths, more)
+	}
+
+	// Check every path first, so a refused export writes nothing.
+	type item struct {
+		rel string
+		e   simdr.Entry
+	}
+	var items []item
+	var total int64
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	defer root.Close()
+	var problems []string
+	for _, rel := range paths {
+		local := filepath.FromSlash(rel)
+		if !filepath.IsLocal(local) || path.Clean(rel) != rel {
+			problems = append(problems, fmt.Sprintf("%q is not a clean relative path", rel))
+			continue
+		}
+		e, err := s.Get(storeKey(ns, rel))
+		if errors.Is(err, simdr.ErrNotFound) {
+			a.warn("export: skipped %q: not in the store (deleted since the import?)", rel)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("export %q: %w", rel, err)
+		}
+		if !a.o.force {
+			if _, err := root.Lstat(local); err == nil {
+				problems = append(problems, fmt.Sprintf("%s exists (use --force to overwrite)", filepath.Join(dir, local)))
+				continue
+			}
+		}
+		items = append(items, item{rel, e})
+		total += int64(e.Len())
+	}
+	if len(problems) > 0 {
+		for _, pr := range problems {
+			a.warn("export: %s", pr)
+		}
+		return errReported
+	}
+
+	p := a.newProgress("exporting", total)
+	p.nitem = int64(len(items))
+	p.start()
+	defer p.finish()
+	for _, it := range items {
+		local := filepath.FromSlash(it.rel)
+		if d := filepath.Dir(local); d != "." {
+			if err := root.MkdirAll(d, 0o755); err != nil {
+				return fmt.Errorf("export %q: %w", it.rel, err)
+			}
+		}
+		if err := writeFile(root, local, it.e, a.o.force); err != nil {
+			return fmt.Errorf("export %q: %w", it.rel, err)
+		}
+		p.add(int64(it.e.Len()))
+		p.items.Add(1)
+	}
+	p.finish()
+	a.info("Exported %d files (%s) to %s", len(items), formatBytes(total), dir)
+	return nil
+}
+
+func writeFile(root *os.Root, name string, e simdr.Entry, force bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := root.OpenFile(name, flags, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := e.WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// readLines reads the non-empty lines of name ("-": stdin).
+func readLines(a *app, name string) ([]string, error) {
+	var r io.Reader = a.stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	var lines []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if l := strings.TrimSuffix(sc.Text(), "\r"); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, sc.Err()
+}
