@@ -45,26 +45,28 @@ func (s *Store) recoverTail(g *gen, size int64) (int64, error) {
 func (g *gen) buildIndex() {
 	data := g.m.Bytes()
 	tail := g.tail.Load()
-	n := 0
-	format.Walk(data, 0, tail, func(format.Entry) bool { n++; return true })
-	ix := index.New(n)
-	var tombs, ents int64
+	// One walk collects every entry (16 bytes each, for the length of the
+	// build), so that the index is made at its final size, and loaded in
+	// batches whose cache misses overlap.
+	var hs, vs []uint64
+	var tombs int64
 	format.Walk(data, 0, tail, func(e format.Entry) bool {
+		hs = append(hs, e.Hash)
 		if e.Tombstone {
 			tombs++
+			vs = append(vs, index.Deleted|uint64(e.End))
 		} else {
-			ents++
-		}
-		if ix.Lookup(e.Hash) != 0 {
-			return true // an older version
-		}
-		if e.Tombstone {
-			ix.Delete(e.Hash, uint64(e.End))
-		} else {
-			ix.Put(e.Hash, pack(e.End, e.End-e.Start))
+			vs = append(vs, pack(e.End, e.End-e.Start))
 		}
 		return true
 	})
+	ents := int64(len(hs)) - tombs
+	ix := index.New(len(hs))
+	const batch = 256
+	for i := 0; i < len(hs); i += batch {
+		j := min(i+batch, len(hs))
+		ix.Load(hs[i:j], vs[i:j]) // keeps the first (newest) state met of each key
+	}
 	if ix.Bytes() > 24*ix.Len()+1024 {
 		ix.Shrink() // many overwritten or deleted keys: fit the table to the live ones
 	}

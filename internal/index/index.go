@@ -91,6 +91,7 @@ type Index struct {
 	t    atomic.Pointer[table]
 	live atomic.Int64
 	used int // claimed slots in the current table (writer only)
+	sink uint64
 }
 
 // New returns an index sized for about keys keys.
@@ -144,6 +145,29 @@ func (ix *Index) set(h, v uint64) uint64 {
 		ix.live.Add(1)
 	}
 	return old
+}
+
+// Load stores vs[i] for hs[i] (a value with Deleted set marks a deleted key),
+// in order, skipping keys already present: fed newest first, it keeps each
+// key's latest state. It touches every home slot of the batch before
+// inserting, so that the cache misses of a batch overlap instead of queueing
+// one after the other: building an index this way is several times faster
+// than one Put after another. Writer only; the table must have room for
+// every key (New sized for them), since growing would drop deleted keys.
+func (ix *Index) Load(hs, vs []uint64) {
+	t := ix.t.Load()
+	var sink uint64
+	for _, h := range hs {
+		sink += t.slots[t.home(h)].val.Load()
+	}
+	ix.sink += sink
+	for i, h := range hs {
+		s := t.slotFor(h)
+		if s.val.Load() != 0 {
+			continue // a newer state of h was loaded already
+		}
+		ix.set(h, vs[i])
+	}
 }
 
 // grow publishes a new table with the live keys of the current one, sized so
