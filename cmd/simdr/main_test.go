@@ -543,6 +543,38 @@ func TestVerify(t *testing.T) {
 	}
 }
 
+// A damaged last value reads as a torn tail; a file with no valid chain is corrupt.
+func TestVerifyTailAndGarbage(t *testing.T) {
+	f := storePath(t)
+	ok(t, f, "write", "x", "xxxx")
+	ok(t, f, "write", "y", "yyyy")
+	var m metadataJSON
+	json.Unmarshal(ok(t, f, "metadata", "y", "--json").stdout, &m)
+	flip(t, f, m.Offset)
+	r := fails(t, 1, f, "verify", "--json")
+	var rep verifyReport
+	json.Unmarshal(r.stdout, &rep)
+	if rep.OK || rep.TrailingBytes != 64 || rep.CheckedBytes != 24 || rep.Entries != 1 {
+		t.Errorf("verify of a damaged last value: %+v", rep)
+	}
+	r = fails(t, 1, f, "verify")
+	if !strings.Contains(string(r.stdout), "TRAILING BYTES   64 after the last complete entry (offset 24)") {
+		t.Errorf("verify: %v", r)
+	}
+
+	g := storePath(t)
+	os.WriteFile(g, bytes.Repeat([]byte{0xAB}, 100), 0o644)
+	r = fails(t, 1, g, "verify")
+	if !strings.Contains(string(r.stderr), "corrupt") {
+		t.Errorf("verify of garbage: %v", r)
+	}
+	e := storePath(t)
+	os.WriteFile(e, nil, 0o644)
+	if r := ok(t, e, "verify"); !strings.Contains(string(r.stdout), "OK: 0 values") {
+		t.Errorf("verify of an empty file: %v", r)
+	}
+}
+
 func flip(t *testing.T, path string, off int64) {
 	t.Helper()
 	fh, err := os.OpenFile(path, os.O_RDWR, 0)

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/internal/format"
 )
 
@@ -38,18 +39,11 @@ type verifyReport struct {
 	TrailingBytes int64   `json:"trailing_bytes"`
 }
 
-// runVerify checks the file the way Store.Verify does (the same decoding and
-// checksums, from internal/format), walking a private read-only mapping so it
-// can show progress and count what it checked.
+// runVerify checks the file the way Store.Verify does, with the same code
+// (internal/format: FindTail, the recovery of a read-only open, then Decode
+// and Valid for each entry), over a private read-only mapping of one open file,
+// so that it can show progress and count what it checked.
 func runVerify(a *app, file string, _ []string) (err error) {
-	s, err := a.openRead(file) // finds the end of the valid entries, as a writer would
-	if err != nil {
-		return err
-	}
-	size := s.Size()
-	if err := s.Close(); err != nil {
-		return err
-	}
 	f, err := os.Open(file)
 	if err != nil {
 		return openError(file, err)
@@ -59,16 +53,21 @@ func runVerify(a *app, file string, _ []string) (err error) {
 	if err != nil {
 		return err
 	}
-	if fi.Size() < size { // cut or replaced meanwhile
-		return fmt.Errorf("verify: %s changed while being verified; run it again", file)
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("verify: %s is not a regular file", file)
 	}
-	rep := verifyReport{File: file, BadOffsets: []int64{}, CheckedBytes: size, TrailingBytes: fi.Size() - size}
-	if size > 0 {
-		data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	rep := verifyReport{File: file, BadOffsets: []int64{}}
+	if n := fi.Size(); n > 0 {
+		data, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED)
 		if err != nil {
 			return fmt.Errorf("verify: mmap: %w", err)
 		}
 		defer unix.Munmap(data)
+		size, found := format.FindTail(data, 0) // where a reader sees the entries end
+		if !found {
+			return fmt.Errorf("verify: %s: no valid entry chain in %d bytes: %w", file, n, simdr.ErrCorrupt)
+		}
+		rep.CheckedBytes, rep.TrailingBytes = size, n-size
 		p := a.newProgress("verifying", size)
 		p.start()
 		for t := size; t > 0; {
@@ -105,14 +104,14 @@ func runVerify(a *app, file string, _ []string) (err error) {
 			fmt.Fprintf(w, "CHAIN BROKEN     below offset %d: the entries before it cannot be reached\n", *rep.ChainBrokenAt)
 		}
 		if rep.TrailingBytes > 0 {
-			fmt.Fprintf(w, "TRAILING BYTES   %d after the last complete entry (offset %d): a torn write or a damaged last entry; a writable open cuts them\n", rep.TrailingBytes, size)
+			fmt.Fprintf(w, "TRAILING BYTES   %d after the last complete entry (offset %d): a torn write or a damaged last entry (or an append in progress); a writable open cuts them\n", rep.TrailingBytes, rep.CheckedBytes)
 		}
 		status := "OK"
 		if !rep.OK {
 			status = "FAILED"
 		}
 		fmt.Fprintf(w, "%s: %s: %s, %s, %s checked; %s\n", file, status,
-			plural(rep.Entries, "value"), plural(rep.Tombstones, "tombstone"), formatBytes(size),
+			plural(rep.Entries, "value"), plural(rep.Tombstones, "tombstone"), formatBytes(rep.CheckedBytes),
 			plural(int64(len(rep.BadOffsets)), "bad checksum"))
 	}
 	if !rep.OK {
