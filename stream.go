@@ -41,7 +41,7 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 		first byte
 	)
 	for a.err == nil {
-		n, rerr := io.ReadFull(r, s.chunk)
+		n, rerr := readFull(r, s.chunk)
 		if n > 0 {
 			if total == 0 {
 				first = s.chunk[0]
@@ -51,7 +51,7 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 			a.written += int64(n)
 			total += int64(n)
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
@@ -73,4 +73,17 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 		return 0, fmt.Errorf("simdr: put reader: %w", err)
 	}
 	return total, nil
+}
+
+// readFull reads into buf until it is full or r returns an error, which it
+// passes through unchanged. Unlike io.ReadFull it never turns an early io.EOF
+// into io.ErrUnexpectedEOF, so an io.ErrUnexpectedEOF from r (a truncated
+// HTTP body, say) stays an error instead of passing for the end of the value.
+func readFull(r io.Reader, buf []byte) (n int, err error) {
+	for n < len(buf) && err == nil {
+		var nn int
+		nn, err = r.Read(buf[n:])
+		n += nn
+	}
+	return n, err
 }
