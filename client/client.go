@@ -1,0 +1,480 @@
+// Package client talks to a simdr server (package server, `simdr <file> serve`)
+// over HTTP. Its methods have the names of the simdr.Store methods they call,
+// each taking a context first, so code can switch between a local Store and a
+// remote one.
+//
+// Errors the server returns map back to the simdr sentinel errors: a missing
+// key matches simdr.ErrNotFound with errors.Is, an invalid value
+// simdr.ErrInvalidValue, a closed store simdr.ErrClosed, and so on; a wrong
+// token matches ErrUnauthorized and a body over the server's limits
+// ErrTooLarge. Every such error is an *Error carrying the status code.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/simdr-go/simdr"
+)
+
+// binaryType is the media type of the server's binary bodies.
+const binaryType = "application/x-simdr"
+
+// Errors of the client's own, beside the simdr sentinels.
+var (
+	// ErrUnauthorized: the server wants a bearer token and got none or a wrong one (401).
+	ErrUnauthorized = errors.New("client: unauthorized (missing or wrong token)")
+	// ErrTooLarge: the request body is over the server's limit (413).
+	ErrTooLarge = errors.New("client: request body too large for the server")
+	// ErrUnavailable: the server is shutting down (503), or the store failed.
+	ErrUnavailable = errors.New("client: server unavailable")
+)
+
+// Options configures a Client. A nil *Options means no token and a default
+// HTTP client.
+type Options struct {
+	// Token is the bearer token sent with every request (none when empty).
+	Token string
+	// HTTPClient sends the requests. nil: a client of its own with keep-alive
+	// connections (up to 64 idle per host) and no overall timeout: bound calls
+	// with their context.
+	HTTPClient *http.Client
+}
+
+// Client is a connection to a simdr server. It is safe for concurrent use.
+type Client struct {
+	base  string // scheme://host[/path], no trailing slash
+	auth  string // "Bearer <token>", or empty
+	hc    *http.Client
+	owned *http.Transport // the transport New made, if any
+}
+
+// New returns a client for the server at baseURL (for example
+// "http://127.0.0.1:7070"). It does not connect.
+func New(baseURL string, opts *Options) (*Client, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("client: base URL: %w", err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: base URL %q: want http://host:port or https://host:port", baseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("client: base URL %q: no query or fragment allowed", baseURL)
+	}
+	c := &Client{base: strings.TrimRight(u.String(), "/")}
+	if opts == nil {
+		opts = &Options{}
+	}
+	if opts.Token != "" {
+		c.auth = "Bearer " + opts.Token
+	}
+	c.hc = opts.HTTPClient
+	if c.hc == nil {
+		c.owned = &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        256,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			ForceAttemptHTTP2:   true,
+		}
+		c.hc = &http.Client{Transport: c.owned}
+	}
+	return c, nil
+}
+
+// CloseIdleConnections closes the keep-alive connections not in use.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// Error is an error response from the server.
+type Error struct {
+	// StatusCode is the HTTP status code.
+	StatusCode int
+	// Code is the server's error code ("not_found", "invalid_value", ...),
+	// empty when the response had none.
+	Code string
+	// Message is the server's error message.
+	Message string
+}
+
+// Error returns the server's message with the status.
+func (e *Error) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.StatusCode)
+	}
+	return fmt.Sprintf("client: server: %d: %s", e.StatusCode, msg)
+}
+
+// Unwrap returns the sentinel error the response stands for, if any, so
+// that errors.Is(err, simdr.ErrNotFound) and the like work.
+func (e *Error) Unwrap() error {
+	switch e.Code {
+	case "not_found":
+		return simdr.ErrNotFound
+	case "invalid_value":
+		return simdr.ErrInvalidValue
+	case "same_key":
+		return simdr.ErrSameKey
+	case "read_only":
+		return simdr.ErrReadOnly
+	case "closed":
+		return simdr.ErrClosed
+	case "failed":
+		return simdr.ErrFailed
+	case "locked":
+		return simdr.ErrLocked
+	case "checksum":
+		return simdr.ErrChecksum
+	case "corrupt":
+		return simdr.ErrCorrupt
+	case "too_large":
+		return ErrTooLarge
+	case "unauthorized":
+		return ErrUnauthorized
+	case "shutting_down":
+		return ErrUnavailable
+	case "":
+		switch e.StatusCode {
+		case http.StatusUnauthorized:
+			return ErrUnauthorized
+		case http.StatusRequestEntityTooLarge:
+			return ErrTooLarge
+		case http.StatusServiceUnavailable:
+			return ErrUnavailable
+		}
+	}
+	return nil
+}
+
+// keyPath is the URL of key: one percent-encoded path segment.
+func (c *Client) keyPath(key []byte) string {
+	seg := url.PathEscape(string(key))
+	if seg == "." || seg == ".." { // would be taken for path navigation
+		seg = strings.Repeat("%2E", len(seg))
+	}
+	return c.base + "/v1/keys/" + seg
+}
+
+// do sends a request and returns the response when its status is want;
+// otherwise it closes it and returns an *Error.
+func (c *Client) do(ctx context.Context, method, url string, body io.Reader, contentType string, want int) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if resp.StatusCode == want {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	return nil, readError(resp)
+}
+
+// readError decodes an error response.
+func readError(resp *http.Response) error {
+	e := &Error{StatusCode: resp.StatusCode}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var body struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}
+	if json.Unmarshal(b, &body) == nil {
+		e.Message, e.Code = body.Error, body.Code
+	} else {
+		e.Message = strings.TrimSpace(string(b))
+	}
+	return e
+}
+
+// done drains and closes a response whose body does not matter, so the
+// connection is reused.
+func done(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+// doJSON sends a request and decodes the JSON response into out (if not nil).
+func (c *Client) doJSON(ctx context.Context, method, path string, in, out any, want int) error {
+	var body io.Reader
+	ct := ""
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("client: %w", err)
+		}
+		body, ct = bytes.NewReader(b), "application/json"
+	}
+	resp, err := c.do(ctx, method, c.base+path, body, ct, want)
+	if err != nil {
+		return err
+	}
+	defer done(resp)
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("client: %s %s: decoding the response: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// Put stores value under key, replacing any value it had.
+func (c *Client) Put(ctx context.Context, key, value []byte) error {
+	resp, err := c.do(ctx, http.MethodPut, c.keyPath(key), bytes.NewReader(value), "application/octet-stream", http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	done(resp)
+	return nil
+}
+
+// PutReader stores the bytes r yields until io.EOF under key, streamed to
+// the server, and returns how many it stored. On an error the server stores
+// nothing.
+func (c *Client) PutReader(ctx context.Context, key []byte, r io.Reader) (int64, error) {
+	cr := &countingReader{r: r}
+	resp, err := c.do(ctx, http.MethodPut, c.keyPath(key), cr, "application/octet-stream", http.StatusNoContent)
+	if err != nil {
+		return 0, err
+	}
+	done(resp)
+	return cr.n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// Get returns a copy of the value stored under key; a missing key gives an
+// error matching simdr.ErrNotFound.
+func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, c.keyPath(key), nil, "", http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	if resp.ContentLength > 0 {
+		buf.Grow(int(resp.ContentLength))
+	}
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		return nil, fmt.Errorf("client: get: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// GetReader returns the value stored under key as a stream, for values too
+// large to hold in memory. The caller must close it.
+func (c *Client) GetReader(ctx context.Context, key []byte) (io.ReadCloser, error) {
+	resp, err := c.do(ctx, http.MethodGet, c.keyPath(key), nil, "", http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Delete removes key. Deleting a key that has no value is not an error.
+func (c *Client) Delete(ctx context.Context, key []byte) error {
+	resp, err := c.do(ctx, http.MethodDelete, c.keyPath(key), nil, "", http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	done(resp)
+	return nil
+}
+
+// Has reports whether key has a value (a HEAD request).
+func (c *Client) Has(ctx context.Context, key []byte) (bool, error) {
+	resp, err := c.do(ctx, http.MethodHead, c.keyPath(key), nil, "", http.StatusOK)
+	if err == nil {
+		done(resp)
+		return true, nil
+	}
+	var e *Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusNotFound {
+		return false, nil
+	}
+	return false, err
+}
+
+type lenResponse struct {
+	Len  int   `json:"len"`
+	Size int64 `json:"size"`
+}
+
+// Len returns the number of live keys.
+func (c *Client) Len(ctx context.Context) (int, error) {
+	var r lenResponse
+	err := c.doJSON(ctx, http.MethodGet, "/v1/len", nil, &r, http.StatusOK)
+	return r.Len, err
+}
+
+// Size returns the bytes of valid entries in the server's file.
+func (c *Client) Size(ctx context.Context) (int64, error) {
+	var r lenResponse
+	err := c.doJSON(ctx, http.MethodGet, "/v1/len", nil, &r, http.StatusOK)
+	return r.Size, err
+}
+
+// Batch collects puts and deletes that Apply sends in one request, applied
+// atomically by the server. It is not safe for concurrent use; it may be
+// reused after Reset.
+type Batch struct {
+	buf []byte // the binary body
+	n   int
+}
+
+// Put adds a put of value under key (value is copied).
+func (b *Batch) Put(key, value []byte) {
+	b.buf = append(b.buf, 'P')
+	b.buf = binary.LittleEndian.AppendUint32(b.buf, uint32(len(key)))
+	b.buf = append(b.buf, key...)
+	b.buf = binary.LittleEndian.AppendUint64(b.buf, uint64(len(value)))
+	b.buf = append(b.buf, value...)
+	b.n++
+}
+
+// Delete adds a delete of key.
+func (b *Batch) Delete(key []byte) {
+	b.buf = append(b.buf, 'D')
+	b.buf = binary.LittleEndian.AppendUint32(b.buf, uint32(len(key)))
+	b.buf = append(b.buf, key...)
+	b.n++
+}
+
+// Len returns the number of operations in the batch.
+func (b *Batch) Len() int { return b.n }
+
+// Reset empties the batch, keeping its memory.
+func (b *Batch) Reset() { b.buf, b.n = b.buf[:0], 0 }
+
+// Apply sends every operation of b in one request; the server applies them
+// all or, on any error (an invalid value: simdr.ErrInvalidValue), none.
+func (c *Client) Apply(ctx context.Context, b *Batch) error {
+	if b.n == 0 {
+		return nil
+	}
+	resp, err := c.do(ctx, http.MethodPost, c.base+"/v1/batch", bytes.NewReader(b.buf), binaryType, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	done(resp)
+	return nil
+}
+
+// GetMany returns the values of keys, in order, read by the server from one
+// consistent snapshot. A missing key gives nil in its slot.
+func (c *Client) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	var body []byte
+	for _, k := range keys {
+		body = binary.LittleEndian.AppendUint32(body, uint32(len(k)))
+		body = append(body, k...)
+	}
+	resp, err := c.do(ctx, http.MethodPost, c.base+"/v1/get-many", bytes.NewReader(body), binaryType, http.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("client: get many: %w", err)
+	}
+	out := make([][]byte, len(keys))
+	for i := range out {
+		if len(data) < 1 {
+			return nil, fmt.Errorf("client: get many: response ends at value %d of %d", i, len(keys))
+		}
+		present := data[0]
+		data = data[1:]
+		if present == 0 {
+			continue
+		}
+		if len(data) < 8 {
+			return nil, fmt.Errorf("client: get many: response ends in value %d", i)
+		}
+		n := binary.LittleEndian.Uint64(data)
+		data = data[8:]
+		if n > uint64(len(data)) {
+			return nil, fmt.Errorf("client: get many: response ends in value %d", i)
+		}
+		out[i] = data[:n:n]
+		data = data[n:]
+	}
+	if len(data) != 0 {
+		return nil, fmt.Errorf("client: get many: %d bytes after the last value", len(data))
+	}
+	return out, nil
+}
+
+// Rename moves the value of oldKey to newKey in one atomic write. A missing
+// oldKey matches simdr.ErrNotFound; the same key, simdr.ErrSameKey.
+func (c *Client) Rename(ctx context.Context, oldKey, newKey []byte) error {
+	in := struct {
+		From []byte `json:"from_b64"`
+		To   []byte `json:"to_b64"`
+	}{oldKey, newKey}
+	if in.From == nil {
+		in.From = []byte{}
+	}
+	if in.To == nil {
+		in.To = []byte{}
+	}
+	return c.doJSON(ctx, http.MethodPost, "/v1/rename", in, nil, http.StatusNoContent)
+}
+
+// Stats returns the figures of the server's store.
+func (c *Client) Stats(ctx context.Context) (simdr.Stats, error) {
+	var r struct {
+		LiveKeys         int   `json:"live_keys"`
+		Entries          int64 `json:"entries"`
+		Tombstones       int64 `json:"tombstones"`
+		FileBytes        int64 `json:"file_bytes"`
+		LiveBytes        int64 `json:"live_bytes"`
+		ReclaimableBytes int64 `json:"reclaimable_bytes"`
+		IndexBytes       int   `json:"index_bytes"`
+	}
+	err := c.doJSON(ctx, http.MethodGet, "/v1/stats", nil, &r, http.StatusOK)
+	return simdr.Stats(r), err
+}
+
+// Compact compacts the server's store file.
+func (c *Client) Compact(ctx context.Context) error {
+	return c.doJSON(ctx, http.MethodPost, "/v1/compact", nil, nil, http.StatusOK)
+}
+
+// Sync makes every write so far durable on the server's disk.
+func (c *Client) Sync(ctx context.Context) error {
+	return c.doJSON(ctx, http.MethodPost, "/v1/sync", nil, nil, http.StatusNoContent)
+}
+
+// Ping checks that the server answers and its store is open (GET /healthz).
+func (c *Client) Ping(ctx context.Context) error {
+	return c.doJSON(ctx, http.MethodGet, "/healthz", nil, nil, http.StatusOK)
+}
