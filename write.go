@@ -107,18 +107,27 @@ func (a *appender) commit() error {
 		return a.err
 	}
 	s, g := a.s, a.g
+	g.ix.Prepare(func(yield func(uint64) bool) {
+		for _, op := range s.ops {
+			if !yield(op.hash) {
+				return
+			}
+		}
+	}, len(s.ops))
+	var tombs int64
 	s.seq.Add(1)
 	for _, op := range s.ops {
 		if op.del {
 			g.ix.Delete(op.hash, op.pos)
-			g.tomb.Add(1)
+			tombs++
 		} else {
 			g.ix.Put(op.hash, op.pos)
-			g.ents.Add(1)
 		}
 	}
 	g.tail.Store(a.tail)
 	s.seq.Add(1)
+	g.tomb.Add(tombs)
+	g.ents.Add(int64(len(s.ops)) - tombs)
 	if cap(s.buf) > 4*flushAt {
 		s.buf = nil // do not keep a huge buffer after a huge write
 	}

@@ -13,6 +13,7 @@
 package index
 
 import (
+	"iter"
 	"math/bits"
 	"sync/atomic"
 )
@@ -131,7 +132,7 @@ func (ix *Index) set(h, v uint64) uint64 {
 	old := s.val.Load()
 	if old == 0 {
 		if ix.used+1 > t.limit {
-			t = ix.grow()
+			t = ix.grow(1)
 			s = t.slotFor(h)
 		}
 		ix.used++
@@ -172,10 +173,10 @@ func (ix *Index) Load(hs, vs []uint64) {
 
 // grow publishes a new table with the live keys of the current one, sized so
 // that they fill it to growLoad (deleted keys are dropped), and returns it.
-func (ix *Index) grow() *table {
+func (ix *Index) grow(extra int) *table {
 	old := ix.t.Load()
 	live := int(ix.live.Load())
-	nt := newTable(live + 1)
+	nt := newTable(live + extra)
 	used := 0
 	for i := range old.slots {
 		s := &old.slots[i]
@@ -195,7 +196,23 @@ func (ix *Index) grow() *table {
 
 // Shrink drops deleted keys and resizes the table to fit the live keys
 // (writer only). Readers on the old table carry on undisturbed.
-func (ix *Index) Shrink() { ix.grow() }
+func (ix *Index) Shrink() { ix.grow(0) }
+
+// Prepare readies the index for n more keys, the batch hs (writer only): it
+// grows the table now if the batch could outgrow it, then touches the home
+// slot of every hash so that the cache misses overlap, instead of queueing
+// one after the other in the Puts and Deletes that follow.
+func (ix *Index) Prepare(hs iter.Seq[uint64], n int) {
+	t := ix.t.Load()
+	if ix.used+n > t.limit {
+		t = ix.grow(n)
+	}
+	var sink uint64
+	for h := range hs {
+		sink += t.slots[t.home(h)].val.Load()
+	}
+	ix.sink += sink
+}
 
 // Range calls fn for every live key and its position until fn returns false.
 // It reads one table: keys added while it runs may or may not be visited, and
