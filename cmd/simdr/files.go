@@ -3,17 +3,20 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/simdr-go/simdr"
 )
@@ -144,13 +147,18 @@ func collect(dir string) ([]importFile, error) {
 	return files, err
 }
 
-// countingReader counts the bytes read into a progress bar.
+// countingReader counts the bytes read into a progress bar, and fails once
+// ctx is done.
 type countingReader struct {
-	r io.Reader
-	p *progress
+	ctx context.Context
+	r   io.Reader
+	p   *progress
 }
 
 func (c countingReader) Read(b []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
 	n, err := c.r.Read(b)
 	c.p.add(int64(n))
 	return n, err
@@ -187,36 +195,52 @@ func runImport(a *app, file string, args []string) (err error) {
 	for _, f := range files {
 		total += f.size
 	}
+	// Ctrl-C stops between files, or in the middle of one (which is then not
+	// stored), and the manifest still records what was stored.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	p := a.newProgress("importing", total)
 	p.nitem = int64(len(files))
 	p.start()
-	var stored []string
+	var stored, skipped []string
 	var bytesIn int64
-	var skipped []string
+	var failed error // what makes import exit 1, after recording what was stored
+loop:
 	for _, f := range files {
-		n, err := importOne(s, storeKey(ns, f.rel), f.abs, p)
+		if ctx.Err() != nil {
+			failed = errors.New("import: interrupted")
+			break
+		}
+		n, err := importOne(ctx, s, storeKey(ns, f.rel), f.abs, p)
 		p.items.Add(1)
-		if errors.Is(err, simdr.ErrInvalidValue) {
+		switch {
+		case err == nil:
+			stored = append(stored, f.rel)
+			bytesIn += n
+		case ctx.Err() != nil:
+			failed = errors.New("import: interrupted")
+			break loop
+		case errors.Is(err, simdr.ErrInvalidValue):
 			skipped = append(skipped, f.rel)
-			continue
-		}
-		if err != nil {
+		case errors.As(err, new(*openFileError)):
+			// An unreadable file: the others are still imported; exit 1 at the end.
 			p.finish()
-			// Record what was stored before the failure.
-			if len(stored) > 0 {
-				if merr := s.Put(manifestKey(ns), encodeManifest(merge(old, stored))); merr != nil {
-					err = errors.Join(err, merr)
-				}
-			}
-			return fmt.Errorf("import %s: %w", f.abs, err)
+			a.warn("import: %s", describe(err))
+			p.start()
+			failed = errReported
+		default:
+			failed = fmt.Errorf("import %s: %w", f.abs, err)
+			break loop
 		}
-		stored = append(stored, f.rel)
-		bytesIn += n
 	}
 	p.finish()
 	if len(stored) > 0 {
 		if err := s.Put(manifestKey(ns), encodeManifest(merge(old, stored))); err != nil {
-			return fmt.Errorf("import: write the manifest: %w", err)
+			merr := fmt.Errorf("import: write the manifest: %w", err)
+			if failed == nil || errors.Is(failed, errReported) {
+				return merr
+			}
+			return errors.Join(failed, merr)
 		}
 	}
 	for _, rel := range skipped {
@@ -227,16 +251,22 @@ func runImport(a *app, file string, args []string) (err error) {
 		where += fmt.Sprintf(" (namespace %q)", ns)
 	}
 	a.info("Imported %d files (%s) into %s", len(stored), formatBytes(bytesIn), where)
-	return nil
+	return failed
 }
 
-func importOne(s *simdr.Store, key []byte, abs string, p *progress) (int64, error) {
+// openFileError marks a file import could not open.
+type openFileError struct{ err error }
+
+func (e *openFileError) Error() string { return e.err.Error() }
+func (e *openFileError) Unwrap() error { return e.err }
+
+func importOne(ctx context.Context, s *simdr.Store, key []byte, abs string, p *progress) (int64, error) {
 	f, err := os.Open(abs)
 	if err != nil {
-		return 0, err
+		return 0, &openFileError{err}
 	}
 	defer f.Close()
-	return s.PutReader(key, countingReader{f, p})
+	return s.PutReader(key, countingReader{ctx, f, p})
 }
 
 // merge returns the sorted union of a and b.

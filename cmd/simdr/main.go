@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -288,8 +287,6 @@ func describe(err error) string {
 	switch {
 	case errors.Is(err, simdr.ErrLocked):
 		msg += " (another simdr process, such as 'simdr serve', is writing to it; see --lock-timeout)"
-	case errors.Is(err, fs.ErrPermission):
-		msg += " (permission denied)"
 	}
 	return msg
 }

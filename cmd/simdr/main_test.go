@@ -31,6 +31,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	os.Chmod(dir, 0o755) // a test runs the binary as another user
 	bin = filepath.Join(dir, "simdr")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
@@ -737,6 +738,37 @@ func TestImportExport(t *testing.T) {
 	fails(t, 1, sf, "read", "s.simdr")
 	if got := readKey(t, sf, "x"); string(got) != "xx" {
 		t.Errorf("x = %q", got)
+	}
+
+	// An unreadable file is reported, the others imported, and import exits 1.
+	// (As root, which reads every file, the import runs as nobody.)
+	un, err := os.MkdirTemp("", "simdr-unreadable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(un)
+	os.Chmod(un, 0o777)
+	writeTree(t, filepath.Join(un, "in"), map[string]string{"ok.txt": "fine", "no.txt": "secret"})
+	os.Chmod(filepath.Join(un, "in"), 0o755)
+	os.Chmod(filepath.Join(un, "in", "ok.txt"), 0o644)
+	os.Chmod(filepath.Join(un, "in", "no.txt"), 0)
+	uf := filepath.Join(un, "un.simdr")
+	cmd := exec.Command(bin, uf, "import", filepath.Join(un, "in"))
+	if os.Getuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	uout, err := cmd.CombinedOutput()
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 ||
+		!strings.Contains(string(uout), "no.txt: permission denied") || !strings.Contains(string(uout), "Imported 1 files") {
+		t.Errorf("import with an unreadable file: %v, %q", err, uout)
+	}
+	if got := readKey(t, uf, "ok.txt"); string(got) != "fine" {
+		t.Errorf("ok.txt = %q", got)
+	}
+	var unl []listJSON
+	json.Unmarshal(ok(t, uf, "list", "--json").stdout, &unl)
+	if len(unl) != 2 || unl[0].Key != "ok.txt" || !unl[1].Manifest {
+		t.Errorf("list after a partial import: %+v", unl)
 	}
 
 	fails(t, 1, f, "import", filepath.Join(dir, "nope"))
