@@ -57,6 +57,9 @@ func (b *Batch) Reset() { b.ops, b.data, b.err = b.ops[:0], b.data[:0], nil }
 // holding an invalid value fails whole with ErrInvalidValue, writing nothing.
 // An empty batch writes nothing. b may be reused or reset afterwards.
 func (s *Store) Apply(b *Batch) error {
+	if b == nil {
+		return nil // nothing to write
+	}
 	if b.err != nil {
 		return fmt.Errorf("simdr: apply: %w", b.err)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -63,11 +64,21 @@ func TestIndexMemory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m")
 	const n = 200_000
 	loadBench(t, path, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	s := reopenT(t, path, nil)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
 	st := s.Stats()
 	if per := float64(st.IndexBytes) / float64(st.LiveKeys); st.LiveKeys != n || per > 24 {
 		t.Fatalf("%d keys, %.1f index bytes per key, want ≤ 24", st.LiveKeys, per)
 	}
+	// The heap the open Store holds (index and all) measured by the runtime.
+	if per := float64(after.HeapAlloc-before.HeapAlloc) / n; per > 26 {
+		t.Fatalf("open store holds %.1f heap bytes per key, want ≤ 24 (+ small overhead)", per)
+	}
+	runtime.KeepAlive(s)
 }
 
 // BenchmarkGet is the read path against a Go map of the same values (the
@@ -97,17 +108,18 @@ func BenchmarkGet(b *testing.B) {
 		}
 		_ = sum
 	})
+	// The baseline: a bare map[uint64][]byte lookup plus hashing the key.
 	b.Run("map", func(b *testing.B) {
-		m := make(map[string][]byte, n)
+		m := make(map[uint64][]byte, n)
 		v := bytes.Repeat([]byte("v"), 100)
 		for _, k := range keys {
-			m[string(k)] = bytes.Clone(v)
+			m[Hash(k)] = bytes.Clone(v)
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
 		var sum int
 		for i := 0; b.Loop(); i++ {
-			sum += int(m[string(keys[i%n])][0])
+			sum += int(m[Hash(keys[i%n])][0])
 		}
 		_ = sum
 	})

@@ -169,6 +169,49 @@ func TestClosedStore(t *testing.T) {
 	}
 }
 
+func TestNilArguments(t *testing.T) {
+	s, _ := openT(t, nil)
+	if err := s.Apply(nil); err != nil {
+		t.Fatalf("Apply(nil) = %v", err)
+	}
+	if _, err := s.PutReader([]byte("k"), nil); !errors.Is(err, ErrInvalidValue) {
+		t.Fatalf("PutReader(nil reader) = %v", err)
+	}
+	if err := s.Put(nil, []byte("nil key")); err != nil {
+		t.Fatal(err)
+	}
+	if getT(t, s, "") != "nil key" {
+		t.Fatal("nil key and empty key differ")
+	}
+	if err := s.Copy([]byte(""), nil); err == nil {
+		t.Fatal("Copy to a nil store succeeded")
+	}
+	if s.Len() != 1 {
+		t.Fatalf("Len = %d", s.Len())
+	}
+}
+
+// TestPermissionDenied: a file the OS lets us open only for reading fails a
+// writable Open with an error matching os.ErrPermission, and opens read-only.
+func TestPermissionDenied(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root ignores file permissions")
+	}
+	s, path := openT(t, nil)
+	putT(t, s, "k", "v")
+	s.Close()
+	if err := os.Chmod(path, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, nil); !errors.Is(err, os.ErrPermission) {
+		t.Fatalf("Open of a read-only file = %v, want ErrPermission", err)
+	}
+	ro := reopenT(t, path, &Options{ReadOnly: true})
+	if getT(t, ro, "k") != "v" {
+		t.Fatal("read-only open of a 0444 file")
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	// Not a store: text with no valid chain.

@@ -21,6 +21,9 @@ const streamChunk = 1 << 20
 // Get calls from other goroutines are not blocked while r is read; other
 // writes wait for PutReader to finish.
 func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
+	if r == nil {
+		return 0, fmt.Errorf("simdr: put reader: nil reader: %w", ErrInvalidValue)
+	}
 	h := Hash(key)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
