@@ -100,8 +100,11 @@ the original's namespaced key. Files are streamed, whatever their size.
 The store keeps only key hashes, so import also records the imported paths in
 an import manifest inside the store (one per namespace, merged across imports);
 export and list read it. Empty files (and files holding the single byte 0x00)
-cannot be stored in the format: they are skipped with a warning. A missing FILE
-is created. Shows a progress bar on stderr when stderr is a terminal.`,
+cannot be stored in the format: they are skipped with a warning. A file that
+cannot be opened is reported and the others imported (exit 1). Ctrl-C stops
+the import (the file being read is not stored) and the manifest records what
+was. A missing FILE is created. Shows a progress bar on stderr when stderr is
+a terminal.`,
 	examples: []string{
 		`simdr site.simdr import ./public`,
 		`simdr site.simdr import ./public --namespace assets`,

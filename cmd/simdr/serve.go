@@ -33,7 +33,7 @@ other users could see it in the process list.`,
 	},
 	minArgs: 0, maxArgs: 0,
 	flags: func(fs *flag.FlagSet, o *opts) {
-		fs.StringVar(&o.addr, "addr", "127.0.0.1:7070", "listen on `HOST:PORT`")
+		fs.StringVar(&o.addr, "addr", server.DefaultAddr, "listen on `HOST:PORT` (default "+server.DefaultAddr+")")
 		fs.StringVar(&o.tokenFile, "token-file", o.tokenFile, "require the bearer token held in `FILE`")
 		fs.BoolVar(&o.insecure, "insecure", o.insecure, "allow a non-loopback address without a token")
 		fs.StringVar(&o.maxValue, "max-value-bytes", o.maxValue, "refuse values larger than `SIZE` (64M, 1G, ...; default: no limit)")
