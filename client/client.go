@@ -280,15 +280,21 @@ func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	var buf bytes.Buffer
-	if resp.ContentLength > 0 {
-		buf.Grow(int(resp.ContentLength))
+	if n := resp.ContentLength; n >= 0 && n <= maxInt { // the usual case: read it in place
+		v := make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, v); err != nil {
+			return nil, fmt.Errorf("client: get: %w", err)
+		}
+		return v, nil
 	}
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
+	v, err := io.ReadAll(resp.Body)
+	if err != nil {
 		return nil, fmt.Errorf("client: get: %w", err)
 	}
-	return buf.Bytes(), nil
+	return v, nil
 }
+
+const maxInt = int64(^uint(0) >> 1)
 
 // GetReader returns the value stored under key as a stream, for values too
 // large to hold in memory. The caller must close it.

@@ -729,37 +729,48 @@ func TestShutdownFinishesInFlight(t *testing.T) {
 // TestStall: a large PUT whose client stops sending is cut after
 // StallTimeout, releasing the store's write lock; nothing is stored.
 func TestStall(t *testing.T) {
-	st := openStore(t)
-	base, _ := start(t, st, server.Config{StallTimeout: 300 * time.Millisecond})
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		req, _ := http.NewRequest("PUT", base+"/v1/keys/stalled", pr)
-		r, err := http.DefaultClient.Do(req)
-		if err == nil {
-			r.Body.Close()
-			if r.StatusCode != 400 {
-				t.Errorf("stalled PUT: status %d", r.StatusCode)
+	for _, h2c := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2c=%v", h2c), func(t *testing.T) {
+			st := openStore(t)
+			base, _ := start(t, st, server.Config{StallTimeout: 300 * time.Millisecond})
+			tr := &http.Transport{}
+			if h2c {
+				tr.Protocols = new(http.Protocols)
+				tr.Protocols.SetUnencryptedHTTP2(true)
 			}
-		}
-	}()
-	pw.Write(make([]byte, 2<<20)) // past the spool buffer: PutReader holds the write lock
-	// The body now sends nothing: the server must give up by itself.
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("a stalled PUT was not cut by StallTimeout")
+			defer tr.CloseIdleConnections()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				req, _ := http.NewRequest("PUT", base+"/v1/keys/stalled", pr)
+				r, err := (&http.Client{Transport: tr}).Do(req)
+				if err == nil {
+					r.Body.Close()
+					if r.StatusCode != 400 {
+						t.Errorf("stalled PUT: status %d", r.StatusCode)
+					}
+				}
+			}()
+			pw.Write(make([]byte, 2<<20)) // past the spool buffer: PutReader holds the write lock
+			// The body now sends nothing: the server must give up by itself.
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("a stalled PUT was not cut by StallTimeout")
+			}
+			waitInFlight(t, base, 0)
+			// The write lock is free again.
+			if err := st.Put([]byte("other"), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+			if st.Has([]byte("stalled")) {
+				t.Fatal("a stalled PUT stored its value")
+			}
+			wantStatus(t, call(t, nil, "PUT", base+"/v1/keys/after", strings.NewReader("v")), 204)
+		})
 	}
-	// The write lock is free again.
-	if err := st.Put([]byte("other"), []byte("v")); err != nil {
-		t.Fatal(err)
-	}
-	if st.Has([]byte("stalled")) {
-		t.Fatal("a stalled PUT stored its value")
-	}
-	wantStatus(t, call(t, nil, "PUT", base+"/v1/keys/after", strings.NewReader("v")), 204)
 }
 
 // waitInFlight waits until n requests besides its own are being served.
