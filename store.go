@@ -171,7 +171,7 @@ func (g *gen) entryAt(h, v uint64) Entry {
 		start = prev + format.Prepad(prev)
 	}
 	// The capacity reaches over the metadata, for Checksum; Bytes cuts it off.
-	return Entry{b: data[start:end:end+format.MetaSize], hash: h, off: start}
+	return Entry{b: data[start : end : end+format.MetaSize], hash: h, off: start}
 }
 
 // An index value packs where a payload ends (48 bits) with its length when
