@@ -354,6 +354,40 @@ func TestStdinStreamingMemory(t *testing.T) {
 	}
 }
 
+// Interrupted in the middle of a streamed value, write stores nothing.
+func TestWriteInterrupted(t *testing.T) {
+	f := storePath(t)
+	ok(t, f, "write", "k", "old")
+	cmd := exec.Command(bin, f, "write", "k")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once 3 MiB have gone into the pipe, the writer has read most of them
+	// (a pipe holds 64 KiB) and is blocked reading more.
+	if _, err := in.Write(bytes.Repeat([]byte("x"), 3<<20)); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	in.Close()
+	if err == nil {
+		t.Fatal("write exited 0 after SIGINT")
+	}
+	if got := readKey(t, f, "k"); string(got) != "old" {
+		t.Errorf("k after an interrupted write = %.20q (%d bytes)", got, len(got))
+	}
+	ok(t, f, "write", "other", "v") // a writable open cuts the torn entry
+	var rep verifyReport
+	json.Unmarshal(ok(t, f, "verify", "--json").stdout, &rep)
+	if !rep.OK || rep.Entries != 2 {
+		t.Errorf("verify after an interrupted write: %+v", rep)
+	}
+}
+
 // The original's CLI scenarios: copy, rename, delete; and move.
 func TestCopyMoveRenameDelete(t *testing.T) {
 	dir := t.TempDir()
