@@ -191,8 +191,7 @@ func (a *app) dispatch(args []string) error {
 			a.topHelp(a.stdout)
 			return nil
 		}
-		a.topHelp(a.stderr)
-		return &usageError{"missing FILE and COMMAND"}
+		return &usageError{"missing FILE and COMMAND\nusage: simdr [global flags] FILE COMMAND [ARGS] [flags]"}
 	}
 	if rest[0] == "help" {
 		return a.helpCommand(rest[1:])
