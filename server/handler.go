@@ -33,6 +33,13 @@ const routeKeys = "/v1/keys/{key}"
 // /v1/get-many (see docs/server.md). Any other type is read as JSON.
 const BinaryContentType = "application/x-simdr"
 
+// MaxItems caps the operations of one batch and the keys of one get-many,
+// whatever the body size: each costs far more memory decoded than its few
+// bytes in the body.
+const MaxItems = 1 << 20
+
+var errTooMany = fmt.Errorf("more than %d operations or keys in one request", MaxItems)
+
 // Binary batch operation codes.
 const (
 	opPut    = 'P'
@@ -379,6 +386,9 @@ func decodeJSONBatch(body io.Reader, b *simdr.Batch) error {
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
+	if len(req.Ops) > MaxItems {
+		return errTooMany
+	}
 	for i, op := range req.Ops {
 		key, err := jsonKey(op.Key, op.KeyB64, "key")
 		if err != nil {
@@ -414,6 +424,9 @@ func decodeBinaryBatch(br *bufio.Reader, b *simdr.Batch, limit int64) error {
 		}
 		if err != nil {
 			return err
+		}
+		if i == MaxItems {
+			return errTooMany
 		}
 		if op != opPut && op != opDelete {
 			return fmt.Errorf("op %d: unknown op byte 0x%02x (want 'P' or 'D')", i, op)
@@ -477,6 +490,10 @@ func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
 				err = nil
 				break
 			}
+			if len(keys) == MaxItems {
+				err = errTooMany
+				break
+			}
 			var k []byte
 			if k, err = readField(br, 4, h.cfg.MaxBodyBytes, nil); err != nil {
 				err = fmt.Errorf("key %d: %w", len(keys), err)
@@ -497,6 +514,9 @@ func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
 				keys = append(keys, []byte(k))
 			}
 			keys = append(keys, req.KeysB64...)
+			if len(keys) > MaxItems {
+				err = errTooMany
+			}
 		}
 	}
 	if err != nil {
@@ -664,6 +684,10 @@ func writeBadBody(w http.ResponseWriter, err error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		writeStoreError(w, err)
+		return
+	}
+	if errors.Is(err, errTooMany) {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 		return
 	}
 	writeError(w, http.StatusBadRequest, "bad_request", "request body: "+err.Error())

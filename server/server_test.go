@@ -871,3 +871,20 @@ func TestTruncatedBody(t *testing.T) {
 		}
 	}
 }
+
+func TestTooManyItems(t *testing.T) {
+	st := openStore(t)
+	base, _ := start(t, st, server.Config{})
+	var keys, ops []byte
+	for range server.MaxItems + 1 {
+		keys = append(keys, 1, 0, 0, 0, 'k')
+		ops = append(ops, 'D', 1, 0, 0, 0, 'k')
+	}
+	for _, c := range []struct{ path, body string }{{"/v1/get-many", string(keys)}, {"/v1/batch", string(ops)}} {
+		r := call(t, nil, "POST", base+c.path, strings.NewReader(c.body), "Content-Type", server.BinaryContentType)
+		wantStatus(t, r, 413)
+		if code := errCode(t, r); code != "too_large" {
+			t.Fatalf("%s: code %q", c.path, code)
+		}
+	}
+}
