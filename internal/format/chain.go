@@ -1,5 +1,7 @@
 package format
 
+import "hash/crc32"
+
 // The chain: every entry's Prev is where it begins, the end of the entry before
 // it. Walking the Prev links back from a tail visits every entry, newest first.
 
@@ -13,13 +15,13 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// head decodes the entry that would end a chain at tail, with the checks that
-// make a torn or garbage tail fail: a sound structure, metadata that is not all
-// zero bytes (a file grown without its data, or a torn all-zero payload), and a
-// checksum that matches.
+// head decodes the entry that would end a chain at tail, with the cheap checks
+// that make a torn or garbage tail fail: a sound structure, and metadata that
+// is not all zero bytes (a file grown without its data). Its checksum (which
+// also fails a torn all-zero payload) is left to the caller.
 func head(data []byte, floor, tail int64) (Entry, bool) {
 	e, ok := Decode(data, tail)
-	if !ok || e.Prev < floor || allZero(data[e.End:tail]) || !e.Valid(data) {
+	if !ok || e.Prev < floor || allZero(data[e.End:tail]) {
 		return Entry{}, false
 	}
 	return e, true
@@ -45,9 +47,20 @@ func Chain(data []byte, floor, tail int64) bool {
 	return chain(data, floor, tail, nil)
 }
 
-// chain is Chain with a set of offsets already known not to lead to floor;
-// on failure it adds the offsets it walked through to bad (when bad is not nil).
-func chain(data []byte, floor, tail int64, bad map[int64]struct{}) bool {
+// memo is what FindTail learns while it tries candidate tails: offsets known
+// not to lead to floor (bad), offsets known to lead to it (good, noted only
+// when a candidate above them failed its checksum), and the running checksums
+// of long candidate payloads (sums).
+type memo struct {
+	bad, good map[int64]struct{}
+	sums      sums
+}
+
+// chain is Chain remembering what it learns in m (when m is not nil). The
+// chain beneath the candidate head is walked before the head's checksum is
+// computed: most garbage fails the walk at once, while the checksum of a
+// candidate can cover the whole file.
+func chain(data []byte, floor, tail int64, m *memo) bool {
 	if tail == floor {
 		return true
 	}
@@ -57,8 +70,14 @@ func chain(data []byte, floor, tail int64, bad map[int64]struct{}) bool {
 	}
 	t := first.Prev
 	for t > floor {
-		if _, known := bad[t]; known {
-			break
+		if m != nil {
+			if _, known := m.good[t]; known {
+				t = floor
+				break
+			}
+			if _, known := m.bad[t]; known {
+				break
+			}
 		}
 		e, ok := step(data, floor, t)
 		if !ok {
@@ -66,34 +85,106 @@ func chain(data []byte, floor, tail int64, bad map[int64]struct{}) bool {
 		}
 		t = e.Prev
 	}
-	if t == floor {
+	if t != floor {
+		if m != nil {
+			// Every offset from first.Prev down to the failure leads to it.
+			for u := first.Prev; u > t; {
+				m.bad[u] = struct{}{}
+				e, _ := Decode(data, u)
+				u = e.Prev
+			}
+			m.bad[t] = struct{}{}
+		}
+		return false
+	}
+	if first.Tombstone {
+		return first.Valid(data)
+	}
+	var sum uint32
+	if m != nil {
+		sum = m.sums.checksum(data, first.Start, first.End)
+	} else {
+		sum = Checksum(data[first.Start:first.End])
+	}
+	if sum == first.CRC {
 		return true
 	}
-	if bad != nil {
-		// Every offset from first.Prev down to the failure leads to it.
-		for u := first.Prev; u > t; {
-			bad[u] = struct{}{}
+	if m != nil {
+		// The chain beneath is sound: the next candidates claiming it need
+		// not walk it again.
+		for u := first.Prev; u > floor; {
+			if _, known := m.good[u]; known {
+				break
+			}
+			m.good[u] = struct{}{}
 			e, _ := Decode(data, u)
 			u = e.Prev
 		}
-		bad[t] = struct{}{}
 	}
 	return false
+}
+
+// sums computes the checksums of long candidate payloads for FindTail. A torn
+// tail can hold a great many positions whose 20 bytes read as metadata
+// claiming the same start: a payload of small integers reads as prev 0 (the
+// whole file) again and again. Checking each from scratch is quadratic, so for
+// a long payload sums keeps, per start, the running CRC every step bytes up to
+// the highest end asked; FindTail asks for lower ends afterwards, and each
+// costs at most step bytes.
+type sums struct {
+	starts map[int64]*marks
+}
+
+type marks struct {
+	step int64
+	end  int64    // covered up to here
+	crc  []uint32 // crc[i]: checksum of data[start : start+i*step]
+}
+
+const (
+	sumsFrom      = 64 << 10 // shorter payloads are checked directly
+	sumsStep      = 4 << 10  // the smallest step
+	sumsMaxMarks  = 1 << 16  // marks per start at most
+	sumsMaxStarts = 16       // starts remembered at most
+)
+
+func (c *sums) checksum(data []byte, start, end int64) uint32 {
+	n := end - start
+	if n < sumsFrom {
+		return Checksum(data[start:end])
+	}
+	m := c.starts[start]
+	if m == nil || m.end < end {
+		if c.starts == nil || len(c.starts) >= sumsMaxStarts {
+			c.starts = make(map[int64]*marks)
+		}
+		step := max(sumsStep, n/sumsMaxMarks+1)
+		m = &marks{step: step, end: end, crc: make([]uint32, n/step+1)}
+		var crc uint32
+		for i := 1; i < len(m.crc); i++ {
+			p := start + int64(i-1)*step
+			crc = crc32.Update(crc, crc32.IEEETable, data[p:p+step])
+			m.crc[i] = crc
+		}
+		c.starts[start] = m
+	}
+	i := n / m.step
+	return crc32.Update(m.crc[i], crc32.IEEETable, data[start+i*m.step:end])
 }
 
 // FindTail returns the largest L in [floor, len(data)] at which a valid chain
 // ends and steps down to exactly floor (see Chain), walking back from the end of
 // data. found is false when data extends past floor but no such L above floor
-// exists; L is then floor. The work is linear in len(data)-floor plus the
-// checksums of the candidate heads.
+// exists; L is then floor. The work is linear in len(data)-floor plus one
+// checksum of each distinct start the candidate heads claim (see sums).
 func FindTail(data []byte, floor int64) (L int64, found bool) {
 	n := int64(len(data))
 	if n <= floor {
 		return floor, n == floor
 	}
-	bad := make(map[int64]struct{})
+	m := &memo{bad: make(map[int64]struct{}), good: make(map[int64]struct{})}
 	for L = n; L > floor; L-- {
-		if chain(data, floor, L, bad) {
+		if chain(data, floor, L, m) {
 			return L, true
 		}
 	}
