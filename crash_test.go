@@ -38,6 +38,7 @@ const (
 	relCopBatch
 	relCopReader
 	relCopCompact
+	relCopRename
 )
 
 type relCrashElem struct {
@@ -105,6 +106,8 @@ func (g *relCrashGen) next() relCrashOp {
 	switch {
 	case g.compact && p < 3:
 		return relCrashOp{kind: relCopCompact}
+	case p < 8:
+		return relCrashOp{kind: relCopRename, elems: []relCrashElem{{key: g.key()}, {key: g.key()}}}
 	case p < 45:
 		return relCrashOp{kind: relCopPut, elems: []relCrashElem{{g.key(), relCrashValue(r)}}}
 	case p < 62:
@@ -128,6 +131,14 @@ func (g *relCrashGen) next() relCrashOp {
 // entries returns the entries op appends to a store holding m (a delete of a
 // key without a value appends nothing). m is not changed.
 func (op relCrashOp) entries(m map[uint64][]byte) []relModelEntry {
+	if op.kind == relCopRename {
+		from, to := Hash(op.elems[0].key), Hash(op.elems[1].key)
+		v, ok := m[from]
+		if !ok || from == to {
+			return nil
+		}
+		return []relModelEntry{{to, v}, {h: from}}
+	}
 	var out []relModelEntry
 	over := map[uint64]bool{} // liveness changed within the op
 	for _, e := range op.elems {
@@ -170,6 +181,12 @@ func (op relCrashOp) run(s *Store, b *Batch) error {
 		return err
 	case relCopCompact:
 		return s.Compact()
+	case relCopRename:
+		err := s.Rename(op.elems[0].key, op.elems[1].key)
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrSameKey) {
+			return nil // nothing written, as the model expects
+		}
+		return err
 	}
 	b.Reset()
 	for _, e := range op.elems {
@@ -298,6 +315,9 @@ func TestCrash(t *testing.T) {
 		// A read-only open shows the same and leaves the file as it is.
 		ro, err := Open(path, &Options{ReadOnly: true})
 		var roState map[uint64][]byte
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: read-only open: %v", what, err)
+		}
 		if err == nil {
 			roState = relSnapshot(t, ro)
 			ro.Close()
