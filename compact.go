@@ -122,6 +122,15 @@ func (s *Store) compact() (err error) {
 		}
 	}
 	old = nil
+	// Make the bulk durable now, so that the sync under the write lock below
+	// only has what was written meanwhile to flush.
+	c.flush()
+	if c.err == nil {
+		c.err = f.Sync()
+	}
+	if c.err != nil {
+		return c.err
+	}
 
 	// Phase 2: with the write lock, copy what was written since t0, make the
 	// new file durable, and switch to it.

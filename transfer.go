@@ -51,6 +51,10 @@ func (s *Store) Copy(key []byte, dst *Store) error {
 // key from s. The value is never lost: if the copy fails, s keeps it; if s's
 // value changes while the copy is made, the new value is left in s.
 func (s *Store) Move(key []byte, dst *Store) error {
+	if s.opts.ReadOnly {
+		// Fail before copying: the key could not be deleted from s.
+		return fmt.Errorf("simdr: move: %w", ErrReadOnly)
+	}
 	h := Hash(key)
 	e, err := s.copyTo(h, dst)
 	if err == nil {
