@@ -66,6 +66,14 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 					return
 				}
 				for _, l := range positions[lo:min(lo+chunk, len(positions))] {
+					// Stop within a chunk too: fn may be slow.
+					if stop.Load() {
+						return
+					}
+					if err := ctx.Err(); err != nil {
+						fail(err)
+						return
+					}
 					if err := fn(g.entryAt(l.h, l.v)); err != nil {
 						fail(err)
 						return
