@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// memInfo is what /proc/self/status says about this process's memory.
+type memInfo struct {
+	anon int64 // RssAnon: private resident memory (heap, stacks, caches, indexes)
+	hwm  int64 // VmHWM: peak resident set, mapped file pages included
+}
+
+// readMem reads RssAnon and VmHWM from /proc/self/status (0 where unavailable).
+func readMem() memInfo {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return memInfo{}
+	}
+	var m memInfo
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		switch {
+		case bytes.HasPrefix(line, []byte("RssAnon:")):
+			m.anon = kbField(line)
+		case bytes.HasPrefix(line, []byte("VmHWM:")):
+			m.hwm = kbField(line)
+		}
+	}
+	return m
+}
+
+func kbField(line []byte) int64 {
+	f := strings.Fields(string(line))
+	if len(f) < 2 {
+		return 0
+	}
+	v, _ := strconv.ParseInt(f[1], 10, 64)
+	return v << 10
+}
+
+// sampler tracks the peak of RssAnon by reading it every 5 ms (the kernel
+// keeps a peak only for the whole resident set, VmHWM, which counts the pages
+// of memory-mapped files too).
+type sampler struct {
+	stopc chan struct{}
+	wg    sync.WaitGroup
+	peak  int64
+}
+
+func startSampler() *sampler {
+	s := &sampler{stopc: make(chan struct{}), peak: readMem().anon}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopc:
+				return
+			case <-t.C:
+				if a := readMem().anon; a > s.peak {
+					s.peak = a
+				}
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the peak RssAnon and VmHWM.
+func (s *sampler) stop() (peakAnon, hwm int64) {
+	close(s.stopc)
+	s.wg.Wait()
+	m := readMem()
+	return max(s.peak, m.anon), m.hwm
+}
+
+// diskUsage returns the bytes allocated on disk to the files under dir.
+func diskUsage(dir string) int64 {
+	var total int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				total += st.Blocks * 512
+			}
+		}
+		return nil
+	})
+	return total
+}
+
+// machine describes where the benchmark ran.
+type machine struct {
+	CPU, Kernel, Go, FS string
+	Cores               int
+	RAM                 int64
+	Modules             [][2]string // path, version
+	Commit              string
+}
+
+func describeMachine(dir string) machine {
+	m := machine{Go: runtime.Version(), Cores: runtime.NumCPU(), CPU: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "MemTotal:") {
+				m.RAM = kbField([]byte(line))
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	m.FS = fsType(dir)
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			for _, s := range allStores {
+				if s.module == d.Path {
+					v := d.Version
+					if d.Replace != nil {
+						v = "local (" + d.Replace.Path + ")"
+					}
+					m.Modules = append(m.Modules, [2]string{d.Path, v})
+				}
+			}
+		}
+	}
+	if out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		m.Commit = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+// fsType returns the type of the file system dir is on, from /proc/self/mounts.
+func fsType(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "unknown"
+	}
+	abs, _ = filepath.EvalSymlinks(abs)
+	f, err := os.Open("/proc/self/mounts")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	best, typ := "", "unknown"
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		if len(fl) < 3 {
+			continue
+		}
+		mp := fl[1]
+		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) >= len(best) {
+			best, typ = mp, fl[2]
+		}
+	}
+	return typ
+}
+
+// loadAvg returns the 1-minute load average from /proc/loadavg.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
+}
