@@ -114,11 +114,22 @@ func (g *relCrashGen) next() relCrashOp {
 		return relCrashOp{kind: relCopDel, elems: []relCrashElem{{key: g.key()}}}
 	case p < 88:
 		n := 1 + r.IntN(16)
+		large := p >= 84 // 1 to 4 MiB: written in several calls
+		if large {
+			n = 8 + r.IntN(32)
+		}
 		op := relCrashOp{kind: relCopBatch}
 		for range n {
-			if r.IntN(10) < 3 {
+			switch {
+			case r.IntN(10) < 3:
 				op.elems = append(op.elems, relCrashElem{key: g.key()})
-			} else {
+			case large:
+				v := relCrashValue(r)
+				for len(v) < 60<<10 {
+					v = append(v, relCrashValue(r)...)
+				}
+				op.elems = append(op.elems, relCrashElem{g.key(), v[:min(len(v), 150<<10)]})
+			default:
 				op.elems = append(op.elems, relCrashElem{g.key(), relCrashValue(r)})
 			}
 		}
@@ -216,7 +227,11 @@ func TestCrashChild(t *testing.T) {
 	g := relNewCrashGen(seed, f[3] == "1")
 	var b Batch
 	for i := 0; ; i++ {
-		if err := g.next().run(s, &b); err != nil {
+		op := g.next()
+		if op.kind == relCopBatch || op.kind == relCopReader {
+			fmt.Fprintf(os.Stdout, "begin %d\n", i) // a cue for the parent to kill mid-write
+		}
+		if err := op.run(s, &b); err != nil {
 			fmt.Fprintf(os.Stderr, "child op %d: %v\n", i, err)
 			os.Exit(3)
 		}
@@ -277,6 +292,7 @@ func TestCrash(t *testing.T) {
 		totalAcks int
 		midBatch  int // rounds that showed a strict prefix of a batch
 		repaired  int // rounds whose file held no valid chain (the first append torn)
+		torn      int // rounds that left a torn write for Open to cut
 	)
 	for round := range crashRounds {
 		life := round % relCrashLives
@@ -367,6 +383,9 @@ func TestCrash(t *testing.T) {
 			midBatch++
 		}
 		size := s.Size()
+		if int64(len(raw)) > size {
+			torn++
+		}
 		if fi, err := os.Stat(path); err != nil || fi.Size() != size {
 			t.Fatalf("%s: file not cut back to its tail %d: %v %v", what, size, fi.Size(), err)
 		}
@@ -381,8 +400,8 @@ func TestCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	t.Logf("%d crash rounds (%d without SyncWrites, %d with), %d acknowledged operations; %d rounds showed part or all of the operation in flight, %d a strict prefix of a batch, %d needed Repair",
-		crashRounds, stats[0], stats[1], totalAcks, inFlight, midBatch, repaired)
+	t.Logf("%d crash rounds (%d without SyncWrites, %d with), %d acknowledged operations; %d rounds showed part or all of the operation in flight, %d a strict prefix of a batch, %d a torn write, %d needed Repair",
+		crashRounds, stats[0], stats[1], totalAcks, inFlight, midBatch, torn, repaired)
 }
 
 func relB2i(b bool) int {
@@ -439,9 +458,16 @@ func relCrashRound(t *testing.T, r *rand.Rand, path string, seed uint64, sync, c
 	safety := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
 	defer safety.Stop()
 
+	// Kill after the killAt-th ack, or (onBegin) once the child announces
+	// that it starts a batch or a PutReader after that many acks: the kill
+	// then often lands in the middle of the write.
 	killAt := r.IntN(relCrashMaxBefore + 1)
+	onBegin := r.IntN(4) != 0
 	pause := time.Duration(0)
-	if r.IntN(2) == 0 {
+	switch {
+	case onBegin:
+		pause = time.Duration(r.IntN(300)) * time.Microsecond
+	case r.IntN(2) == 0:
 		pause = time.Duration(r.IntN(2000)) * time.Microsecond
 	}
 	killed := false
@@ -454,12 +480,21 @@ func relCrashRound(t *testing.T, r *rand.Rand, path string, seed uint64, sync, c
 			cmd.Process.Signal(syscall.SIGKILL)
 		}
 	}
-	if killAt == 0 {
+	if killAt == 0 && !onBegin {
 		kill()
 	}
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
 		line := sc.Text()
+		if n, ok := strings.CutPrefix(line, "begin "); ok {
+			if i, err := strconv.Atoi(n); err != nil || i != acks {
+				t.Fatalf("child began %q after %d acks", line, acks)
+			}
+			if onBegin && acks >= killAt {
+				kill()
+			}
+			continue
+		}
 		n, ok := strings.CutPrefix(line, "ack ")
 		if !ok {
 			continue
@@ -468,7 +503,7 @@ func relCrashRound(t *testing.T, r *rand.Rand, path string, seed uint64, sync, c
 			t.Fatalf("child acknowledged %q after %d acks", line, acks)
 		}
 		acks++
-		if acks == killAt {
+		if acks == killAt && !onBegin {
 			kill()
 		}
 	}
