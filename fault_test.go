@@ -807,29 +807,63 @@ func relAllZeroBytes(b []byte) bool {
 	return true
 }
 
-// TestOpenTornNumericTail: a torn value made of small integers holds, every
+// TestOpenTornNumericTail: a torn value (1 MiB) of small integers holds, every
 // 16 bytes, 20 bytes that read as metadata with prev 0 (or another small
 // offset), each claiming a payload as long as the file. Open used to check
 // each of those candidates from scratch: quadratic, hours for a torn value of
-// a few megabytes. It must recover at once.
+// a few megabytes. It must recover at once. The last two patterns are
+// crafted: candidates whose prev leads to a fake first entry (prev 0) inside
+// the torn bytes, and candidates whose prev cycles through the real entry
+// ends (many different starts, each with a sound chain beneath).
 func TestOpenTornNumericTail(t *testing.T) {
-	for pat := range 3 {
+	for pat := range 5 {
 		path := filepath.Join(t.TempDir(), "n.simdr")
 		s, err := Open(path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m := relBaseStore(t, s)
+		m := map[uint64][]byte{}
+		var ends []uint64
+		for i := range 40 {
+			k, v := fmt.Appendf(nil, "base%d", i), relBigValue(10+i, byte(i))
+			if err := s.Put(k, v); err != nil {
+				t.Fatal(err)
+			}
+			m[Hash(k)] = v
+			ends = append(ends, uint64(s.Size()))
+		}
 		size := s.Size()
 		s.Close()
-		torn := make([]byte, 2<<20)
-		for i := 0; i+16 <= len(torn); i += 16 {
-			binary.LittleEndian.PutUint64(torn[i:], uint64(i+1))
-			switch pat {
-			case 1:
-				binary.LittleEndian.PutUint64(torn[i+8:], uint64(i/16)) // every small offset
-			case 2:
-				binary.LittleEndian.PutUint64(torn[i+8:], uint64(size)) // the real tail
+		torn := make([]byte, 1<<20)
+		le := binary.LittleEndian
+		switch pat {
+		case 0, 1, 2:
+			for i := 0; i+16 <= len(torn); i += 16 {
+				le.PutUint64(torn[i:], uint64(i+1))
+				switch pat {
+				case 1:
+					le.PutUint64(torn[i+8:], uint64(i/16)) // every small offset
+				case 2:
+					le.PutUint64(torn[i+8:], uint64(size)) // the real tail
+				}
+			}
+		case 3:
+			// 40-byte records: (h, 0, crc) ends a fake first entry; (h, the
+			// end of the fake first entry two records back, crc) a head.
+			for k := 0; (k+1)*40 <= len(torn); k++ {
+				o := k * 40
+				le.PutUint64(torn[o:], 0x1111)
+				le.PutUint32(torn[o+16:], 7)
+				le.PutUint64(torn[o+20:], 0x2222)
+				if k >= 2 {
+					le.PutUint64(torn[o+28:], uint64(size)+uint64(o)-60)
+				}
+				le.PutUint32(torn[o+36:], 9)
+			}
+		case 4:
+			for i, k := 0, 0; i+24 <= len(torn); i, k = i+24, k+1 {
+				le.PutUint64(torn[i:], 0x3333)
+				le.PutUint64(torn[i+8:], ends[k%len(ends)])
 			}
 		}
 		f, _ := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)

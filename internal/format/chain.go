@@ -30,12 +30,21 @@ func head(data []byte, floor, tail int64) (Entry, bool) {
 // step checks one link of a chain: the entry ending at t decodes, begins at or
 // after floor, and where it is cheap to tell, its checksum holds (tombstones,
 // and the first entry of the file, whose metadata a lost write can zero).
-func step(data []byte, floor, t int64) (Entry, bool) {
+func step(data []byte, floor, t int64, m *memo) (Entry, bool) {
 	e, ok := Decode(data, t)
 	if !ok || e.Prev < floor {
 		return Entry{}, false
 	}
-	if (e.Tombstone || e.Prev == 0) && !e.Valid(data) {
+	switch {
+	case e.Tombstone:
+		ok = e.Valid(data)
+	case e.Prev == 0 && m != nil:
+		// Garbage can hold many "first entries" (prev 0): all start at 0.
+		ok = m.sums.checksum(data, e.Start, e.End) == e.CRC
+	case e.Prev == 0:
+		ok = e.Valid(data)
+	}
+	if !ok {
 		return Entry{}, false
 	}
 	return e, true
@@ -79,7 +88,7 @@ func chain(data []byte, floor, tail int64, m *memo) bool {
 				break
 			}
 		}
-		e, ok := step(data, floor, t)
+		e, ok := step(data, floor, t, m)
 		if !ok {
 			break
 		}
@@ -125,64 +134,102 @@ func chain(data []byte, floor, tail int64, m *memo) bool {
 }
 
 // sums computes the checksums of long candidate payloads for FindTail. A torn
-// tail can hold a great many positions whose 20 bytes read as metadata
-// claiming the same start: a payload of small integers reads as prev 0 (the
-// whole file) again and again. Checking each from scratch is quadratic, so for
-// a long payload sums keeps, per start, the running CRC every step bytes up to
-// the highest end asked; FindTail asks for lower ends afterwards, and each
-// costs at most step bytes.
+// tail can hold a great many positions whose 20 bytes read as metadata: a
+// payload of small integers reads as prev 0 (a payload as long as the whole
+// file) again and again, as a head or as a first entry beneath one. Checking
+// each from scratch is quadratic. So sums keeps the running CRC of the data
+// from floor, every step bytes (one pass, extended as needed), and derives the
+// CRC of any range from the two running CRCs at its ends: each check costs at
+// most two steps of data and a few hundred word operations.
 type sums struct {
-	starts map[int64]*marks
-}
-
-type marks struct {
-	step int64
-	end  int64    // covered up to here
-	crc  []uint32 // crc[i]: checksum of data[start : start+i*step]
+	floor int64
+	step  int64
+	marks []uint32 // marks[i]: checksum of data[floor : floor+i*step]
 }
 
 const (
-	sumsFrom      = 64 << 10 // shorter payloads are checked directly
-	sumsStep      = 4 << 10  // the smallest step
-	sumsMaxMarks  = 1 << 16  // marks per start at most
-	sumsMaxStarts = 16       // starts remembered at most
+	sumsFrom     = 64 << 10 // shorter payloads are checked directly
+	sumsStep     = 4 << 10  // the smallest step
+	sumsMaxMarks = 1 << 18  // the step grows so that marks stay below this
 )
 
+// upto returns the checksum of data[c.floor:x].
+func (c *sums) upto(data []byte, x int64) uint32 {
+	if c.marks == nil {
+		c.step = max(sumsStep, (int64(len(data))-c.floor)/sumsMaxMarks+1)
+		c.marks = []uint32{0}
+	}
+	for i := int64(len(c.marks)); i <= (x-c.floor)/c.step; i++ {
+		p := c.floor + (i-1)*c.step
+		c.marks = append(c.marks, crc32.Update(c.marks[i-1], crc32.IEEETable, data[p:p+c.step]))
+	}
+	i := (x - c.floor) / c.step
+	return crc32.Update(c.marks[i], crc32.IEEETable, data[c.floor+i*c.step:x])
+}
+
+// checksum returns Checksum(data[start:end]), start ≥ c.floor.
 func (c *sums) checksum(data []byte, start, end int64) uint32 {
-	n := end - start
-	if n < sumsFrom {
+	if end-start < sumsFrom {
 		return Checksum(data[start:end])
 	}
-	m := c.starts[start]
-	if m == nil || m.end < end {
-		if c.starts == nil || len(c.starts) >= sumsMaxStarts {
-			c.starts = make(map[int64]*marks)
-		}
-		step := max(sumsStep, n/sumsMaxMarks+1)
-		m = &marks{step: step, end: end, crc: make([]uint32, n/step+1)}
-		var crc uint32
-		for i := 1; i < len(m.crc); i++ {
-			p := start + int64(i-1)*step
-			crc = crc32.Update(crc, crc32.IEEETable, data[p:p+step])
-			m.crc[i] = crc
-		}
-		c.starts[start] = m
+	if start == c.floor {
+		return c.upto(data, end)
 	}
-	i := n / m.step
-	return crc32.Update(m.crc[i], crc32.IEEETable, data[start+i*m.step:end])
+	// crc(floor:end) = crc(floor:start) shifted over end-start bytes, xor crc(start:end).
+	return c.upto(data, end) ^ crcShift(c.upto(data, start), end-start)
+}
+
+// crcShift returns the CRC-32 (IEEE) of a message with checksum crc followed
+// by n zero bytes, minus the checksum of those n zero bytes alone: crc
+// multiplied by x^(8n) modulo the polynomial (zlib's crc32_combine).
+func crcShift(crc uint32, n int64) uint32 {
+	p := uint32(1) << 31 // x^0
+	for k := 3; n != 0; n, k = n>>1, k+1 {
+		if n&1 != 0 {
+			p = multModP(x2n[k&31], p)
+		}
+	}
+	return multModP(p, crc)
+}
+
+// x2n[k] is x^(2^k) modulo the reflected IEEE polynomial.
+var x2n = func() (t [32]uint32) {
+	p := uint32(1) << 30 // x^1
+	t[0] = p
+	for k := 1; k < 32; k++ {
+		p = multModP(p, p)
+		t[k] = p
+	}
+	return t
+}()
+
+// multModP multiplies a and b modulo the reflected IEEE polynomial.
+func multModP(a, b uint32) uint32 {
+	var p uint32
+	for m := uint32(1) << 31; m != 0; m >>= 1 {
+		if a&m != 0 {
+			p ^= b
+		}
+		if b&1 != 0 {
+			b = b>>1 ^ crc32.IEEE
+		} else {
+			b >>= 1
+		}
+	}
+	return p
 }
 
 // FindTail returns the largest L in [floor, len(data)] at which a valid chain
 // ends and steps down to exactly floor (see Chain), walking back from the end of
 // data. found is false when data extends past floor but no such L above floor
-// exists; L is then floor. The work is linear in len(data)-floor plus one
-// checksum of each distinct start the candidate heads claim (see sums).
+// exists; L is then floor. The work is linear in len(data)-floor: what it
+// learns is kept in a memo, and long checksums are derived (see sums).
 func FindTail(data []byte, floor int64) (L int64, found bool) {
 	n := int64(len(data))
 	if n <= floor {
 		return floor, n == floor
 	}
-	m := &memo{bad: make(map[int64]struct{}), good: make(map[int64]struct{})}
+	m := &memo{bad: make(map[int64]struct{}), good: make(map[int64]struct{}), sums: sums{floor: floor}}
 	for L = n; L > floor; L-- {
 		if chain(data, floor, L, m) {
 			return L, true
