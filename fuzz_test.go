@@ -132,13 +132,27 @@ func FuzzOpen(f *testing.F) {
 		if after, _ := os.ReadFile(path); !bytes.Equal(after, data[:size]) {
 			t.Fatalf("the file after a writable open is %d bytes, want the first %d of the input", len(after), size)
 		}
-		// Recovery is idempotent.
+		// Recovery is idempotent, and the recovered store takes writes.
 		s, err = Open(path, nil)
 		if err != nil {
 			t.Fatalf("second open: %v", err)
 		}
 		if again := relCheckOpened(t, s, data[:size]); s.Size() != size || !relSameState(again, state) {
 			t.Fatal("a second open shows something else")
+		}
+		probe := []byte("written after recovery")
+		if err := s.Put(probe, probe); err != nil {
+			t.Fatalf("put after recovery: %v", err)
+		}
+		state[Hash(probe)] = probe
+		s.Close()
+		s, err = Open(path, nil)
+		if err != nil {
+			t.Fatalf("open after a write: %v", err)
+		}
+		after, _ := os.ReadFile(path)
+		if got := relCheckOpened(t, s, after); !relSameState(got, state) {
+			t.Fatalf("after a write: %d keys, want %d", len(got), len(state))
 		}
 		s.Close()
 	})
