@@ -16,8 +16,10 @@ type Options struct {
 	// process crashing, not the machine losing power. Sync flushes on demand.
 	SyncWrites bool
 
-	// ReadOnly opens the file without writing to it, ever: no lock is taken, a
-	// torn tail is ignored rather than cut, writes return ErrReadOnly. Any
+	// ReadOnly opens the file without writing to it, ever: no lock is taken
+	// (only probed, when the file holds no complete entry yet, to tell a
+	// writer's first append from a corrupt file), a torn tail is ignored
+	// rather than cut, writes return ErrReadOnly. Any
 	// number of read-only Stores may follow one writer; Refresh brings one up
 	// to date. The file must exist.
 	ReadOnly bool

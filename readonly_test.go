@@ -116,6 +116,42 @@ func TestReadOnlyEmptyFile(t *testing.T) {
 	ccSameState(t, "after the first write", r, map[string]string{"k": "v"})
 }
 
+// TestReadOnlyOpenDuringFirstAppend: while a writer holds the lock and its
+// first entry is still in flight, a follower opens on an empty store and sees
+// the entry after Refresh once it is whole. With no writer, the same bytes
+// are a corrupt file, and the probe leaves no lock behind.
+func TestReadOnlyOpenDuringFirstAppend(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	w := ccOpen(t, path, nil)
+	entry := format.AppendEntry(nil, 0, Hash([]byte("first")), bytes.Repeat([]byte("f"), 1000))
+	ccAppendRaw(t, path, 0, entry[:600])
+	r := ccOpen(t, path, &Options{ReadOnly: true})
+	if r.Len() != 0 || r.Size() != 0 {
+		t.Fatalf("follower during the first append: Len %d Size %d", r.Len(), r.Size())
+	}
+	ccAppendRaw(t, path, 0, entry)
+	if err := r.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	ccSameState(t, "first entry whole", r, map[string]string{"first": strings.Repeat("f", 1000)})
+	r.Close()
+	w.Close()
+
+	if err := os.Truncate(path, 600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, &Options{ReadOnly: true}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("follower of a file with no entry and no writer: %v, want ErrCorrupt", err)
+	}
+	w2, err := Open(path, nil) // the probe left no lock behind
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("writer: %v, want ErrCorrupt", err)
+	}
+	if w2 != nil {
+		w2.Close()
+	}
+}
+
 // TestReadOnlyRejectsWrites: every write fails with ErrReadOnly and leaves the
 // file as it was.
 func TestReadOnlyRejectsWrites(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/index"
+	"github.com/simdr-go/simdr/internal/lock"
 )
 
 // recoverTail finds where the valid entries of a file of size bytes end (see
@@ -25,6 +26,13 @@ func (s *Store) recoverTail(g *gen, size int64) (int64, error) {
 		}
 	} else {
 		tail, found = format.FindTail(data, 0)
+	}
+	if !found && s.opts.ReadOnly && !s.opts.Repair {
+		// A writer may be writing the file's first entry: while one holds
+		// the lock, a follower sees an empty store until Refresh.
+		if held, _ := lock.Held(g.f.Fd()); held {
+			return 0, nil
+		}
 	}
 	if !found && !s.opts.Repair {
 		return 0, fmt.Errorf("no valid entry chain in %d bytes: %w", size, ErrCorrupt)

@@ -38,3 +38,21 @@ func Exclusive(fd uintptr, timeout time.Duration) error {
 
 // Unlock releases the lock on fd.
 func Unlock(fd uintptr) error { return unix.Flock(int(fd), unix.LOCK_UN) }
+
+// Held reports whether another open file holds the exclusive lock on fd's
+// file. When none does, it takes a shared lock for that instant (a writer
+// trying to lock at the same instant fails as if the file were locked).
+func Held(fd uintptr) (bool, error) {
+	for {
+		err := unix.Flock(int(fd), unix.LOCK_SH|unix.LOCK_NB)
+		switch {
+		case err == nil:
+			return false, unix.Flock(int(fd), unix.LOCK_UN)
+		case err == unix.EINTR:
+			continue
+		case err == unix.EWOULDBLOCK:
+			return true, nil
+		}
+		return false, err
+	}
+}
