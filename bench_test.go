@@ -62,7 +62,7 @@ func TestGetAllocatesNothing(t *testing.T) {
 // TestIndexMemory holds the index to ≤ 24 bytes per key after an Open.
 func TestIndexMemory(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m")
-	const n = 200_000
+	const n = 100_000
 	loadBench(t, path, n)
 	var before, after runtime.MemStats
 	runtime.GC()
