@@ -2,7 +2,8 @@
 // WriteAt, Sync or Truncate (or OpenFile, Rename, SyncDir) fails with an error
 // such as ENOSPC or EIO, a WriteAt can write only part of its buffer before
 // failing, and a file can be given a maximum size past which writes run out of
-// space, like a small disk.
+// space, like a small disk. Durable returns what a file held at its last
+// successful Sync, from which tests build the images a power cut could leave.
 //
 // Faults are armed as Rules on the FS and apply to every file opened through
 // it (optionally only to files whose path contains Rule.Match). Calls are
@@ -11,6 +12,7 @@
 package faultfs
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -78,6 +80,9 @@ type FS struct {
 	calls [numOps]int
 	fired int
 	limit int64 // max file size; 0 = none
+	// durable holds each file's content as of its last successful Sync:
+	// what a power cut would keep for sure.
+	durable map[string][]byte
 }
 
 // New wraps base (vfs.OS when nil).
@@ -238,7 +243,29 @@ func (fl *file) Sync() error {
 	if r := fl.fs.check(Sync, fl.Name()); r != nil {
 		return pathErr(Sync, fl.Name(), r.Err)
 	}
-	return fl.File.Sync()
+	if err := fl.File.Sync(); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(fl.Name())
+	if err != nil {
+		return err
+	}
+	fl.fs.mu.Lock()
+	if fl.fs.durable == nil {
+		fl.fs.durable = make(map[string][]byte)
+	}
+	fl.fs.durable[fl.Name()] = b
+	fl.fs.mu.Unlock()
+	return nil
+}
+
+// Durable returns the content the file opened by name had at its last
+// successful Sync through the FS (nil if it was never synced): what survives
+// a power cut for sure. Later writes may survive in part, page by page.
+func (f *FS) Durable(name string) []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return bytes.Clone(f.durable[name])
 }
 
 func (fl *file) Truncate(size int64) error {
