@@ -1,6 +1,9 @@
 package format
 
-import "hash/crc32"
+import (
+	"encoding/binary"
+	"hash/crc32"
+)
 
 // The chain: every entry's Prev is where it begins, the end of the entry before
 // it. Walking the Prev links back from a tail visits every entry, newest first.
@@ -231,6 +234,14 @@ func FindTail(data []byte, floor int64) (L int64, found bool) {
 	}
 	m := &memo{bad: make(map[int64]struct{}), good: make(map[int64]struct{}), sums: sums{floor: floor}}
 	for L = n; L > floor; L-- {
+		// Most offsets of a torn tail (a long value still being streamed)
+		// fail at once on the prev link: check it inline, before the call.
+		if L < MetaSize+1 {
+			continue
+		}
+		if p := int64(binary.LittleEndian.Uint64(data[L-12 : L-4])); p < floor || p >= L-MetaSize {
+			continue
+		}
 		if chain(data, floor, L, m) {
 			return L, true
 		}
