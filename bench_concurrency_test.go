@@ -3,20 +3,21 @@ package simdr
 // Concurrency figures (docs/concurrency.md):
 //
 //	BenchmarkEntries, BenchmarkForEachParallel  reading every value (CRC-32 of
-//	    its bytes) one goroutine vs several; -simdr.iterbytes sets the store's
-//	    size (1<<30 for the figure), SIMDR_BENCH_ITER_DIR keeps the
-//	    store between runs.
+//	    its bytes, or SHA-256 with -simdr.iterfn=sha256) in one goroutine vs
+//	    several; -simdr.iterbytes sets the store's size (1<<30 for the issue's
+//	    figure), SIMDR_BENCH_ITER_DIR keeps the store between runs.
 //	BenchmarkGetThroughput  random Gets from 1 and 2 goroutines over
 //	    -simdr.getkeys keys of 100-byte values; ns/op is wall time per Get, so
 //	    the speed-up is ns/op(1) / ns/op(2); cpu-ns/op is the process's CPU
 //	    time per Get (on a shared machine, the speed-up two free cores give
 //	    is 2 × cpu-ns/op(1) / cpu-ns/op(2)).
 //	BenchmarkGetLatency  the distribution of single Gets (p50, p99, p999 in
-//	    ns) with and without a writer streaming a -simdr.streamvalue value
-//	    through PutReader at the same time.
+//	    ns) alone, beside a goroutine burning CPU, and beside a writer
+//	    streaming -simdr.streamvalue values through PutReader.
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -36,6 +37,7 @@ var (
 	ccIterBytes   = flag.Int64("simdr.iterbytes", 32<<20, "store size for BenchmarkEntries and BenchmarkForEachParallel")
 	ccIterValue   = flag.Int("simdr.itervalue", 4096, "value size for BenchmarkEntries and BenchmarkForEachParallel")
 	ccGetKeys     = flag.Int("simdr.getkeys", 1_000_000, "keys (100-byte values) for BenchmarkGetThroughput and BenchmarkGetLatency")
+	ccIterFn      = flag.String("simdr.iterfn", "crc", "what BenchmarkEntries and BenchmarkForEachParallel compute per value: crc (CRC-32, memory-bound) or sha256 (CPU-bound)")
 	ccStreamValue = flag.Int64("simdr.streamvalue", 256<<20, "size of each value the writer streams in BenchmarkGetLatency")
 )
 
@@ -87,6 +89,15 @@ func ccIterStore(b *testing.B) (*Store, int64) {
 	return s, total
 }
 
+// ccDigest is the per-value work of the iteration benchmarks (-simdr.iterfn).
+func ccDigest(v []byte) uint32 {
+	if *ccIterFn == "sha256" {
+		d := sha256.Sum256(v)
+		return binary.LittleEndian.Uint32(d[:])
+	}
+	return crc32.ChecksumIEEE(v)
+}
+
 // BenchmarkEntries reads every value once per op, ranging over Entries in
 // one goroutine (the baseline for BenchmarkForEachParallel).
 func BenchmarkEntries(b *testing.B) {
@@ -96,7 +107,7 @@ func BenchmarkEntries(b *testing.B) {
 	for b.Loop() {
 		var sum uint32
 		for e := range s.Entries() {
-			sum += crc32.ChecksumIEEE(e.Bytes())
+			sum += ccDigest(e.Bytes())
 		}
 		_ = sum
 	}
@@ -112,7 +123,7 @@ func BenchmarkForEachParallel(b *testing.B) {
 			for b.Loop() {
 				var sum atomic.Uint32
 				if err := s.ForEachParallel(context.Background(), workers, func(e Entry) error {
-					sum.Add(crc32.ChecksumIEEE(e.Bytes()))
+					sum.Add(ccDigest(e.Bytes()))
 					return nil
 				}); err != nil {
 					b.Fatal(err)
@@ -224,19 +235,34 @@ func (r *ccStreamSource) Read(p []byte) (int, error) {
 }
 
 // BenchmarkGetLatency: the latency of single random Gets (p50, p99, p999, in
-// ns), without and with a writer streaming -simdr.streamvalue values with
-// PutReader, one after the other, the whole time.
+// ns): alone (quiet), beside a goroutine that only burns CPU (spinning), and
+// beside a writer streaming -simdr.streamvalue values with PutReader, one
+// after the other, the whole time (streaming).
 func BenchmarkGetLatency(b *testing.B) {
 	s, keys := ccGetStore(b, *ccGetKeys)
-	for _, writer := range []bool{false, true} {
-		name := "quiet"
-		if writer {
-			name = "streaming"
-		}
+	for _, name := range []string{"quiet", "spinning", "streaming"} {
+		writer := name == "streaming"
 		b.Run(name, func(b *testing.B) {
 			stop := make(chan struct{})
 			var wg sync.WaitGroup
 			var streamed atomic.Int64
+			if name == "spinning" {
+				// The baseline for the other core being busy, without I/O.
+				wg.Go(func() {
+					x := uint64(1)
+					for {
+						select {
+						case <-stop:
+							streamed.Store(int64(x & 1))
+							return
+						default:
+						}
+						for range 1000 {
+							x = ccMix(x)
+						}
+					}
+				})
+			}
 			if writer {
 				wg.Go(func() {
 					for {
