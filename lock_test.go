@@ -47,6 +47,8 @@ func ccWant(t *testing.T, s *Store, key, value string) {
 	}
 }
 
+// TestLockSecondWriterFailsAtOnce: a second writer in the same process gets
+// ErrLocked at once, and the first keeps its lock.
 func TestLockSecondWriterFailsAtOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	w := ccOpen(t, path, nil)
@@ -71,6 +73,8 @@ func TestLockSecondWriterFailsAtOnce(t *testing.T) {
 	ccWant(t, w2, "k2", "v2")
 }
 
+// TestLockTimeoutWaitsForClose: with LockTimeout, a second writer waits for
+// the first to close, then sees everything it wrote.
 func TestLockTimeoutWaitsForClose(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	w := ccOpen(t, path, nil)
@@ -93,6 +97,8 @@ func TestLockTimeoutWaitsForClose(t *testing.T) {
 	ccWant(t, w2, "late", "write")
 }
 
+// TestLockTimeoutExpires: a writer waiting on a held lock gives up with
+// ErrLocked, and not before the timeout.
 func TestLockTimeoutExpires(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	ccOpen(t, path, nil)
@@ -107,6 +113,8 @@ func TestLockTimeoutExpires(t *testing.T) {
 	}
 }
 
+// TestLockReadOnlyTakesNoLock: followers keep neither a writer nor each
+// other out.
 func TestLockReadOnlyTakesNoLock(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	w := ccOpen(t, path, nil)

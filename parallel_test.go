@@ -46,6 +46,8 @@ func ccParallelStore(t *testing.T, n int) (*Store, map[uint64]string) {
 	return s, want
 }
 
+// TestForEachParallelVisitsEachOnce: every live key exactly once with its
+// latest value, for any number of workers (< 1 means GOMAXPROCS).
 func TestForEachParallelVisitsEachOnce(t *testing.T) {
 	s, want := ccParallelStore(t, 5000)
 	for _, workers := range []int{-1, 0, 1, 2, 3, 8, 1000} {
@@ -77,6 +79,8 @@ func TestForEachParallelVisitsEachOnce(t *testing.T) {
 	}
 }
 
+// TestForEachParallelEmptyAndClosed: no call on an empty store; ErrClosed
+// after Close.
 func TestForEachParallelEmptyAndClosed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	s := ccOpen(t, path, nil)

@@ -66,6 +66,8 @@ func ccSameState(t *testing.T, what string, got *Store, want map[string]string) 
 	}
 }
 
+// TestReadOnlyOpenWhileWriterHoldsLock: followers open beside a writer,
+// which stays the only writer.
 func TestReadOnlyOpenWhileWriterHoldsLock(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	w := ccOpen(t, path, nil)
@@ -91,6 +93,7 @@ func TestReadOnlyOpenWhileWriterHoldsLock(t *testing.T) {
 	}
 }
 
+// TestReadOnlyMissingFile: a follower neither opens nor creates a missing file.
 func TestReadOnlyMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "missing")
 	_, err := Open(path, &Options{ReadOnly: true})
@@ -102,6 +105,8 @@ func TestReadOnlyMissingFile(t *testing.T) {
 	}
 }
 
+// TestReadOnlyEmptyFile: a follower of a new, empty store sees its first write
+// after Refresh.
 func TestReadOnlyEmptyFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	w := ccOpen(t, path, nil) // creates the file, writes nothing
@@ -504,6 +509,8 @@ func TestRefreshAfterCutBack(t *testing.T) {
 	ccSameState(t, "cut back", r, map[string]string{"a": "1"})
 }
 
+// TestRefreshWritableAndClosed: Refresh does nothing on a writer and fails
+// with ErrClosed after Close.
 func TestRefreshWritableAndClosed(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s")
 	w := ccOpen(t, path, nil)

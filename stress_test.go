@@ -91,7 +91,7 @@ func (st *ccStress) fail(format string, args ...any) {
 	st.t.Errorf(format, args...)
 }
 
-// size picks a value size: mostly small, some medium, a few written straight
+// ccSize picks a value size: mostly small, some medium, a few written straight
 // from the caller's slice (>= 256 KiB).
 func ccSize(r *rand.Rand) int {
 	switch x := r.IntN(1000); {
@@ -424,7 +424,7 @@ func (st *ccStress) check(s *Store, what string) {
 	}
 }
 
-// equalStores checks that a follower holds the same keys and values as the writer.
+// ccEqualStores checks that a follower holds the same keys and values as the writer.
 func ccEqualStores(t *testing.T, w, f *Store) {
 	t.Helper()
 	if w.Len() != f.Len() {
