@@ -435,7 +435,10 @@ func TestMultiProcessFollow(t *testing.T) {
 	// Follow until both enough refreshes and enough of the child's ops (so
 	// enough compactions) have gone by.
 	rounds, minOps := 200, 4000
-	if testing.Short() {
+	switch {
+	case ccLong():
+		rounds, minOps = 2000, 60000
+	case testing.Short():
 		rounds, minOps = 50, 1000
 	}
 	for refresh < rounds || hist.acked < minOps {
