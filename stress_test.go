@@ -440,14 +440,14 @@ func ccEqualStores(t *testing.T, w, f *Store) {
 
 // TestStress is the concurrency stress suite (see the top of the file).
 func TestStress(t *testing.T) {
-	phases, ops := 4, 3000
+	phases, ops := 4, 6000
 	switch {
 	case ccLong():
 		phases, ops = 10, 50000
 	case testing.Short():
 		phases, ops = 2, 500
 	case ccRace():
-		phases, ops = 4, 2000
+		phases, ops = 4, 5000
 	}
 	st := &ccStress{
 		t:       t,
