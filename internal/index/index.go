@@ -26,7 +26,8 @@ const Deleted = 1 << 63
 
 const (
 	maxLoad   = 0.85 // grow past this share of used slots
-	growLoad  = 0.68 // load right after growing: 16/0.68 ≈ 23.5 bytes per key
+	fitLoad   = 0.68 // load of a table made to fit (New, Shrink): 16/0.68 ≈ 23.5 bytes per key
+	growLoad  = 0.5  // load right after growing under writes: a table grows 1.7× at a time
 	minGroups = 16
 	valueMask = Deleted - 1
 )
@@ -49,8 +50,8 @@ type table struct {
 	limit  int // used slots allowed before growing
 }
 
-func newTable(keys int) *table {
-	n := int(float64(keys)/growLoad)/len(group{}) + 1
+func newTable(keys int, load float64) *table {
+	n := int(float64(keys)/load)/len(group{}) + 1
 	if n < minGroups {
 		n = minGroups
 	}
@@ -141,7 +142,7 @@ type Index struct {
 // New returns an index sized for about keys keys.
 func New(keys int) *Index {
 	ix := &Index{}
-	ix.t.Store(newTable(keys))
+	ix.t.Store(newTable(keys, fitLoad))
 	return ix
 }
 
@@ -175,7 +176,7 @@ func (ix *Index) set(h, v uint64) uint64 {
 	old := s.val.Load()
 	if old == 0 {
 		if ix.used+1 > t.limit {
-			t = ix.grow(1)
+			t = ix.grow(1, growLoad)
 			s = t.slotFor(h)
 		}
 		ix.used++
@@ -215,11 +216,12 @@ func (ix *Index) Load(hs, vs []uint64) {
 }
 
 // grow publishes a new table with the live keys of the current one, sized so
-// that they fill it to growLoad (deleted keys are dropped), and returns it.
-func (ix *Index) grow(extra int) *table {
+// that they and extra more fill it to load (deleted keys are dropped), and
+// returns it.
+func (ix *Index) grow(extra int, load float64) *table {
 	old := ix.t.Load()
 	live := int(ix.live.Load())
-	nt := newTable(live + extra)
+	nt := newTable(live+extra, load)
 	used := 0
 	old.each(func(s *slot) bool {
 		if v := s.val.Load(); v != 0 && v&Deleted == 0 {
@@ -237,7 +239,7 @@ func (ix *Index) grow(extra int) *table {
 
 // Shrink drops deleted keys and resizes the table to fit the live keys
 // (writer only). Readers on the old table carry on undisturbed.
-func (ix *Index) Shrink() { ix.grow(0) }
+func (ix *Index) Shrink() { ix.grow(0, fitLoad) }
 
 // Prepare readies the index for n more keys, the batch hs (writer only): it
 // grows the table now if the batch could outgrow it, then touches the home
@@ -246,7 +248,7 @@ func (ix *Index) Shrink() { ix.grow(0) }
 func (ix *Index) Prepare(hs iter.Seq[uint64], n int) {
 	t := ix.t.Load()
 	if ix.used+n > t.limit {
-		t = ix.grow(n)
+		t = ix.grow(n, growLoad)
 	}
 	var sink uint64
 	for h := range hs {
