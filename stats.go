@@ -2,23 +2,24 @@ package simdr
 
 import "github.com/simdr-go/simdr/internal/format"
 
-// Stats describes a store file.
+// Stats describes a store file. Its JSON form (used by simdr serve and the
+// CLI) names the fields in snake case.
 type Stats struct {
 	// LiveKeys is the number of keys with a value (as Len).
-	LiveKeys int
+	LiveKeys int `json:"live_keys"`
 	// Entries is the number of value entries in the file, overwritten ones included.
-	Entries int64
+	Entries int64 `json:"entries"`
 	// Tombstones is the number of delete markers in the file.
-	Tombstones int64
+	Tombstones int64 `json:"tombstones"`
 	// FileBytes is the size of the valid part of the file (as Size).
-	FileBytes int64
+	FileBytes int64 `json:"file_bytes"`
 	// LiveBytes is the sum of the live values' lengths.
-	LiveBytes int64
+	LiveBytes int64 `json:"live_bytes"`
 	// ReclaimableBytes is about how many bytes Compact would free: the file
 	// size less what the live entries take once rewritten.
-	ReclaimableBytes int64
+	ReclaimableBytes int64 `json:"reclaimable_bytes"`
 	// IndexBytes is the memory the in-memory index holds.
-	IndexBytes int
+	IndexBytes int `json:"index_bytes"`
 }
 
 // Stats returns figures about the store. It visits every live key (no lock),

@@ -457,17 +457,9 @@ func (c *Client) Rename(ctx context.Context, oldKey, newKey []byte) error {
 
 // Stats returns the figures of the server's store.
 func (c *Client) Stats(ctx context.Context) (simdr.Stats, error) {
-	var r struct {
-		LiveKeys         int   `json:"live_keys"`
-		Entries          int64 `json:"entries"`
-		Tombstones       int64 `json:"tombstones"`
-		FileBytes        int64 `json:"file_bytes"`
-		LiveBytes        int64 `json:"live_bytes"`
-		ReclaimableBytes int64 `json:"reclaimable_bytes"`
-		IndexBytes       int   `json:"index_bytes"`
-	}
-	err := c.doJSON(ctx, http.MethodGet, "/v1/stats", nil, &r, http.StatusOK)
-	return simdr.Stats(r), err
+	var st simdr.Stats
+	err := c.doJSON(ctx, http.MethodGet, "/v1/stats", nil, &st, http.StatusOK)
+	return st, err
 }
 
 // Compact compacts the server's store file.
