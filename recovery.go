@@ -13,19 +13,30 @@ import (
 // or garbage. A non-empty file with no valid chain is ErrCorrupt unless
 // Options.Repair allows cutting it to empty. A read-only Store never writes:
 // it ignores what follows the tail.
-func (s *Store) recoverTail(g *gen, size int64) (int64, error) {
+//
+// A whole file (the usual case) is checked and collected into c in one walk;
+// otherwise c is left empty and buildIndex walks the chain found.
+func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
 	data := g.m.Bytes()[:size]
 	var (
 		tail  int64
 		found bool
 	)
+	find := func() {
+		if format.WalkChain(data, 0, size, c.add) {
+			tail, found, c.done = size, true, true
+			return
+		}
+		c.reset()
+		tail, found = format.FindTail(data, 0)
+	}
 	if s.opts.ReadOnly {
 		// The writer may cut the file while we scan its end (see guardFault).
-		if guardFault(func() { tail, found = format.FindTail(data, 0) }) {
+		if guardFault(find) {
 			return 0, errShrunk
 		}
 	} else {
-		tail, found = format.FindTail(data, 0)
+		find()
 	}
 	if !found && s.opts.ReadOnly && !s.opts.Repair {
 		// A writer may be writing the file's first entry: while one holds
@@ -50,24 +61,35 @@ func (s *Store) recoverTail(g *gen, size int64) (int64, error) {
 
 // buildIndex walks g's chain newest first: the first time a key hash is met
 // is its latest version; a tombstone met first means the key is deleted.
-func (g *gen) buildIndex() {
-	data := g.m.Bytes()
-	tail := g.tail.Load()
-	// One walk collects every entry (16 bytes each, for the length of the
-	// build), so that the index is made at its final size, and loaded in
-	// batches whose cache misses overlap.
-	var hs, vs []uint64
-	var tombs int64
-	format.Walk(data, 0, tail, func(e format.Entry) bool {
-		hs = append(hs, e.Hash)
-		if e.Tombstone {
-			tombs++
-			vs = append(vs, index.Deleted|uint64(e.End))
-		} else {
-			vs = append(vs, pack(e.End, e.End-e.Start))
-		}
-		return true
-	})
+// collector gathers a chain's entries, newest first, for buildIndex: 16 bytes
+// each, for the length of the build, so that the index is made at its final
+// size and loaded in batches whose cache misses overlap.
+type collector struct {
+	hs, vs []uint64
+	tombs  int64
+	done   bool // holds the whole chain
+}
+
+func (c *collector) add(e format.Entry) {
+	c.hs = append(c.hs, e.Hash)
+	if e.Tombstone {
+		c.tombs++
+		c.vs = append(c.vs, index.Deleted|uint64(e.End))
+	} else {
+		c.vs = append(c.vs, pack(e.End, e.End-e.Start))
+	}
+}
+
+func (c *collector) reset() { *c = collector{hs: c.hs[:0], vs: c.vs[:0]} }
+
+func (g *gen) buildIndex(c *collector) {
+	if !c.done {
+		format.Walk(g.m.Bytes(), 0, g.tail.Load(), func(e format.Entry) bool {
+			c.add(e)
+			return true
+		})
+	}
+	hs, vs, tombs := c.hs, c.vs, c.tombs
 	ents := int64(len(hs)) - tombs
 	ix := index.New(len(hs))
 	const batch = 256

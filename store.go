@@ -145,13 +145,14 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		return nil, fmt.Errorf("mmap: %w", err)
 	}
 	g := &gen{f: f, m: m, fi: fi}
-	tail, err := s.recoverTail(g, size)
+	var c collector
+	tail, err := s.recoverTail(g, size, &c)
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
 	g.tail.Store(tail)
-	g.buildIndex()
+	g.buildIndex(&c)
 	return g, nil
 }
 

@@ -56,7 +56,14 @@ func step(data []byte, floor, t int64, m *memo) (Entry, bool) {
 // Chain reports whether a valid chain ends at tail and steps strictly down to
 // exactly floor. The entry ending at tail must also pass its checksum.
 func Chain(data []byte, floor, tail int64) bool {
-	return chain(data, floor, tail, nil)
+	return chain(data, floor, tail, nil, nil)
+}
+
+// WalkChain is Chain calling fn for every entry of the chain as it checks it,
+// newest first: one pass where Chain and then Walk take two. When it returns
+// false, fn may have been called for entries of a chain that is not valid.
+func WalkChain(data []byte, floor, tail int64, fn func(Entry)) bool {
+	return chain(data, floor, tail, nil, fn)
 }
 
 // memo is what FindTail learns while it tries candidate tails: offsets known
@@ -68,17 +75,21 @@ type memo struct {
 	sums      sums
 }
 
-// chain is Chain remembering what it learns in m (when m is not nil). The
+// chain is Chain remembering what it learns in m (when m is not nil), and
+// calling visit (when not nil, and only without m) for every entry. The
 // chain beneath the candidate head is walked before the head's checksum is
 // computed: most garbage fails the walk at once, while the checksum of a
 // candidate can cover the whole file.
-func chain(data []byte, floor, tail int64, m *memo) bool {
+func chain(data []byte, floor, tail int64, m *memo, visit func(Entry)) bool {
 	if tail == floor {
 		return true
 	}
 	first, ok := head(data, floor, tail)
 	if !ok {
 		return false
+	}
+	if visit != nil {
+		visit(first)
 	}
 	t := first.Prev
 	for t > floor {
@@ -94,6 +105,9 @@ func chain(data []byte, floor, tail int64, m *memo) bool {
 		e, ok := step(data, floor, t, m)
 		if !ok {
 			break
+		}
+		if visit != nil {
+			visit(e)
 		}
 		t = e.Prev
 	}
@@ -242,7 +256,7 @@ func FindTail(data []byte, floor int64) (L int64, found bool) {
 		if p := int64(binary.LittleEndian.Uint64(data[L-12 : L-4])); p < floor || p >= L-MetaSize {
 			continue
 		}
-		if chain(data, floor, L, m) {
+		if chain(data, floor, L, m, nil) {
 			return L, true
 		}
 	}

@@ -196,9 +196,13 @@ func (ix *Index) set(h, v uint64) uint64 {
 // in order, skipping keys already present: fed newest first, it keeps each
 // key's latest state. It touches every home slot of the batch before
 // inserting, so that the cache misses of a batch overlap instead of queueing
-// one after the other: building an index this way is several times faster
-// than one Put after another. Writer only; the table must have room for
-// every key (New sized for them), since growing would drop deleted keys.
+// one after the other, and it writes slots with plain stores: building an
+// index this way is several times faster than one Put after another.
+//
+// Load is for building an index before it is shared: no other goroutine may
+// use ix until the caller publishes it (an atomic store or a lock gives the
+// readers the happens-before they need). The table must have room for every
+// key (New sized for them): Load never grows it.
 func (ix *Index) Load(hs, vs []uint64) {
 	t := ix.t.Load()
 	var sink uint64
@@ -206,13 +210,28 @@ func (ix *Index) Load(hs, vs []uint64) {
 		sink += t.groups[t.home(h)][0].val.Load()
 	}
 	ix.sink += sink
+	live := 0
 	for i, h := range hs {
 		s := t.slotFor(h)
 		if s.val.Load() != 0 {
 			continue // a newer state of h was loaded already
 		}
-		ix.set(h, vs[i])
+		if ix.used+1 > t.limit { // more keys than New was told: grow as Put does
+			ix.live.Add(int64(live))
+			live = 0
+			ix.set(h, vs[i])
+			t = ix.t.Load()
+			continue
+		}
+		ix.used++
+		// Not shared yet: plain stores, without the fence an atomic store costs.
+		*(*uint64)(unsafe.Pointer(&s.key)) = h
+		*(*uint64)(unsafe.Pointer(&s.val)) = vs[i]
+		if vs[i]&Deleted == 0 {
+			live++
+		}
 	}
+	ix.live.Add(int64(live))
 }
 
 // grow publishes a new table with the live keys of the current one, sized so
