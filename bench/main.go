@@ -171,7 +171,7 @@ func main() {
 
 	start := time.Now()
 	load0 := loadAvg()
-	rep := &report{sets: sets, stores: stores, runs: *runs, big: big, results: map[string][]result{}, machine: describeMachine(tmp)}
+	rep := &report{args: os.Args[1:], sets: sets, stores: stores, runs: *runs, big: big, results: map[string][]result{}, machine: describeMachine(tmp)}
 	runChild := func(mode string, st storeDef, set sizeSet, run int) {
 		dir := filepath.Join(tmp, fmt.Sprintf("%s-%d", st.name, run+1))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
