@@ -63,24 +63,43 @@ func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
 // is its latest version; a tombstone met first means the key is deleted.
 // collector gathers a chain's entries, newest first, for buildIndex: 16 bytes
 // each, for the length of the build, so that the index is made at its final
-// size and loaded in batches whose cache misses overlap.
+// size and loaded in batches whose cache misses overlap. It fills fixed-size
+// blocks rather than growing one slice, so nothing is copied as it grows.
 type collector struct {
-	hs, vs []uint64
+	blocks []*block
+	n      int // entries in the last block
 	tombs  int64
 	done   bool // holds the whole chain
 }
 
+// block holds 4,096 entries: their key hashes and index values.
+type block struct{ hs, vs [4096]uint64 }
+
 func (c *collector) add(e format.Entry) {
-	c.hs = append(c.hs, e.Hash)
+	if len(c.blocks) == 0 || c.n == len(block{}.hs) {
+		c.blocks = append(c.blocks, new(block))
+		c.n = 0
+	}
+	b := c.blocks[len(c.blocks)-1]
+	b.hs[c.n] = e.Hash
 	if e.Tombstone {
 		c.tombs++
-		c.vs = append(c.vs, index.Deleted|uint64(e.End))
+		b.vs[c.n] = index.Deleted | uint64(e.End)
 	} else {
-		c.vs = append(c.vs, pack(e.End, e.End-e.Start))
+		b.vs[c.n] = pack(e.End, e.End-e.Start)
 	}
+	c.n++
 }
 
-func (c *collector) reset() { *c = collector{hs: c.hs[:0], vs: c.vs[:0]} }
+// len returns how many entries c holds.
+func (c *collector) len() int {
+	if len(c.blocks) == 0 {
+		return 0
+	}
+	return (len(c.blocks)-1)*len(block{}.hs) + c.n
+}
+
+func (c *collector) reset() { *c = collector{} }
 
 func (g *gen) buildIndex(c *collector) {
 	if !c.done {
@@ -89,14 +108,22 @@ func (g *gen) buildIndex(c *collector) {
 			return true
 		})
 	}
-	hs, vs, tombs := c.hs, c.vs, c.tombs
-	ents := int64(len(hs)) - tombs
-	ix := index.New(len(hs))
+	n := c.len()
+	ix := index.New(n)
 	const batch = 256
-	for i := 0; i < len(hs); i += batch {
-		j := min(i+batch, len(hs))
-		ix.Load(hs[i:j], vs[i:j]) // keeps the first (newest) state met of each key
+	for i, b := range c.blocks {
+		m := len(b.hs)
+		if i == len(c.blocks)-1 {
+			m = c.n
+		}
+		for lo := 0; lo < m; lo += batch {
+			hi := min(lo+batch, m)
+			ix.Load(b.hs[lo:hi], b.vs[lo:hi]) // keeps the first (newest) state met of each key
+		}
+		c.blocks[i] = nil // done with it
 	}
+	tombs := c.tombs
+	ents := int64(n) - tombs
 	if ix.Bytes() > 24*ix.Len()+1024 {
 		ix.Shrink() // many overwritten or deleted keys: fit the table to the live ones
 	}

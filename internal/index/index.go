@@ -25,9 +25,12 @@ import (
 const Deleted = 1 << 63
 
 const (
-	maxLoad   = 0.85 // grow past this share of used slots
-	fitLoad   = 0.68 // load of a table made to fit (New, Shrink): 16/0.68 ≈ 23.5 bytes per key
-	growLoad  = 0.5  // load right after growing under writes: a table grows 1.7× at a time
+	maxLoad = 0.85 // grow past this share of used slots
+	// fitLoad is the load of a new table (New, Shrink, growing): at most
+	// 16/0.68 ≈ 23.5 bytes per key at all times. A table grows 1.25× at a
+	// time; growing less often would load faster but hold up to 32 bytes
+	// per key.
+	fitLoad   = 0.68
 	minGroups = 16
 	valueMask = Deleted - 1
 )
@@ -50,8 +53,8 @@ type table struct {
 	limit  int // used slots allowed before growing
 }
 
-func newTable(keys int, load float64) *table {
-	n := int(float64(keys)/load)/len(group{}) + 1
+func newTable(keys int) *table {
+	n := int(float64(keys)/fitLoad)/len(group{}) + 1
 	if n < minGroups {
 		n = minGroups
 	}
@@ -142,7 +145,7 @@ type Index struct {
 // New returns an index sized for about keys keys.
 func New(keys int) *Index {
 	ix := &Index{}
-	ix.t.Store(newTable(keys, fitLoad))
+	ix.t.Store(newTable(keys))
 	return ix
 }
 
@@ -176,7 +179,7 @@ func (ix *Index) set(h, v uint64) uint64 {
 	old := s.val.Load()
 	if old == 0 {
 		if ix.used+1 > t.limit {
-			t = ix.grow(1, growLoad)
+			t = ix.grow(1)
 			s = t.slotFor(h)
 		}
 		ix.used++
@@ -224,9 +227,7 @@ func (ix *Index) Load(hs, vs []uint64) {
 			continue
 		}
 		ix.used++
-		// Not shared yet: plain stores, without the fence an atomic store costs.
-		*(*uint64)(unsafe.Pointer(&s.key)) = h
-		*(*uint64)(unsafe.Pointer(&s.val)) = vs[i]
+		t.store(s, h, vs[i]) // not shared yet
 		if vs[i]&Deleted == 0 {
 			live++
 		}
@@ -235,30 +236,37 @@ func (ix *Index) Load(hs, vs []uint64) {
 }
 
 // grow publishes a new table with the live keys of the current one, sized so
-// that they and extra more fill it to load (deleted keys are dropped), and
+// that they and extra more fill it to fitLoad (deleted keys are dropped), and
 // returns it.
-func (ix *Index) grow(extra int, load float64) *table {
+func (ix *Index) grow(extra int) *table {
 	old := ix.t.Load()
 	live := int(ix.live.Load())
-	nt := newTable(live+extra, load)
+	nt := newTable(live + extra)
 	used := 0
-	old.each(func(s *slot) bool {
-		if v := s.val.Load(); v != 0 && v&Deleted == 0 {
-			d := nt.slotFor(s.key.Load())
-			d.key.Store(s.key.Load())
-			d.val.Store(v)
-			used++
+	for i := range old.groups {
+		for j := range old.groups[i] {
+			s := &old.groups[i][j]
+			if v := s.val.Load(); v != 0 && v&Deleted == 0 {
+				nt.store(nt.slotFor(s.key.Load()), s.key.Load(), v)
+				used++
+			}
 		}
-		return true
-	})
+	}
 	ix.used = used
-	ix.t.Store(nt)
+	ix.t.Store(nt) // publishes the plain stores above
 	return nt
+}
+
+// store fills slot s of a table no reader can see yet: plain stores, without
+// the fence an atomic store costs.
+func (t *table) store(s *slot, h, v uint64) {
+	*(*uint64)(unsafe.Pointer(&s.key)) = h
+	*(*uint64)(unsafe.Pointer(&s.val)) = v
 }
 
 // Shrink drops deleted keys and resizes the table to fit the live keys
 // (writer only). Readers on the old table carry on undisturbed.
-func (ix *Index) Shrink() { ix.grow(0, fitLoad) }
+func (ix *Index) Shrink() { ix.grow(0) }
 
 // Prepare readies the index for n more keys, the batch hs (writer only): it
 // grows the table now if the batch could outgrow it, then touches the home
@@ -267,7 +275,7 @@ func (ix *Index) Shrink() { ix.grow(0, fitLoad) }
 func (ix *Index) Prepare(hs iter.Seq[uint64], n int) {
 	t := ix.t.Load()
 	if ix.used+n > t.limit {
-		t = ix.grow(n, growLoad)
+		t = ix.grow(n)
 	}
 	var sink uint64
 	for h := range hs {
