@@ -17,6 +17,7 @@ type VerifyError struct {
 	BrokenAt int64
 }
 
+// Error lists the first bad offsets and where the chain breaks.
 func (e *VerifyError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "simdr: verify: %d bad checksums", len(e.Bad))

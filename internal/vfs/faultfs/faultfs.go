@@ -38,6 +38,7 @@ const (
 
 var opNames = [numOps]string{"WriteAt", "Sync", "Truncate", "OpenFile", "Rename", "SyncDir"}
 
+// String names the operation, as in the file system call it fails.
 func (o Op) String() string {
 	if o < numOps {
 		return opNames[o]
