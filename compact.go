@@ -178,10 +178,7 @@ func (s *Store) compact() (err error) {
 	ng.tail.Store(c.tail)
 	ng.ents.Store(c.ents)
 	ng.tomb.Store(c.tomb)
-	s.seq.Add(1)
-	s.cur.Store(ng)
-	s.seq.Add(1)
-	s.old = append(s.old, g)
+	s.replace(ng)
 	// The old file's lock no longer guards the path; its mapping stays until Close.
 	lock.Unlock(g.f.Fd())
 	if err := s.fs.SyncDir(filepath.Dir(s.path)); err != nil {

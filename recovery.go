@@ -81,12 +81,11 @@ func (c *collector) add(e format.Entry) {
 		c.n = 0
 	}
 	b := c.blocks[len(c.blocks)-1]
-	b.hs[c.n] = e.Hash
-	if e.Tombstone {
+	op := opFor(e)
+	b.hs[c.n], b.vs[c.n] = op.hash, op.pos
+	if op.del {
 		c.tombs++
-		b.vs[c.n] = index.Deleted | uint64(e.End)
-	} else {
-		b.vs[c.n] = pack(e.End, e.End-e.Start)
+		b.vs[c.n] |= index.Deleted
 	}
 	c.n++
 }

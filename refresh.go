@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"slices"
 
 	"github.com/simdr-go/simdr/internal/format"
 )
@@ -51,14 +52,12 @@ func (s *Store) refresh(g *gen) error {
 		return fmt.Errorf("mmap: %w", err)
 	}
 	data := g.m.Bytes()[:size]
-	var (
-		newTail = tail
-		delta   []format.Entry
-	)
+	newTail := tail
+	s.ops = s.ops[:0] // a read-only Store has no writes in progress
 	if guardFault(func() {
 		newTail, _ = format.FindTail(data, tail)
 		format.Walk(data, tail, newTail, func(e format.Entry) bool {
-			delta = append(delta, e)
+			s.ops = append(s.ops, opFor(e))
 			return true
 		})
 	}) {
@@ -70,19 +69,8 @@ func (s *Store) refresh(g *gen) error {
 	if newTail == tail {
 		return nil
 	}
-	s.seq.Add(1)
-	for i := len(delta) - 1; i >= 0; i-- {
-		e := delta[i]
-		if e.Tombstone {
-			g.ix.Delete(e.Hash, uint64(e.End))
-			g.tomb.Add(1)
-		} else {
-			g.ix.Put(e.Hash, pack(e.End, e.End-e.Start))
-			g.ents.Add(1)
-		}
-	}
-	g.tail.Store(newTail)
-	s.seq.Add(1)
+	slices.Reverse(s.ops) // walked newest first; applied oldest first
+	s.publish(g, s.ops, newTail)
 	return nil
 }
 
@@ -92,11 +80,19 @@ func (s *Store) reload() error {
 	if err != nil {
 		return err
 	}
+	s.replace(ng)
+	return nil
+}
+
+// replace makes ng the current generation, as one step for GetMany's
+// seqlock, and returns the one it replaces, which stays mapped until Close
+// (the caller holds wmu).
+func (s *Store) replace(ng *gen) *gen {
 	s.seq.Add(1)
 	old := s.cur.Swap(ng)
 	s.seq.Add(1)
 	s.old = append(s.old, old)
-	return nil
+	return old
 }
 
 // errShrunk: the file got shorter while a read-only Store scanned past its

@@ -36,7 +36,7 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 	}
 	a := s.begin(g)
 	prev := a.tail
-	a.s.buf = append(a.s.buf, make([]byte, format.Prepad(prev))...)
+	a.s.buf = format.AppendPrepad(a.s.buf, prev)
 	a.flush()
 	var (
 		total int64

@@ -18,8 +18,39 @@ const (
 // pending is an index update waiting for its write to succeed.
 type pending struct {
 	hash uint64
-	pos  uint64 // where the entry's payload ends
+	pos  uint64 // where the entry's payload ends (packed with its length, see pack)
 	del  bool
+}
+
+// opFor returns the index update that entry e, found in the file, makes.
+func opFor(e format.Entry) pending {
+	if e.Tombstone {
+		return pending{hash: e.Hash, pos: uint64(e.End), del: true}
+	}
+	return pending{hash: e.Hash, pos: pack(e.End, e.End-e.Start)}
+}
+
+// publish applies ops, oldest first, to g's index and moves g's tail to
+// tail, as one step for GetMany's seqlock (the caller holds wmu).
+func (s *Store) publish(g *gen, ops []pending, tail int64) {
+	g.ix.Reserve(len(ops))
+	for _, op := range ops {
+		g.ix.Touch(op.hash)
+	}
+	var tombs int64
+	s.seq.Add(1)
+	for _, op := range ops {
+		if op.del {
+			g.ix.Delete(op.hash, op.pos)
+			tombs++
+		} else {
+			g.ix.Put(op.hash, op.pos)
+		}
+	}
+	g.tail.Store(tail)
+	s.seq.Add(1)
+	g.tomb.Add(tombs)
+	g.ents.Add(int64(len(ops)) - tombs)
 }
 
 // appender writes entries after a generation's tail. Nothing it writes is
@@ -49,7 +80,7 @@ func (a *appender) put(h uint64, value []byte) {
 	pad := format.Prepad(a.tail)
 	end := a.tail + pad + int64(len(value))
 	if len(value) >= directWrite {
-		a.s.buf = append(a.s.buf, make([]byte, pad)...)
+		a.s.buf = format.AppendPrepad(a.s.buf, a.tail)
 		a.flush()
 		a.writeAt(value, a.tail+pad)
 		a.written = end
@@ -106,28 +137,8 @@ func (a *appender) commit() error {
 		a.rollback()
 		return a.err
 	}
-	s, g := a.s, a.g
-	g.ix.Prepare(func(yield func(uint64) bool) {
-		for _, op := range s.ops {
-			if !yield(op.hash) {
-				return
-			}
-		}
-	}, len(s.ops))
-	var tombs int64
-	s.seq.Add(1)
-	for _, op := range s.ops {
-		if op.del {
-			g.ix.Delete(op.hash, op.pos)
-			tombs++
-		} else {
-			g.ix.Put(op.hash, op.pos)
-		}
-	}
-	g.tail.Store(a.tail)
-	s.seq.Add(1)
-	g.tomb.Add(tombs)
-	g.ents.Add(int64(len(s.ops)) - tombs)
+	s := a.s
+	s.publish(a.g, s.ops, a.tail)
 	if cap(s.buf) > 4*flushAt {
 		s.buf = nil // do not keep a huge buffer after a huge write
 	}

@@ -71,10 +71,13 @@ func EntrySize(tail int64, n int) int64 { return Prepad(tail) + int64(n) + MetaS
 // AppendEntry appends to dst the bytes of a value entry for payload appended at
 // tail: pre-pad, payload, metadata. It returns the extended buffer.
 func AppendEntry(dst []byte, tail int64, hash uint64, payload []byte) []byte {
-	dst = append(dst, zeros[:Prepad(tail)]...)
+	dst = AppendPrepad(dst, tail)
 	dst = append(dst, payload...)
 	return AppendMeta(dst, Meta{Hash: hash, Prev: tail, CRC: Checksum(payload)})
 }
+
+// AppendPrepad appends the zero bytes that align a payload appended at tail.
+func AppendPrepad(dst []byte, tail int64) []byte { return append(dst, zeros[:Prepad(tail)]...) }
 
 // AppendMeta appends the 20 bytes of m to dst.
 func AppendMeta(dst []byte, m Meta) []byte {

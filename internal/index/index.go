@@ -14,7 +14,6 @@
 package index
 
 import (
-	"iter"
 	"math/bits"
 	"sync/atomic"
 	"unsafe"
@@ -138,8 +137,8 @@ func (t *table) each(fn func(s *slot) bool) {
 type Index struct {
 	t    atomic.Pointer[table]
 	live atomic.Int64
-	used int // claimed slots in the current table (writer only)
-	sink uint64
+	used int    // claimed slots in the current table (writer only)
+	sink uint64 // what Touch reads, so that the reads are not optimized away
 }
 
 // New returns an index sized for about keys keys.
@@ -207,12 +206,10 @@ func (ix *Index) set(h, v uint64) uint64 {
 // readers the happens-before they need). The table must have room for every
 // key (New sized for them): Load never grows it.
 func (ix *Index) Load(hs, vs []uint64) {
-	t := ix.t.Load()
-	var sink uint64
 	for _, h := range hs {
-		sink += t.groups[t.home(h)][0].val.Load()
+		ix.Touch(h)
 	}
-	ix.sink += sink
+	t := ix.t.Load()
 	live := 0
 	for i, h := range hs {
 		s := t.slotFor(h)
@@ -268,20 +265,20 @@ func (t *table) store(s *slot, h, v uint64) {
 // (writer only). Readers on the old table carry on undisturbed.
 func (ix *Index) Shrink() { ix.grow(0) }
 
-// Prepare readies the index for n more keys, the batch hs (writer only): it
-// grows the table now if the batch could outgrow it, then touches the home
-// slot of every hash so that the cache misses overlap, instead of queueing
+// Reserve grows the table now if n more keys could outgrow it (writer only),
+// so that a batch grows it at most once, before its Touch calls.
+func (ix *Index) Reserve(n int) {
+	if ix.used+n > ix.t.Load().limit {
+		ix.grow(n)
+	}
+}
+
+// Touch reads h's home group (writer only). Touching every key of a batch
+// before storing any lets their cache misses overlap, instead of queueing
 // one after the other in the Puts and Deletes that follow.
-func (ix *Index) Prepare(hs iter.Seq[uint64], n int) {
+func (ix *Index) Touch(h uint64) {
 	t := ix.t.Load()
-	if ix.used+n > t.limit {
-		t = ix.grow(n)
-	}
-	var sink uint64
-	for h := range hs {
-		sink += t.groups[t.home(h)][0].val.Load()
-	}
-	ix.sink += sink
+	ix.sink += t.groups[t.home(h)][0].val.Load()
 }
 
 // Range calls fn for every live key and its position until fn returns false.
