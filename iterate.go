@@ -52,27 +52,26 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 		errOnce.Do(func() { first = err })
 		stop.Store(true)
 	}
+	// A non-blocking receive from Done costs no lock, unlike ctx.Err.
+	done := ctx.Done()
 	for range min(workers, max(1, len(positions)/chunk+1)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for !stop.Load() {
-				if err := ctx.Err(); err != nil {
-					fail(err)
-					return
-				}
+			for {
 				lo := int(next.Add(chunk)) - chunk
 				if lo >= len(positions) {
 					return
 				}
 				for _, l := range positions[lo:min(lo+chunk, len(positions))] {
-					// Stop within a chunk too: fn may be slow.
-					if stop.Load() {
+					if stop.Load() { // checked per entry: fn may be slow
 						return
 					}
-					if err := ctx.Err(); err != nil {
-						fail(err)
+					select {
+					case <-done:
+						fail(ctx.Err())
 						return
+					default:
 					}
 					if err := fn(g.entryAt(l.h, l.v)); err != nil {
 						fail(err)
