@@ -55,20 +55,12 @@ func (s *Store) Verify() error {
 	if g == nil {
 		return fmt.Errorf("simdr: verify: %w", ErrClosed)
 	}
-	data := g.m.Bytes()
-	t := g.tail.Load()
-	verr := &VerifyError{BrokenAt: -1}
-	for t > 0 {
-		e, ok := format.Decode(data, t)
-		if !ok {
-			verr.BrokenAt = t
-			break
-		}
-		if !e.Valid(data) {
+	verr := &VerifyError{}
+	verr.BrokenAt = format.Check(g.m.Bytes(), g.tail.Load(), func(e format.Entry, valid bool) {
+		if !valid {
 			verr.Bad = append(verr.Bad, e.Start)
 		}
-		t = e.Prev
-	}
+	})
 	if len(verr.Bad) == 0 && verr.BrokenAt < 0 {
 		return nil
 	}

@@ -40,9 +40,9 @@ type verifyReport struct {
 }
 
 // runVerify checks the file the way Store.Verify does, with the same code
-// (internal/format: FindTail, the recovery of a read-only open, then Decode
-// and Valid for each entry), over a private read-only mapping of one open file,
-// so that it can show progress and count what it checked.
+// (internal/format: FindTail, the recovery of a read-only open, then Check,
+// the walk Store.Verify makes), over a private read-only mapping of one open
+// file, so that it can show progress and count what it checked.
 func runVerify(a *app, file string, _ []string) (err error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -70,23 +70,19 @@ func runVerify(a *app, file string, _ []string) (err error) {
 		rep.CheckedBytes, rep.TrailingBytes = size, n-size
 		p := a.newProgress("verifying", size)
 		p.start()
-		for t := size; t > 0; {
-			e, ok := format.Decode(data, t)
-			if !ok {
-				b := t
-				rep.ChainBrokenAt = &b
-				break
-			}
+		broken := format.Check(data, size, func(e format.Entry, valid bool) {
 			if e.Tombstone {
 				rep.Tombstones++
 			} else {
 				rep.Entries++
 			}
-			if !e.Valid(data) {
+			if !valid {
 				rep.BadOffsets = append(rep.BadOffsets, e.Start)
 			}
 			p.done.Store(size - e.Prev)
-			t = e.Prev
+		})
+		if broken >= 0 {
+			rep.ChainBrokenAt = &broken
 		}
 		p.finish()
 	}
