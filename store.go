@@ -168,19 +168,11 @@ func (g *gen) entryAt(h, v uint64) Entry {
 	end := endOf(v)
 	start := end - int64(v>>lenShift)
 	if start == end { // too long to pack: the metadata says where it starts
-		start = startOf(data, end)
+		prev := format.ReadMeta(data[end : end+format.MetaSize]).Prev
+		start = prev + format.Prepad(prev)
 	}
 	// The capacity reaches over the metadata, for Checksum; Bytes cuts it off.
 	return Entry{b: data[start : end : end+format.MetaSize], hash: h, off: start}
-}
-
-// startOf reads where the payload ending at end starts from its metadata
-// (kept out of entryAt so that the read path stays small enough to inline).
-//
-//go:noinline
-func startOf(data []byte, end int64) int64 {
-	prev := format.ReadMeta(data[end : end+format.MetaSize]).Prev
-	return prev + format.Prepad(prev)
 }
 
 // An index value packs where a payload ends (48 bits) with its length when
