@@ -34,14 +34,15 @@ type Store struct {
 	// seqlock for GetMany's consistent snapshots.
 	seq atomic.Uint64
 
-	cmu    sync.Mutex // serializes Compact (and Close with it)
-	wmu    sync.Mutex // serializes writers; guards what follows
-	old    []*gen     // generations replaced by Compact or Refresh, unmapped at Close
-	buf    []byte     // encoding buffer, reused
-	ops    []pending  // index updates of the write in progress, reused
-	app    appender   // the write in progress
-	chunk  []byte     // PutReader's buffer
-	failed error      // set when a failed write could not be rolled back
+	cmu      sync.Mutex    // serializes Compact (and Close with it)
+	wmu      sync.Mutex    // serializes writers; guards what follows
+	old      []*gen        // generations replaced by Compact or Refresh, unmapped at Close
+	buf      []byte        // encoding buffer, reused
+	ops      []pending     // index updates of the write in progress, reused
+	app      appender      // the write in progress
+	chunk    []byte        // PutReader's buffer
+	failed   error         // set when a failed write could not be rolled back
+	repaired *RepairReport // what Open's repair changed, nil when nothing
 }
 
 // gen is one file generation: a file, its mapping and the index into it.

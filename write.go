@@ -49,6 +49,7 @@ func (s *Store) publish(g *gen, ops []pending, tail int64) {
 	}
 	g.tail.Store(tail)
 	s.seq.Add(1)
+	s.noteCommit(g, tail)
 	g.tomb.Add(tombs)
 	g.ents.Add(int64(len(ops)) - tombs)
 }
@@ -113,6 +114,7 @@ func (a *appender) writeAt(p []byte, off int64) {
 		a.err = fmt.Errorf("file would exceed %d bytes", int64(format.MaxOffset))
 		return
 	}
+	a.s.noteInflight(a.g, off+int64(len(p)))
 	_, a.err = a.g.f.WriteAt(p, off)
 }
 
