@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -9,8 +10,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/internal/format"
@@ -37,6 +41,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		cmdWrite, cmdRead, cmdDelete, cmdRename, cmdCopy, cmdMove, cmdCompact,
+		cmdHas, cmdBatch, cmdRepair, cmdShell,
 		cmdInfo, cmdMetadata, cmdVerify, cmdList, cmdImport, cmdExport, cmdServe,
 	}
 }
@@ -55,6 +60,11 @@ type notFound struct{ key string }
 
 func (e *notFound) Error() string { return fmt.Sprintf("key %q not found", e.key) }
 
+// hashNotFound reports a missing key given by its hash.
+type hashNotFound struct{ hash uint64 }
+
+func (e *hashNotFound) Error() string { return fmt.Sprintf("no key with hash %016x", e.hash) }
+
 // info prints a confirmation or progress message on stderr, unless --quiet.
 func (a *app) info(format string, args ...any) {
 	if !a.o.quiet {
@@ -69,6 +79,9 @@ func (a *app) warn(format string, args ...any) {
 
 // openRead opens an existing store without writing to it, ever.
 func (a *app) openRead(file string) (*simdr.Store, error) {
+	if err := checkFile(file, false); err != nil {
+		return nil, err
+	}
 	s, err := simdr.Open(file, &simdr.Options{ReadOnly: true})
 	if err != nil {
 		return nil, openError(file, err)
@@ -79,24 +92,94 @@ func (a *app) openRead(file string) (*simdr.Store, error) {
 // openWrite opens a store for writing; when mustExist, a missing file is an
 // error rather than created.
 func (a *app) openWrite(file string, mustExist bool) (*simdr.Store, error) {
-	if mustExist {
-		if _, err := os.Stat(file); err != nil {
-			return nil, openError(file, err)
-		}
+	return a.openWith(file, mustExist, simdr.Options{})
+}
+
+// openWith is openWrite with more options (Repair).
+func (a *app) openWith(file string, mustExist bool, o simdr.Options) (*simdr.Store, error) {
+	if err := checkFile(file, !mustExist); err != nil {
+		return nil, err
 	}
-	s, err := simdr.Open(file, &simdr.Options{SyncWrites: a.o.sync, LockTimeout: a.o.lockTimeout})
+	o.SyncWrites, o.LockTimeout = a.o.sync, a.o.lockTimeout
+	s, err := simdr.Open(file, &o)
 	if err != nil {
 		return nil, openError(file, err)
 	}
 	return s, nil
 }
 
+// checkFile refuses, before any open, a FILE that is not a regular file (a
+// directory, a FIFO, which would block the open, a device such as /dev/zero,
+// which maps as endless zeros), and names what is missing: the file, or the
+// directory it would be created in (create).
+func checkFile(file string, create bool) error {
+	fi, err := os.Stat(file)
+	switch {
+	case err == nil:
+		if !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file (%s): a store is a regular file", file, fileKind(fi.Mode()))
+		}
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
+	case !create:
+		return &wordedError{fmt.Sprintf("store file %q does not exist", file), fs.ErrNotExist}
+	}
+	dir := filepath.Dir(file)
+	di, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return &wordedError{fmt.Sprintf("cannot create %s: directory %q does not exist", file, dir), fs.ErrNotExist}
+	case err != nil:
+		return fmt.Errorf("cannot create %s: %w", file, err)
+	case !di.IsDir():
+		return fmt.Errorf("cannot create %s: %s is not a directory", file, dir)
+	}
+	return nil
+}
+
+// fileKind names the type of a file that is not regular.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "type " + m.Type().String()
+}
+
+// openError words an error of simdr.Open on file: the engine's message
+// repeats the path (its own "open FILE: " before the system's), said once
+// here; errors.Is still sees the cause.
 func openError(file string, err error) error {
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("store file %q does not exist", file)
+		if _, serr := os.Stat(file); errors.Is(serr, fs.ErrNotExist) {
+			return &wordedError{fmt.Sprintf("store file %q does not exist", file), fs.ErrNotExist}
+		}
 	}
-	return err
+	msg := err.Error()
+	pre := "open " + file + ": "
+	for strings.Contains(msg, pre+pre) {
+		msg = strings.ReplaceAll(msg, pre+pre, pre)
+	}
+	return &wordedError{msg, err}
 }
+
+// wordedError is err with another message.
+type wordedError struct {
+	msg string
+	err error
+}
+
+func (e *wordedError) Error() string { return e.msg }
+func (e *wordedError) Unwrap() error { return e.err }
 
 // closeStore closes s, keeping the first error.
 func closeStore(s *simdr.Store, err *error) {
@@ -158,17 +241,89 @@ func runWrite(a *app, file string, args []string) (err error) {
 		n = int64(len(args[1]))
 		err = s.Put([]byte(key), []byte(args[1]))
 	} else {
-		in := &countReader{r: a.stdin}
+		// Ctrl-C (SIGINT) or SIGTERM cancels the read, even one blocked on
+		// an idle pipe: PutReader then rolls the partial value back.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		in := &countReader{r: newCancelReader(ctx, a.stdin)}
 		n, err = s.PutReader([]byte(key), in)
 		if errors.Is(err, simdr.ErrInvalidValue) && in.n == 0 {
 			return fmt.Errorf("write %q: No value provided and stdin is empty", key)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("write %q: interrupted after %s: nothing stored", key, countUnit(in.n, "byte"))
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("write %q: %w", key, err)
 	}
-	a.info("Stored %q (%d bytes)", key, n)
+	a.info("Stored %q (%s)", key, countUnit(n, "byte"))
 	return nil
+}
+
+// cancelReader reads r from another goroutine, so that a Read blocked in
+// the system (a pipe with no writer activity) can be abandoned: Read returns
+// ctx's error as soon as ctx is done. The goroutine then stays blocked until
+// r yields, which is harmless for a command about to exit.
+type cancelReader struct {
+	ctx  context.Context
+	req  chan int
+	resp chan readResult
+	buf  []byte
+	left []byte // read by the goroutine, not yet returned
+	err  error  // sticky
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func newCancelReader(ctx context.Context, r io.Reader) *cancelReader {
+	c := &cancelReader{ctx: ctx, req: make(chan int), resp: make(chan readResult, 1), buf: make([]byte, 256<<10)}
+	go func() {
+		for n := range c.req {
+			m, err := r.Read(c.buf[:n])
+			c.resp <- readResult{m, err}
+		}
+	}()
+	return c
+}
+
+func (c *cancelReader) Read(b []byte) (int, error) {
+	if len(c.left) > 0 {
+		n := copy(b, c.left)
+		c.left = c.left[n:]
+		return n, nil
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if err := c.ctx.Err(); err != nil {
+		c.err = err
+		return 0, err
+	}
+	select {
+	case c.req <- min(len(b), len(c.buf)):
+	case <-c.ctx.Done():
+		c.err = c.ctx.Err()
+		return 0, c.err
+	}
+	select {
+	case r := <-c.resp:
+		n := copy(b, c.buf[:r.n])
+		c.left = c.buf[n:r.n]
+		if r.err != nil {
+			c.err = r.err
+			if len(c.left) > 0 {
+				return n, nil
+			}
+		}
+		return n, r.err
+	case <-c.ctx.Done():
+		c.err = c.ctx.Err()
+		return 0, c.err
+	}
 }
 
 // countReader counts the bytes read through it.
@@ -183,89 +338,7 @@ func (c *countReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-var cmdRead = &command{
-	name: "read", aliases: []string{"get"}, args: "KEY",
-	summary: "print the value of KEY",
-	help: `
-Writes the value of KEY to stdout byte for byte, straight from the file's
-memory mapping. When stdout is a terminal a newline follows the value; when it
-is a pipe or a file, nothing is added. A missing key prints
-'key "KEY" not found' on stderr and exits 1. FILE must exist: read never
-creates it.`,
-	examples: []string{
-		`simdr data.simdr read greeting`,
-		`simdr data.simdr get photo > photo.jpg`,
-		`simdr data.simdr read backup.tar | tar x`,
-	},
-	minArgs: 1, maxArgs: 1,
-	flags: func(fs *flag.FlagSet, o *opts) {
-		fs.StringVar(&o.bufferSize, "buffer-size", o.bufferSize, "accepted for compatibility with the Rust original; the value is written straight from the mapping, so it has no effect (`SIZE`: 64K, 1M, ...)")
-		fs.StringVar(&o.bufferSize, "b", o.bufferSize, "")
-	},
-	run: runRead,
-}
-
-func runRead(a *app, file string, args []string) (err error) {
-	if a.o.bufferSize != "" {
-		if _, err := parseSize(a.o.bufferSize); err != nil {
-			return usagef("read: --buffer-size: %v", err)
-		}
-	}
-	s, err := a.openRead(file)
-	if err != nil {
-		return err
-	}
-	defer closeStore(s, &err)
-	e, err := get(s, args[0])
-	if err != nil {
-		return err
-	}
-	if _, err := e.WriteTo(a.stdout); err != nil {
-		return fmt.Errorf("read %q: %w", args[0], err)
-	}
-	if isTerminal(a.stdout) {
-		_, err = io.WriteString(a.stdout, "\n")
-	}
-	return err
-}
-
 // ---- delete / rename / copy / move ------------------------------------------
-
-var cmdDelete = &command{
-	name: "delete", args: "KEY",
-	summary: "delete KEY",
-	help: `
-Deletes KEY by appending a delete marker. A key that has no value is an error
-(exit 1) unless --force is given. FILE must exist.`,
-	examples: []string{
-		`simdr data.simdr delete greeting`,
-		`simdr data.simdr delete --force maybe-there`,
-	},
-	minArgs: 1, maxArgs: 1,
-	flags: func(fs *flag.FlagSet, o *opts) {
-		fs.BoolVar(&o.force, "force", o.force, "succeed when KEY has no value")
-		fs.BoolVar(&o.force, "f", o.force, "")
-	},
-	run: func(a *app, file string, args []string) (err error) {
-		s, err := a.openWrite(file, true)
-		if err != nil {
-			return err
-		}
-		defer closeStore(s, &err)
-		key := args[0]
-		if !s.Has([]byte(key)) {
-			if a.o.force {
-				return nil
-			}
-			return &notFound{key}
-		}
-		if err := s.Delete([]byte(key)); err != nil {
-			return fmt.Errorf("delete %q: %w", key, err)
-		}
-		a.info("Deleted %q", key)
-		return nil
-	},
-}
 
 var cmdRename = &command{
 	name: "rename", args: "OLD_KEY NEW_KEY",
@@ -301,7 +374,8 @@ var cmdCopy = &command{
 	help: `
 Copies the value of KEY into the store TARGET_FILE (created if missing) under
 the same key, bytes and checksum. FILE must exist and is only read. A missing
-KEY is an error (exit 1), and TARGET_FILE is then left untouched.`,
+KEY is an error (exit 1), and TARGET_FILE is then left untouched: not even
+created (the Rust original leaves an empty TARGET_FILE behind).`,
 	examples: []string{`simdr data.simdr copy greeting backup.simdr`},
 	minArgs:  2, maxArgs: 2,
 	run: func(a *app, file string, args []string) error { return transfer(a, file, args, false) },
@@ -416,7 +490,7 @@ how many bytes compact would reclaim. FILE must exist and is only read.`,
 	examples: []string{`simdr data.simdr info`, `simdr data.simdr info --json | jq .live_keys`},
 	minArgs:  0, maxArgs: 0, json: true,
 	flags: func(fs *flag.FlagSet, o *opts) {
-		fs.BoolVar(&o.detailed, "detailed", o.detailed, "accepted for compatibility with the Rust original (the compaction estimate is always shown)")
+		fs.BoolVar(&o.detailed, "detailed", o.detailed, "accepted and ignored, for scripts written for later versions of the Rust original (its 0.16.3-alpha refuses it); the compaction estimate is always shown")
 	},
 	run: runInfo,
 }
@@ -440,6 +514,11 @@ func runInfo(a *app, file string, _ []string) (err error) {
 		return err
 	}
 	defer closeStore(s, &err)
+	return a.showInfo(s, file)
+}
+
+// showInfo prints info's report on s, open on file.
+func (a *app) showInfo(s *simdr.Store, file string) error {
 	st := s.Stats()
 	var trailing int64
 	if fi, err := os.Stat(file); err == nil {
@@ -485,22 +564,28 @@ func center(s string, width int, c byte) string {
 }
 
 var cmdMetadata = &command{
-	name: "metadata", args: "KEY",
+	name: "metadata", args: "KEY | --hash HASH",
 	summary: "show the size, offsets, key hash and checksum of KEY's value",
 	help: `
 Shows where the value of KEY lies in the file and what its metadata holds:
 payload size, size with the 20-byte metadata, offset range, key hash (XXH3-64),
 the stored CRC-32 checksum and whether the bytes still match it. A missing key
-is an error (exit 1). FILE must exist and is only read.`,
-	examples: []string{`simdr data.simdr metadata greeting`, `simdr data.simdr metadata greeting --json`},
-	minArgs:  1, maxArgs: 1, json: true,
-	run: runMetadata,
+is an error (exit 1). --hash HASH shows the key whose hash is HASH (16 hex
+digits, as list prints them). FILE must exist and is only read.`,
+	examples: []string{
+		`simdr data.simdr metadata greeting`,
+		`simdr data.simdr metadata greeting --json`,
+		`simdr data.simdr metadata --hash f01e5cbbc09d4fc4`,
+	},
+	minArgs: 0, maxArgs: 1, json: true,
+	flags: hashFlag,
+	run:   runMetadata,
 }
 
 // metadataJSON is the --json form of metadata. Hashes and checksums are hex
 // strings (a 64-bit hash does not fit a JSON number exactly).
 type metadataJSON struct {
-	Key           string `json:"key"`
+	Key           string `json:"key,omitempty"` // absent with --hash
 	PayloadBytes  int    `json:"payload_bytes"`
 	TotalBytes    int    `json:"total_bytes"`
 	Offset        int64  `json:"offset"`
@@ -512,13 +597,17 @@ type metadataJSON struct {
 }
 
 func runMetadata(a *app, file string, args []string) (err error) {
+	r, err := a.oneRef("metadata", args)
+	if err != nil {
+		return err
+	}
 	s, err := a.openRead(file)
 	if err != nil {
 		return err
 	}
 	defer closeStore(s, &err)
-	key := args[0]
-	e, err := get(s, key)
+	key := r.key
+	e, err := r.get(s)
 	if err != nil {
 		return err
 	}
@@ -547,10 +636,10 @@ func runMetadata(a *app, file string, args []string) (err error) {
 	}
 	w := a.stdout
 	fmt.Fprintf(w, "\n%s\n", center(" METADATA SUMMARY ", 50, '='))
-	row(w, "ENTRY FOR:", fmt.Sprintf("%q", key))
+	row(w, "ENTRY FOR:", r.label())
 	fmt.Fprintln(w, strings.Repeat("-", 50))
-	row(w, "PAYLOAD SIZE:", fmt.Sprintf("%d bytes", e.Len()))
-	row(w, "TOTAL SIZE (W/ METADATA):", fmt.Sprintf("%d bytes", e.Len()+format.MetaSize))
+	row(w, "PAYLOAD SIZE:", countUnit(int64(e.Len()), "byte"))
+	row(w, "TOTAL SIZE (W/ METADATA):", countUnit(int64(e.Len()+format.MetaSize), "byte"))
 	row(w, "OFFSET RANGE:", fmt.Sprintf("%d..%d", e.Offset(), end))
 	row(w, "KEY HASH:", fmt.Sprintf("%d (0x%016x)", e.KeyHash(), e.KeyHash()))
 	row(w, "CHECKSUM:", fmt.Sprintf("%d (0x%08x)", e.Checksum(), e.Checksum()))
@@ -563,7 +652,7 @@ func runMetadata(a *app, file string, args []string) (err error) {
 	row(w, "STORED METADATA:", fmt.Sprintf("key_hash=0x%016x prev_offset=%d checksum=0x%08x", e.KeyHash(), prev, e.Checksum()))
 	fmt.Fprintln(w, strings.Repeat("=", 50))
 	if !valid {
-		a.warn("the value of %q does not match its checksum", key)
+		a.warn("the value of %s does not match its checksum", r.label())
 		return errReported
 	}
 	return nil
@@ -610,6 +699,11 @@ func runList(a *app, file string, _ []string) (err error) {
 		return err
 	}
 	defer closeStore(s, &err)
+	return a.showList(s)
+}
+
+// showList prints list's report on s.
+func (a *app) showList(s *simdr.Store) (err error) {
 	names := map[uint64]string{}
 	mkey := manifestKey(a.o.namespace)
 	names[simdr.Hash(mkey)] = manifestLabel

@@ -123,19 +123,34 @@ type importFile struct {
 	size     int64
 }
 
-// collect walks dir and returns its regular files in lexical order.
-func collect(dir string) ([]importFile, error) {
-	var files []importFile
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+// collect walks dir and returns its regular files in lexical order. What it
+// cannot take is returned in problems, one message each, and the walk goes on:
+// an unreadable subdirectory (skipped whole), a symbolic link to nothing, a
+// file whose relative path is the import manifest's reserved key. Only an
+// unreadable dir itself fails the walk.
+func collect(dir string) (files []importFile, problems []string, err error) {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			if p == dir {
+				return err
+			}
+			problems = append(problems, fmt.Sprintf("skipped %s: %s", p, describe(unwrapPath(err))))
+			if d != nil && d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		if d.IsDir() {
 			return nil
 		}
 		fi, err := os.Stat(p) // follows a symbolic link
 		if err != nil {
-			return err
+			if d.Type()&fs.ModeSymlink != 0 && errors.Is(err, fs.ErrNotExist) {
+				problems = append(problems, fmt.Sprintf("skipped %s: a symbolic link to nothing (dangling)", p))
+			} else {
+				problems = append(problems, fmt.Sprintf("skipped %s: %s", p, describe(unwrapPath(err))))
+			}
+			return nil
 		}
 		if !fi.Mode().IsRegular() {
 			return nil
@@ -144,10 +159,25 @@ func collect(dir string) ([]importFile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, importFile{abs: p, rel: filepath.ToSlash(rel), size: fi.Size()})
+		rel = filepath.ToSlash(rel)
+		if rel == manifestName {
+			problems = append(problems, fmt.Sprintf("refused %q: its name is the import manifest's reserved key, which import keeps for its own list of paths", p))
+			return nil
+		}
+		files = append(files, importFile{abs: p, rel: rel, size: fi.Size()})
 		return nil
 	})
-	return files, err
+	return files, problems, err
+}
+
+// unwrapPath returns the system error inside a *fs.PathError whose path the
+// message already gives, or err.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 // countingReader counts the bytes read into a progress bar, and fails once
@@ -174,7 +204,7 @@ func runImport(a *app, file string, args []string) (err error) {
 	} else if !fi.IsDir() {
 		return fmt.Errorf("import: %s is not a directory", dir)
 	}
-	files, err := collect(dir)
+	files, problems, err := collect(dir)
 	if err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
@@ -208,6 +238,14 @@ func runImport(a *app, file string, args []string) (err error) {
 	var stored, skipped []string
 	var bytesIn int64
 	var failed error // what makes import exit 1, after recording what was stored
+	if len(problems) > 0 {
+		p.finish()
+		for _, pr := range problems {
+			a.warn("import: %s", pr)
+		}
+		p.start()
+		failed = errReported
+	}
 loop:
 	for _, f := range files {
 		if ctx.Err() != nil {
@@ -253,7 +291,7 @@ loop:
 	if ns != "" {
 		where += fmt.Sprintf(" (namespace %q)", ns)
 	}
-	a.info("Imported %d files (%s) into %s", len(stored), formatBytes(bytesIn), where)
+	a.info("Imported %s (%s) into %s", countUnit(int64(len(stored)), "file"), formatBytes(bytesIn), where)
 	return failed
 }
 
@@ -337,22 +375,28 @@ func runExport(a *app, file string, args []string) (err error) {
 		paths = merge(paths, more)
 	}
 
-	// Check every path first, so a refused export writes nothing.
+	// Check every path first, so a refused export writes nothing (and
+	// creates no DIR). Only an existing DIR can hold anything in the way.
 	type item struct {
 		rel string
 		e   simdr.Entry
 	}
 	var items []item
 	var total int64
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	var root *os.Root
+	switch fi, err := os.Stat(dir); {
+	case err == nil && !fi.IsDir():
+		return fmt.Errorf("export: %s is not a directory", dir)
+	case err == nil:
+		if root, err = os.OpenRoot(dir); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		defer root.Close()
+	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("export: %w", err)
 	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	defer root.Close()
 	var problems []string
+	files := map[string]bool{}
 	for _, rel := range paths {
 		local := filepath.FromSlash(rel)
 		if !filepath.IsLocal(local) || path.Clean(rel) != rel {
@@ -367,20 +411,39 @@ func runExport(a *app, file string, args []string) (err error) {
 		if err != nil {
 			return fmt.Errorf("export %q: %w", rel, err)
 		}
-		if !a.o.force {
-			if _, err := root.Lstat(local); err == nil {
-				problems = append(problems, fmt.Sprintf("%s exists (use --force to overwrite)", filepath.Join(dir, local)))
+		if root != nil {
+			if pr := checkExportPath(root, dir, local, a.o.force); pr != "" {
+				problems = append(problems, pr)
 				continue
 			}
 		}
+		files[rel] = true
 		items = append(items, item{rel, e})
 		total += int64(e.Len())
+	}
+	// A path that is also the directory of another ("a" and "a/b").
+	for _, it := range items {
+		for d := path.Dir(it.rel); d != "."; d = path.Dir(d) {
+			if files[d] {
+				problems = append(problems, fmt.Sprintf("%q is both a file and the directory of %q", d, it.rel))
+			}
+		}
 	}
 	if len(problems) > 0 {
 		for _, pr := range problems {
 			a.warn("export: %s", pr)
 		}
+		a.warn("export: nothing written")
 		return errReported
+	}
+	if root == nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		if root, err = os.OpenRoot(dir); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		defer root.Close()
 	}
 
 	p := a.newProgress("exporting", total)
@@ -401,8 +464,45 @@ func runExport(a *app, file string, args []string) (err error) {
 		p.items.Add(1)
 	}
 	p.finish()
-	a.info("Exported %d files (%s) to %s", len(items), formatBytes(total), dir)
+	a.info("Exported %s (%s) to %s", countUnit(int64(len(items)), "file"), formatBytes(total), dir)
 	return nil
+}
+
+// checkExportPath says what, under root (DIR), would stop export from
+// writing local there, or "" if nothing: a parent that is not a directory, a
+// symbolic link that leads out of DIR (os.Root refuses to follow it) or to
+// nothing, an existing file (unless force), a directory in the file's place.
+func checkExportPath(root *os.Root, dir, local string, force bool) string {
+	parts := strings.Split(local, string(filepath.Separator))
+	for i := 1; i <= len(parts); i++ {
+		sub := filepath.Join(parts[:i]...)
+		shown := filepath.Join(dir, sub)
+		li, err := root.Lstat(sub)
+		if errors.Is(err, fs.ErrNotExist) {
+			return "" // nothing further down exists either
+		}
+		if err != nil {
+			return fmt.Sprintf("%s: %s", shown, describe(unwrapPath(err)))
+		}
+		fi := li
+		if li.Mode()&fs.ModeSymlink != 0 {
+			if fi, err = root.Stat(sub); err != nil {
+				return fmt.Sprintf("%s is a symbolic link that leads out of %s or to nothing: export writes only inside %s", shown, dir, dir)
+			}
+		}
+		last := i == len(parts)
+		switch {
+		case !last && !fi.IsDir():
+			return fmt.Sprintf("%s is not a directory", shown)
+		case last && fi.IsDir():
+			return fmt.Sprintf("%s is a directory", shown)
+		case last && !force:
+			return fmt.Sprintf("%s exists (use --force to overwrite)", shown)
+		case last && !fi.Mode().IsRegular():
+			return fmt.Sprintf("%s exists and is not a regular file", shown)
+		}
+	}
+	return ""
 }
 
 func writeFile(root *os.Root, name string, e simdr.Entry, force bool) error {

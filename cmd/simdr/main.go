@@ -71,6 +71,9 @@ type opts struct {
 	tokenFile  string
 	insecure   bool
 	maxValue   string
+	output     string
+	hashes     stringList
+	chunk      int
 }
 
 // usageError is a mistake in the command line: exit code 2.
@@ -92,13 +95,13 @@ func registerGlobal(fs *flag.FlagSet, o *opts) {
 	fs.BoolVar(&o.version, "version", o.version, "print the version and exit")
 	fs.BoolVar(&o.quiet, "quiet", o.quiet, "no progress bar, no confirmation messages")
 	fs.BoolVar(&o.quiet, "q", o.quiet, "")
-	fs.BoolVar(&o.json, "json", o.json, "JSON output (info, metadata, list, verify)")
+	fs.BoolVar(&o.json, "json", o.json, "JSON output (read, info, metadata, repair, verify, list)")
 	fs.BoolVar(&o.sync, "sync", o.sync, "make writes durable (fdatasync) before exiting")
 	fs.DurationVar(&o.lockTimeout, "lock-timeout", o.lockTimeout, "wait up to `DURATION` for another writer to release the file (default: fail at once)")
 }
 
 // aliases maps a short flag to the long one it stands for (help output).
-var aliases = map[string]string{"h": "help", "q": "quiet", "b": "buffer-size", "n": "namespace", "f": "force"}
+var aliases = map[string]string{"h": "help", "q": "quiet", "b": "buffer-size", "n": "namespace", "f": "force", "o": "output"}
 
 func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -174,83 +177,170 @@ func (a *app) run(args []string) (code int) {
 	}
 }
 
+// splitArgs finds FILE and COMMAND among args, which may hold flags anywhere
+// (before FILE too): a token is a flag's value when it follows a flag that
+// takes one, in the union of the global flags and every command's flags. It
+// returns the (at most two) positional arguments found and args without
+// them, flags and the command's own arguments in their order. "--" ends the
+// flags: what follows it is positional.
+func splitArgs(args []string) (pos, rest []string, err error) {
+	all := newFlagSet("all")
+	registerGlobal(all, &opts{})
+	addCommandFlags(all)
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if len(pos) == 2 {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		if a == "--" {
+			rest = append(rest, a)
+			for _, b := range args[i+1:] {
+				if len(pos) < 2 {
+					pos = append(pos, b)
+				} else {
+					rest = append(rest, b)
+				}
+			}
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
+		}
+		rest = append(rest, a)
+		name := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := all.Lookup(name)
+		if f == nil {
+			return nil, nil, usagef("unknown flag %s", a)
+		}
+		if !isBoolFlag(f) && i+1 < len(args) {
+			rest = append(rest, args[i+1])
+			i++
+		}
+	}
+	return pos, rest, nil
+}
+
+// addCommandFlags adds to fs every command's flags (each name once, bound to
+// values nobody reads).
+func addCommandFlags(fs *flag.FlagSet) {
+	for _, c := range commands {
+		if c.flags == nil {
+			continue
+		}
+		cfs := newFlagSet(c.name)
+		c.flags(cfs, &opts{})
+		cfs.VisitAll(func(f *flag.Flag) {
+			if fs.Lookup(f.Name) == nil {
+				fs.Var(f.Value, f.Name, f.Usage)
+			}
+		})
+	}
+}
+
 func (a *app) dispatch(args []string) error {
 	o := &a.o
-	gfs := newFlagSet("simdr")
-	registerGlobal(gfs, o)
-	rest, err := parseFlags(gfs, args, true)
+	pos, rest, err := splitArgs(args)
 	if err != nil {
+		return err
+	}
+	var c *command
+	switch {
+	case len(pos) >= 1 && pos[0] == "help":
+		// "simdr help COMMAND": parse the global flags only.
+		gfs := newFlagSet("simdr")
+		registerGlobal(gfs, o)
+		more, err := parseFlags(gfs, append(rest, pos[1:]...), false)
+		if err != nil {
+			return err
+		}
+		return a.helpCommand(more)
+	case len(pos) == 2:
+		c = lookup(pos[1])
+	}
+	cfs := newFlagSet("simdr")
+	registerGlobal(cfs, o)
+	if c != nil {
+		cfs = newFlagSet(c.name)
+		registerGlobal(cfs, o)
+		if c.flags != nil {
+			c.flags(cfs, o)
+		}
+	} else {
+		// No command (yet): accept any command's flag, for "simdr read --help".
+		addCommandFlags(cfs)
+	}
+	cargs, err := parseFlags(cfs, rest, false)
+	if err != nil {
+		if c != nil {
+			return &usageError{fmt.Sprintf("%s: %v", c.name, err)}
+		}
 		return err
 	}
 	if o.version {
 		fmt.Fprintln(a.stdout, versionString())
 		return nil
 	}
-	if len(rest) == 0 {
+	switch {
+	case len(pos) == 0:
 		if o.help {
 			a.topHelp(a.stdout)
 			return nil
 		}
 		return &usageError{"missing FILE and COMMAND\nusage: simdr [global flags] FILE COMMAND [ARGS] [flags]"}
-	}
-	if rest[0] == "help" {
-		return a.helpCommand(rest[1:])
-	}
-	file := rest[0]
-	if rest, err = parseFlags(gfs, rest[1:], true); err != nil {
-		return err
-	}
-	if o.version {
-		fmt.Fprintln(a.stdout, versionString())
-		return nil
-	}
-	if len(rest) == 0 {
+	case len(pos) == 1:
 		if o.help {
 			// "simdr read --help": FILE is really the command.
-			if c := lookup(file); c != nil {
-				a.commandHelp(a.stdout, c)
+			if k := lookup(pos[0]); k != nil {
+				a.commandHelp(a.stdout, k)
 			} else {
 				a.topHelp(a.stdout)
 			}
 			return nil
 		}
-		return usagef("missing COMMAND after %s", file)
-	}
-	c := lookup(rest[0])
-	if c == nil {
+		return usagef("missing COMMAND after %s", pos[0])
+	case c == nil:
 		if o.help {
 			a.topHelp(a.stdout)
 			return nil
 		}
-		if lookup(file) != nil {
-			return usagef("unknown command %q (the store FILE comes first: simdr FILE %s ...)", rest[0], file)
+		if lookup(pos[0]) != nil {
+			return usagef("unknown command %q (the store FILE comes first: simdr FILE %s ...)", pos[1], pos[0])
 		}
-		return usagef("unknown command %q", rest[0])
-	}
-	cfs := newFlagSet(c.name)
-	registerGlobal(cfs, o)
-	if c.flags != nil {
-		c.flags(cfs, o)
-	}
-	pos, err := parseFlags(cfs, rest[1:], false)
-	if err != nil {
-		return &usageError{fmt.Sprintf("%s: %v", c.name, err)}
+		return usagef("unknown command %q", pos[1])
 	}
 	if o.help {
 		a.commandHelp(a.stdout, c)
 		return nil
 	}
-	if o.version {
-		fmt.Fprintln(a.stdout, versionString())
-		return nil
-	}
-	if len(pos) < c.minArgs || (c.maxArgs >= 0 && len(pos) > c.maxArgs) {
+	file := pos[0]
+	if len(cargs) < c.minArgs || (c.maxArgs >= 0 && len(cargs) > c.maxArgs) {
 		return usagef("%s: wrong number of arguments\nusage: simdr FILE %s %s", c.name, c.name, c.args)
 	}
 	if o.json && !c.json {
-		return usagef("%s: --json is not supported (info, metadata, list and verify have it)", c.name)
+		return usagef("%s: --json is not supported (%s have it)", c.name, jsonCommands())
 	}
-	return c.run(a, file, pos)
+	// Every command refuses, before any open, a FILE that exists but is not
+	// a regular file (a FIFO would block the open).
+	if fi, err := os.Stat(file); err == nil && !fi.Mode().IsRegular() {
+		return checkFile(file, false)
+	}
+	return c.run(a, file, cargs)
+}
+
+// jsonCommands lists the commands that accept --json.
+func jsonCommands() string {
+	var names []string
+	for _, c := range commands {
+		if c.json {
+			names = append(names, c.name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 func (a *app) helpCommand(args []string) error {
@@ -323,8 +413,9 @@ Examples:
   simdr data.simdr info
 
 Exit codes: 0 success, 1 failure (a missing key too), 2 usage error.
-A FILE is created by commands that write (write, import, serve, and the
-target of copy and move); the other commands need it to exist.
+A FILE is created by commands that write (write, batch, shell, import,
+serve, and the target of copy and move); the other commands need it to
+exist. FILE must be a regular file. Flags may go anywhere, before FILE too.
 `)
 }
 

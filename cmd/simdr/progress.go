@@ -9,36 +9,27 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 )
 
 // isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool {
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
-// termWidth returns the width of the terminal f, or 80.
-func termWidth(f *os.File) int {
-	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
-	if err != nil || ws.Col < 20 {
-		return 80
-	}
-	return int(ws.Col)
-}
-
-// progress draws a progress bar on stderr, redrawn a few times a second, when
-// stderr is a terminal and --quiet is off; otherwise it does nothing.
+// progress shows a progress bar (github.com/schollz/progressbar) on stderr,
+// updated a few times a second from counters the work increments, when stderr
+// is a terminal and --quiet is off; otherwise it does nothing. The counters
+// are atomic, so the work never waits for the drawing.
 type progress struct {
 	on    bool
 	f     *os.File
 	label string
-	total int64        // <= 0: unknown, a counter is shown instead of a bar
-	done  atomic.Int64 // bytes (or items) done
+	total int64        // <= 0: unknown, a spinner and a byte count instead of a bar
+	done  atomic.Int64 // bytes done
 	items atomic.Int64 // files done, for import and export
 	nitem int64
-	poll  func() int64 // when set, called before each redraw for done (-1: unknown)
-	t0    time.Time
+	poll  func() int64 // when set, called before each update for done (-1: unknown)
+	bar   *progressbar.ProgressBar
 	stop  chan struct{}
 	wg    sync.WaitGroup
 }
@@ -52,12 +43,39 @@ func (a *app) newProgress(label string, total int64) *progress {
 	}
 }
 
-// start begins redrawing.
+// start shows the bar and begins updating it.
 func (p *progress) start() {
-	if !p.on {
+	if !p.on || p.stop != nil {
 		return
 	}
-	p.t0 = time.Now()
+	max := p.total
+	if max <= 0 {
+		max = -1 // a spinner
+	}
+	width := progressbar.OptionFullWidth()
+	if w, _, err := term.GetSize(int(p.f.Fd())); err != nil || w < 40 {
+		width = progressbar.OptionSetWidth(20) // a terminal of unknown size
+	}
+	opts := []progressbar.Option{
+		width,
+		progressbar.OptionSetWriter(p.f),
+		progressbar.OptionSetDescription(p.describe()),
+		progressbar.OptionShowBytes(true),
+		progressbar.OptionUseIECUnits(true),
+		progressbar.OptionUseANSICodes(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetRenderBlankState(true),
+		progressbar.OptionThrottle(100 * time.Millisecond),
+		// No redrawing goroutine of the library's own (for a spinner it
+		// would go on drawing after finish): the ticker below redraws.
+		progressbar.OptionSetSpinnerChangeInterval(0),
+	}
+	if max < 0 {
+		opts = append(opts, progressbar.OptionShowCount()) // redraw on every update
+	}
+	p.bar = progressbar.NewOptions64(max, opts...)
 	p.stop = make(chan struct{})
 	p.wg.Add(1)
 	go func() {
@@ -65,7 +83,7 @@ func (p *progress) start() {
 		t := time.NewTicker(150 * time.Millisecond)
 		defer t.Stop()
 		for {
-			p.draw()
+			p.update()
 			select {
 			case <-p.stop:
 				return
@@ -75,10 +93,35 @@ func (p *progress) start() {
 	}()
 }
 
+// describe is the bar's label, with the count of files when there is one.
+func (p *progress) describe() string {
+	if p.nitem > 0 {
+		return fmt.Sprintf("%s %d/%d %s", p.label, p.items.Load(), p.nitem, pluralNoun(p.nitem, "file"))
+	}
+	return p.label
+}
+
+func (p *progress) update() {
+	done := p.done.Load()
+	if p.poll != nil {
+		if d := p.poll(); d >= 0 {
+			done = d
+		}
+	}
+	if p.total > 0 {
+		done = min(done, p.total-1) // the bar reaching its max would end it: finish does
+	}
+	if p.nitem > 0 {
+		p.bar.Describe(p.describe())
+	}
+	p.bar.Set64(done)
+}
+
 // add records n more bytes done.
 func (p *progress) add(n int64) { p.done.Add(n) }
 
-// finish stops redrawing and clears the line.
+// finish stops updating and clears the bar's line, so that what follows
+// starts a clean line. It may be called more than once, and start again after.
 func (p *progress) finish() {
 	if !p.on || p.stop == nil {
 		return
@@ -86,49 +129,30 @@ func (p *progress) finish() {
 	close(p.stop)
 	p.wg.Wait()
 	p.stop = nil
-	fmt.Fprint(p.f, "\r\x1b[K")
+	p.bar.Clear()
+	p.bar.Exit()
+	p.bar = nil
 }
 
-func (p *progress) draw() {
-	done := p.done.Load()
-	if p.poll != nil {
-		if d := p.poll(); d >= 0 {
-			done = d
-		}
+// pluralNoun is noun, in the plural unless n is 1 (entry: entries,
+// batch: batches, file: files).
+func pluralNoun(n int64, noun string) string {
+	switch {
+	case n == 1:
+		return noun
+	case strings.HasSuffix(noun, "y") && !strings.ContainsRune("aeiou", rune(noun[len(noun)-2])):
+		return noun[:len(noun)-1] + "ies"
+	case strings.HasSuffix(noun, "ch"), strings.HasSuffix(noun, "s"):
+		return noun + "es"
 	}
-	el := time.Since(p.t0).Truncate(100 * time.Millisecond)
-	var right string
-	if p.nitem > 0 {
-		right = fmt.Sprintf(" %d/%d files", p.items.Load(), p.nitem)
-	}
-	width := termWidth(p.f)
-	var line string
-	if p.total > 0 {
-		done = min(done, p.total)
-		pct := float64(done) / float64(p.total)
-		tail := fmt.Sprintf(" %3.0f%% %s/%s%s %s", pct*100, formatBytes(done), formatBytes(p.total), right, el)
-		barW := width - len(p.label) - len(tail) - 4
-		if barW > 50 {
-			barW = 50
-		}
-		bar := ""
-		if barW >= 10 {
-			full := int(pct * float64(barW))
-			bar = " [" + strings.Repeat("=", full) + strings.Repeat(" ", barW-full) + "]"
-		}
-		line = p.label + bar + tail
-	} else {
-		spin := `-\|/`[int(el/(150*time.Millisecond))%4]
-		line = fmt.Sprintf("%s %c %s%s %s", p.label, spin, formatBytes(done), right, el)
-	}
-	if len(line) > width-1 {
-		line = line[:width-1]
-	}
-	fmt.Fprint(p.f, "\r"+line+"\x1b[K")
+	return noun + "s"
 }
 
-// formatBytes is the Rust original's format: bytes below 1 KiB, then two
-// decimals of KB, MB or GB (powers of 1024).
+// countUnit formats n and noun: "1 file", "2 files".
+func countUnit(n int64, what string) string { return fmt.Sprintf("%d %s", n, pluralNoun(n, what)) }
+
+// formatBytes is the Rust original's format: bytes below 1 KiB ("1 byte",
+// "2 bytes"), then two decimals of KB, MB or GB (powers of 1024).
 func formatBytes(n int64) string {
 	const kb, mb, gb = 1 << 10, 1 << 20, 1 << 30
 	switch {
@@ -139,14 +163,14 @@ func formatBytes(n int64) string {
 	case n >= kb:
 		return fmt.Sprintf("%.2f KB", float64(n)/kb)
 	}
-	return fmt.Sprintf("%d bytes", n)
+	return countUnit(n, "byte")
 }
 
 // formatBytesExact is formatBytes with the exact count beside rounded figures.
 func formatBytesExact(n int64) string {
 	s := formatBytes(n)
 	if n >= 1<<10 {
-		s += fmt.Sprintf(" (%d bytes)", n)
+		s += " (" + countUnit(n, "byte") + ")"
 	}
 	return s
 }

@@ -100,6 +100,12 @@ func TestTerminal(t *testing.T) {
 		t.Errorf("write from a terminal: exit %d, stderr %q", code, stderr)
 	}
 
+	// batch with a terminal on stdin: an error, no waiting.
+	code, _, _, stderr = runTTY(t, "stdin", f, "batch")
+	if code != 1 || !strings.Contains(stderr, "pipe them in") {
+		t.Errorf("batch from a terminal: exit %d, stderr %q", code, stderr)
+	}
+
 	// Progress bars on a terminal stderr; none with --quiet.
 	dir := t.TempDir()
 	writeTree(t, filepath.Join(dir, "in"), map[string]string{"a": "aaa", "b/c": "ccc"})
@@ -117,7 +123,7 @@ func TestTerminal(t *testing.T) {
 			t.Errorf("%s on a terminal: exit %d, %q", c.args[1], code, tty)
 		}
 		// The bar is cleared: the confirmation starts a clean line.
-		if c.label == "importing" && !strings.Contains(tty, "\x1b[KImported 2 files") {
+		if c.label == "importing" && !strings.Contains(tty, "\x1b[2K\rImported 2 files") {
 			t.Errorf("import on a terminal: %q", tty)
 		}
 		quiet := append(slices.Clone(c.args), "--quiet")
