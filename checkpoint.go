@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"math"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/index"
@@ -106,6 +108,7 @@ func metaAt(data []byte, tail int64) (m [format.MetaSize]byte) {
 type checkpoint struct {
 	h     ckHeader
 	table []byte // the mapping; unmapped when the Store closes
+	top   int64  // the highest payload end a slot names (a background checkpoint may name entries above h.tail)
 }
 
 // openCheckpoint returns the checkpoint beside the store if it matches the
@@ -140,12 +143,22 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	if err != nil {
 		return nil
 	}
-	// The checksum pass also brings the table's pages in, ahead of use.
-	if crc32.ChecksumIEEE(table) != h.tableCRC {
+	// One pass, a chunk at a time while it is in cache, checks the table's
+	// CRC, notes the highest position it names (so that even a forged
+	// checkpoint cannot send a Get outside the file) and brings the pages in.
+	var crc uint32
+	var top int64
+	const chunk = 64 << 10
+	for lo := 0; lo < len(table); lo += chunk {
+		b := table[lo:min(lo+chunk, len(table))]
+		crc = crc32.Update(crc, crc32.IEEETable, b)
+		top = max(top, highestEnd(b))
+	}
+	if crc != h.tableCRC || top > size-format.MetaSize {
 		unix.Munmap(table)
 		return nil
 	}
-	return &checkpoint{h: h, table: table}
+	return &checkpoint{h: h, table: table, top: top}
 }
 
 // close unmaps the checkpoint's table.
@@ -193,8 +206,8 @@ func (ck *checkpoint) restore(g *gen, c *collector) error {
 // file: into a temporary file first, renamed over the old one once whole.
 // The store file is synced first, so that a checkpoint never names bytes the
 // disk does not hold. It may run while the writer goes on (see
-// index.WriteSnapshot).
-func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64) (err error) {
+// index.WriteSnapshot), unless quiet: the caller holds wmu for the whole call.
+func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64, quiet bool) (err error) {
 	if err := g.f.Sync(); err != nil {
 		return err
 	}
@@ -215,10 +228,14 @@ func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64) (err error) {
 	if _, err := f.Write(make([]byte, ckHeaderSize)); err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(f, 1<<20)
-	info, err := g.ix.WriteSnapshot(w)
-	if err == nil {
-		err = w.Flush()
+	var info index.SnapInfo
+	if quiet {
+		info, err = g.ix.WriteQuiet(f)
+	} else {
+		w := bufio.NewWriterSize(f, 1<<20)
+		if info, err = g.ix.WriteSnapshot(w); err == nil {
+			err = w.Flush()
+		}
 	}
 	if err != nil {
 		return err
@@ -301,6 +318,22 @@ func (s *Store) maybeCheckpoint(g *gen, tail int64) {
 	go func() {
 		defer s.ckWG.Done()
 		defer s.ckBusy.Store(false)
-		_ = s.writeCheckpoint(g, tail, ents, tomb)
+		_ = s.writeCheckpoint(g, tail, ents, tomb, false)
 	}()
+}
+
+// highestEnd returns the highest payload end that a used slot in b (whole
+// slots of a table) names, or MaxInt64 when a slot's value cannot be one.
+func highestEnd(b []byte) int64 {
+	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
+	var top uint64
+	for i := 1; i < len(words); i += 2 {
+		v := words[i] &^ index.Deleted
+		end, n := v&endMask, v>>lenShift
+		if v != 0 && n > end {
+			return math.MaxInt64
+		}
+		top = max(top, end)
+	}
+	return int64(top)
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -423,4 +424,35 @@ func TestCheckpointCrash(t *testing.T) {
 		os.Remove(path) // each round starts afresh: the model has no memory
 		os.Remove(checkpointPath(path))
 	}
+}
+
+// TestCheckpointForged: a checkpoint whose checksums hold but whose
+// positions point past its tail (crafted, not damaged) is refused, so no
+// Get can read outside the file.
+func TestCheckpointForged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	s := reopenT(t, path, nil)
+	model := ckModel(t, s, 2*ckMinEntries, 6)
+	s.Close()
+	b, err := os.ReadFile(checkpointPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := decodeCkHeader(b)
+	table := b[ckHeaderSize:]
+	for i := 0; i+16 <= len(table); i += 16 {
+		if v := byteOrder.Uint64(table[i+8:]); v != 0 {
+			byteOrder.PutUint64(table[i+8:], v|0xfff_ffff_ffff) // far past the file
+			break
+		}
+	}
+	h.tableCRC = crc32.ChecksumIEEE(table)
+	copy(b, h.encode())
+	os.WriteFile(checkpointPath(path), b, 0o600)
+	s = reopenT(t, path, nil)
+	if s.cur.Load().ck != nil {
+		t.Fatal("Open used a forged checkpoint")
+	}
+	checkStore(t, s, model)
+	s.Close()
 }

@@ -174,7 +174,9 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 	g.tail.Store(tail)
 	g.collect(&c, floor)
 	if ck != nil {
-		if err := ck.restore(g, &c); err == nil {
+		// A slot naming an entry above the recovered tail (a cut that
+		// recovery made below what a background checkpoint saw) rules it out.
+		if ck.top <= tail-format.MetaSize && ck.restore(g, &c) == nil {
 			g.ck = ck
 			return g, nil
 		}
@@ -318,7 +320,7 @@ func (s *Store) Close() error {
 	var errs []error
 	if s.checkpointPays(g, true) {
 		// A failed checkpoint costs the next Open time, never data.
-		_ = s.writeCheckpoint(g, g.tail.Load(), g.ents.Load(), g.tomb.Load())
+		_ = s.writeCheckpoint(g, g.tail.Load(), g.ents.Load(), g.tomb.Load(), true)
 	}
 	s.cur.Store(nil)
 	s.closed.Store(true)
