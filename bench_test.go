@@ -169,14 +169,18 @@ func BenchmarkApply(b *testing.B) {
 	})
 }
 
-// BenchmarkOpen reopens a store of -simdr.keys entries (index rebuild) next
-// to reading the same file once sequentially.
+// BenchmarkOpen reopens a store of -simdr.keys entries next to reading the
+// same file once sequentially: with the checkpoint a clean Close leaves
+// ("simdr"), without any ("walk": the cost of the first Open, and of an Open
+// after a crash before any checkpoint), and after a crash with a checkpoint
+// taken at 90 % of the load ("crash": the checkpoint plus a walk of the last
+// tenth). read-checkpoint reads the checkpoint file once.
 func BenchmarkOpen(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "o")
 	loadBench(b, path, *benchKeys)
-	b.Run("simdr", func(b *testing.B) {
+	open := func(b *testing.B, path string) {
 		for b.Loop() {
-			s, err := Open(path, nil)
+			s, err := Open(path, &Options{ReadOnly: true})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -185,8 +189,32 @@ func BenchmarkOpen(b *testing.B) {
 			}
 			s.Close()
 		}
-	})
-	b.Run("read-file", func(b *testing.B) {
+	}
+	b.Run("simdr", func(b *testing.B) { open(b, path) })
+	walk := filepath.Join(b.TempDir(), "w")
+	copyFileB(b, path, walk)
+	b.Run("walk", func(b *testing.B) { open(b, walk) })
+	// A checkpoint of the first 90 %, then the rest written and no Close.
+	crash := filepath.Join(b.TempDir(), "c")
+	loadBench(b, crash, *benchKeys*9/10)
+	s, err := Open(crash, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var batch Batch
+	v := bytes.Repeat([]byte("v"), 100)
+	k := make([]byte, 8)
+	for i := *benchKeys * 9 / 10; i < *benchKeys; i++ {
+		batch.Put(benchKey(k, i), v)
+		if batch.Len() == 1000 {
+			s.Apply(&batch)
+			batch.Reset()
+		}
+	}
+	s.Apply(&batch)
+	b.Run("crash", func(b *testing.B) { open(b, crash) })
+	s.Close()
+	read := func(b *testing.B, path string) {
 		buf := make([]byte, 1<<20)
 		for b.Loop() {
 			f, err := os.Open(path)
@@ -196,7 +224,20 @@ func BenchmarkOpen(b *testing.B) {
 			io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
 			f.Close()
 		}
-	})
+	}
+	b.Run("read-file", func(b *testing.B) { read(b, path) })
+	b.Run("read-checkpoint", func(b *testing.B) { read(b, checkpointPath(path)) })
+}
+
+// copyFileB copies the store file at from to to (not its checkpoint).
+func copyFileB(b *testing.B, from, to string) {
+	data, err := os.ReadFile(from)
+	if err == nil {
+		err = os.WriteFile(to, data, 0o644)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
 }
 
 // patternReader yields n bytes without holding them.

@@ -39,6 +39,15 @@ type Options struct {
 	// after valid entries is always cut back, Repair or not.)
 	Repair bool
 
+	// CheckpointBytes is how much new data (bytes appended to the file)
+	// makes the writer save a checkpoint of its index in the background,
+	// beside the store (<path>-simdr-index), so that the next Open loads the
+	// index instead of walking the whole file. Zero means 1 GiB; a negative
+	// value turns background checkpoints off. A checkpoint is also written at
+	// Close when enough entries were added since the last one. Checkpoints are
+	// a cache: a missing or stale one only makes Open walk more of the file.
+	CheckpointBytes int64
+
 	fs vfs.FS // file system; tests swap in a fault-injecting one
 }
 

@@ -16,19 +16,19 @@ import (
 //
 // A whole file (the usual case) is checked and collected into c in one walk;
 // otherwise c is left empty and buildIndex walks the chain found.
-func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
+func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, error) {
 	data := g.m.Bytes()[:size]
 	var (
 		tail  int64
 		found bool
 	)
 	find := func() {
-		if format.WalkChain(data, 0, size, c.add) {
+		if format.WalkChain(data, floor, size, c.add) {
 			tail, found, c.done = size, true, true
 			return
 		}
 		c.reset()
-		tail, found = format.FindTail(data, 0)
+		tail, found = format.FindTail(data, floor)
 	}
 	if s.opts.ReadOnly {
 		// The writer may cut the file while we scan its end (see guardFault).
@@ -44,6 +44,9 @@ func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
 		if held, _ := lock.Held(g.f.Fd()); held {
 			return 0, nil
 		}
+	}
+	if !found && floor > 0 {
+		found, tail = true, floor // the checkpoint's tail is a sound chain end
 	}
 	if !found && !s.opts.Repair {
 		return 0, fmt.Errorf("no valid entry chain in %d bytes: %w", size, ErrCorrupt)
@@ -100,13 +103,19 @@ func (c *collector) len() int {
 
 func (c *collector) reset() { *c = collector{} }
 
-func (g *gen) buildIndex(c *collector) {
+// collect fills c with the chain from g's tail down to floor, unless the
+// recovery walk already did.
+func (g *gen) collect(c *collector, floor int64) {
 	if !c.done {
-		format.Walk(g.m.Bytes(), 0, g.tail.Load(), func(e format.Entry) bool {
+		format.Walk(g.m.Bytes(), floor, g.tail.Load(), func(e format.Entry) bool {
 			c.add(e)
 			return true
 		})
+		c.done = true
 	}
+}
+
+func (g *gen) buildIndex(c *collector) {
 	n := c.len()
 	ix := index.New(n)
 	const batch = 256

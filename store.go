@@ -34,15 +34,20 @@ type Store struct {
 	// seqlock for GetMany's consistent snapshots.
 	seq atomic.Uint64
 
-	cmu      sync.Mutex    // serializes Compact (and Close with it)
-	wmu      sync.Mutex    // serializes writers; guards what follows
-	old      []*gen        // generations replaced by Compact or Refresh, unmapped at Close
-	buf      []byte        // encoding buffer, reused
-	ops      []pending     // index updates of the write in progress, reused
-	app      appender      // the write in progress
-	chunk    []byte        // PutReader's buffer
-	failed   error         // set when a failed write could not be rolled back
-	repaired *RepairReport // what Open's repair changed, nil when nothing
+	cmu       sync.Mutex     // serializes Compact (and Close with it)
+	wmu       sync.Mutex     // serializes writers; guards what follows
+	old       []*gen         // generations replaced by Compact or Refresh, unmapped at Close
+	buf       []byte         // encoding buffer, reused
+	ops       []pending      // index updates of the write in progress, reused
+	app       appender       // the write in progress
+	chunk     []byte         // PutReader's buffer
+	failed    error          // set when a failed write could not be rolled back
+	repaired  *RepairReport  // what Open's repair changed, nil when nothing
+	ckWG      sync.WaitGroup // a background checkpoint in progress
+	ckBusy    atomic.Bool    // set while one runs
+	ckTail    int64          // the tail the last background checkpoint covers (guarded by wmu)
+	ckGen     *gen           // the generation it is of
+	ckEntries int64          // the entries it covers
 }
 
 // gen is one file generation: a file, its mapping and the index into it.
@@ -55,6 +60,7 @@ type gen struct {
 	tomb atomic.Int64 // tombstones in the file
 	ents atomic.Int64 // value entries in the file, live or not
 	fi   os.FileInfo  // identity of the file when opened
+	ck   *checkpoint  // the index checkpoint the index was loaded from (its table may hold the index)
 }
 
 // Open opens the store file at path, creating it when it is missing (unless
@@ -146,20 +152,45 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		return nil, fmt.Errorf("mmap: %w", err)
 	}
 	g := &gen{f: f, m: m, fi: fi}
+	// With a checkpoint of the index, only what was written after it is walked.
+	ck := s.openCheckpoint(g, size)
+	var floor int64
+	if ck != nil {
+		floor = ck.h.tail
+	}
 	var c collector
-	tail, err := s.recoverTail(g, size, &c)
+	tail, err := s.recoverTail(g, size, floor, &c)
+	if err != nil && ck != nil {
+		// Nothing sound above the checkpoint: recover without it.
+		ck.close()
+		ck, floor = nil, 0
+		c.reset()
+		tail, err = s.recoverTail(g, size, 0, &c)
+	}
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
 	g.tail.Store(tail)
+	g.collect(&c, floor)
+	if ck != nil {
+		// A slot naming an entry above the recovered tail (a cut that
+		// recovery made below what a background checkpoint saw) rules it out.
+		if ck.top <= tail-format.MetaSize && ck.restore(g, &c) == nil {
+			g.ck = ck
+			return g, nil
+		}
+		ck.close()
+		c.reset()
+		g.collect(&c, 0)
+	}
 	g.buildIndex(&c)
 	return g, nil
 }
 
 // closeGen releases a generation's mapping and file.
 func (g *gen) close() error {
-	return errors.Join(g.m.Close(), g.f.Close())
+	return errors.Join(g.m.Close(), g.f.Close(), g.ck.close())
 }
 
 // entryAt decodes the entry whose payload ends at pos in g. The index only
@@ -281,12 +312,19 @@ func (s *Store) Close() error {
 	defer s.cmu.Unlock()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	g := s.cur.Swap(nil)
+	s.ckWG.Wait() // a background checkpoint reads the index
+	g := s.cur.Load()
 	if g == nil {
 		return ErrClosed
 	}
+	var errs []error
+	if s.checkpointPays(g, true) {
+		// A failed checkpoint costs the next Open time, never data.
+		_ = s.writeCheckpoint(g, g.tail.Load(), g.ents.Load(), g.tomb.Load(), true)
+	}
+	s.cur.Store(nil)
 	s.closed.Store(true)
-	errs := []error{g.close()}
+	errs = append(errs, g.close())
 	for _, o := range s.old {
 		errs = append(errs, o.close())
 	}

@@ -52,6 +52,7 @@ func (s *Store) publish(g *gen, ops []pending, tail int64) {
 	s.noteCommit(g, tail)
 	g.tomb.Add(tombs)
 	g.ents.Add(int64(len(ops)) - tombs)
+	s.maybeCheckpoint(g, tail)
 }
 
 // appender writes entries after a generation's tail. Nothing it writes is

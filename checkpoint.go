@@ -1,0 +1,339 @@
+package simdr
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math"
+	"os"
+	"syscall"
+	"unsafe"
+
+	"github.com/simdr-go/simdr/internal/format"
+	"github.com/simdr-go/simdr/internal/index"
+	"golang.org/x/sys/unix"
+)
+
+// The index checkpoint: a copy of the in-memory index beside the store file
+// (<path>-simdr-index), so that Open loads the index instead of walking every
+// entry of the file. It is a disposable cache: one that is missing, damaged,
+// or does not match the store file is ignored (and rewritten later); the
+// store file stays the only data. docs/checkpoint.md has the layout.
+
+const (
+	ckSuffix     = "-simdr-index"
+	ckMagic      = "SIMDRIX1"
+	ckVersion    = 1
+	ckHeaderSize = 4096 // the table starts page-aligned, so it can be mapped
+	ckFields     = 108  // header bytes covered by the header's own CRC
+	// ckMinEntries: below this many entries in the file, the walk is cheap
+	// and no checkpoint is written.
+	ckMinEntries = 1 << 16
+)
+
+// checkpointPath is where the index checkpoint of the store at path lives.
+func checkpointPath(path string) string { return path + ckSuffix }
+
+// ckHeader is the decoded header of a checkpoint file.
+type ckHeader struct {
+	dev, ino   uint64
+	tail       int64                 // every entry below tail is in the table
+	meta       [format.MetaSize]byte // the metadata that ends at tail (zeros when tail is 0)
+	groups     int64
+	used, live int64
+	ents, tomb int64 // value entries and tombstones below tail
+	tableCRC   uint32
+}
+
+// byteOrder is the native order the table is written in (the slots are
+// copied as they lie in memory).
+var byteOrder = binary.NativeEndian
+
+func (h *ckHeader) encode() []byte {
+	b := make([]byte, ckHeaderSize)
+	copy(b, ckMagic)
+	byteOrder.PutUint32(b[8:], ckVersion)
+	byteOrder.PutUint32(b[12:], ckHeaderSize)
+	byteOrder.PutUint64(b[16:], h.dev)
+	byteOrder.PutUint64(b[24:], h.ino)
+	byteOrder.PutUint64(b[32:], uint64(h.tail))
+	copy(b[40:60], h.meta[:])
+	byteOrder.PutUint64(b[64:], uint64(h.groups))
+	byteOrder.PutUint64(b[72:], uint64(h.used))
+	byteOrder.PutUint64(b[80:], uint64(h.live))
+	byteOrder.PutUint64(b[88:], uint64(h.ents))
+	byteOrder.PutUint64(b[96:], uint64(h.tomb))
+	byteOrder.PutUint32(b[104:], h.tableCRC)
+	byteOrder.PutUint32(b[ckFields:], crc32.ChecksumIEEE(b[:ckFields]))
+	return b
+}
+
+func decodeCkHeader(b []byte) (ckHeader, bool) {
+	var h ckHeader
+	if len(b) < ckHeaderSize || string(b[:8]) != ckMagic ||
+		byteOrder.Uint32(b[8:]) != ckVersion || byteOrder.Uint32(b[12:]) != ckHeaderSize ||
+		byteOrder.Uint32(b[ckFields:]) != crc32.ChecksumIEEE(b[:ckFields]) {
+		return h, false
+	}
+	h.dev, h.ino = byteOrder.Uint64(b[16:]), byteOrder.Uint64(b[24:])
+	h.tail = int64(byteOrder.Uint64(b[32:]))
+	copy(h.meta[:], b[40:60])
+	h.groups = int64(byteOrder.Uint64(b[64:]))
+	h.used, h.live = int64(byteOrder.Uint64(b[72:])), int64(byteOrder.Uint64(b[80:]))
+	h.ents, h.tomb = int64(byteOrder.Uint64(b[88:])), int64(byteOrder.Uint64(b[96:]))
+	h.tableCRC = byteOrder.Uint32(b[104:])
+	return h, h.tail >= 0 && h.groups > 0 && h.used >= h.live && h.live >= 0 && h.ents >= 0 && h.tomb >= 0
+}
+
+// fileID returns the device and inode of fi (0, 0 where the system has none).
+func fileID(fi os.FileInfo) (dev, ino uint64) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Dev), st.Ino
+	}
+	return 0, 0
+}
+
+// metaAt returns the 20 bytes of metadata that end at tail in data (zeros
+// for tail 0).
+func metaAt(data []byte, tail int64) (m [format.MetaSize]byte) {
+	if tail >= format.MetaSize && tail <= int64(len(data)) {
+		copy(m[:], data[tail-format.MetaSize:tail])
+	}
+	return m
+}
+
+// checkpoint is a loaded checkpoint: its header and its table, mapped
+// privately (copy on write) so that the index can live in it.
+type checkpoint struct {
+	h     ckHeader
+	table []byte // the mapping; unmapped when the Store closes
+	top   int64  // the highest payload end a slot names (a background checkpoint may name entries above h.tail)
+}
+
+// openCheckpoint returns the checkpoint beside the store if it matches the
+// store file of g, whose first size bytes are mapped: same file identity,
+// a tail within the file with the same metadata ending there, and its own
+// checksums. It returns nil otherwise (no error: a checkpoint is a cache).
+func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
+	if s.opts.fs != nil {
+		return nil // fault-injection tests see only the store file
+	}
+	f, err := os.Open(checkpointPath(s.path))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	hb := make([]byte, ckHeaderSize)
+	if _, err := f.ReadAt(hb, 0); err != nil {
+		return nil
+	}
+	h, ok := decodeCkHeader(hb)
+	dev, ino := fileID(g.fi)
+	if !ok || h.dev != dev || h.ino != ino || h.tail > size ||
+		metaAt(g.m.Bytes()[:size], h.tail) != h.meta {
+		return nil
+	}
+	n := h.groups * int64(index.GroupBytes)
+	fi, err := f.Stat()
+	if err != nil || fi.Size() != ckHeaderSize+n || n > 1<<46 {
+		return nil
+	}
+	table, err := unix.Mmap(int(f.Fd()), ckHeaderSize, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
+	if err != nil {
+		return nil
+	}
+	// One pass, a chunk at a time while it is in cache, checks the table's
+	// CRC, notes the highest position it names (so that even a forged
+	// checkpoint cannot send a Get outside the file) and brings the pages in.
+	var crc uint32
+	var top int64
+	const chunk = 64 << 10
+	for lo := 0; lo < len(table); lo += chunk {
+		b := table[lo:min(lo+chunk, len(table))]
+		crc = crc32.Update(crc, crc32.IEEETable, b)
+		top = max(top, highestEnd(b))
+	}
+	if crc != h.tableCRC || top > size-format.MetaSize {
+		unix.Munmap(table)
+		return nil
+	}
+	return &checkpoint{h: h, table: table, top: top}
+}
+
+// close unmaps the checkpoint's table.
+func (ck *checkpoint) close() error {
+	if ck == nil || ck.table == nil {
+		return nil
+	}
+	err := unix.Munmap(ck.table)
+	ck.table = nil
+	return err
+}
+
+// restore builds g's index from the checkpoint, then applies the entries
+// of c (the ones above the checkpoint's tail, newest first).
+func (ck *checkpoint) restore(g *gen, c *collector) error {
+	ix, err := index.Restore(ck.table, int(ck.h.used), int(ck.h.live))
+	if err != nil {
+		return err
+	}
+	var tombs int64
+	for i := len(c.blocks) - 1; i >= 0; i-- {
+		b := c.blocks[i]
+		m := len(b.hs)
+		if i == len(c.blocks)-1 {
+			m = c.n
+		}
+		for j := m - 1; j >= 0; j-- { // oldest first
+			if v := b.vs[j]; v&index.Deleted != 0 {
+				ix.Delete(b.hs[j], v)
+				tombs++
+			} else {
+				ix.Put(b.hs[j], v)
+			}
+		}
+		c.blocks[i] = nil
+	}
+	g.ix = ix
+	g.tomb.Store(ck.h.tomb + tombs)
+	g.ents.Store(ck.h.ents + int64(c.len()) - tombs)
+	return nil
+}
+
+// writeCheckpoint writes the index of g, which covers at least every entry
+// below tail (ents value entries and tomb tombstones), to the checkpoint
+// file: into a temporary file first, renamed over the old one once whole.
+// The store file is synced first, so that a checkpoint never names bytes the
+// disk does not hold. It may run while the writer goes on (see
+// index.WriteSnapshot), unless quiet: the caller holds wmu for the whole call.
+func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64, quiet bool) (err error) {
+	if err := g.f.Sync(); err != nil {
+		return err
+	}
+	dev, ino := fileID(g.fi)
+	h := ckHeader{dev: dev, ino: ino, tail: tail, meta: metaAt(g.m.Bytes(), tail), ents: ents, tomb: tomb}
+	path := checkpointPath(s.path)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(make([]byte, ckHeaderSize)); err != nil {
+		return err
+	}
+	var info index.SnapInfo
+	if quiet {
+		info, err = g.ix.WriteQuiet(f)
+	} else {
+		w := bufio.NewWriterSize(f, 1<<20)
+		if info, err = g.ix.WriteSnapshot(w); err == nil {
+			err = w.Flush()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	h.groups, h.used, h.live, h.tableCRC = int64(info.Groups), int64(info.Used), int64(info.Live), info.CRC
+	if _, err := f.WriteAt(h.encode(), 0); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// errNoCheckpoint is what a checkpoint that cannot be used reports.
+var errNoCheckpoint = errors.New("no usable checkpoint")
+
+// checkpointStats describes the checkpoint beside a store, for tests and
+// the CLI: whether one exists and matches, and the tail it covers.
+func (s *Store) checkpointStats() (tail int64, err error) {
+	g := s.cur.Load()
+	if g == nil {
+		return 0, ErrClosed
+	}
+	ck := s.openCheckpoint(g, g.tail.Load())
+	if ck == nil {
+		return 0, errNoCheckpoint
+	}
+	defer ck.close()
+	return ck.h.tail, nil
+}
+
+// checkpointPays reports whether writing a checkpoint of g now is worth it:
+// the file holds enough entries, and enough of them (or, in the background,
+// enough bytes) came after the last checkpoint.
+func (s *Store) checkpointPays(g *gen, closing bool) bool {
+	if s.opts.ReadOnly || s.failed != nil || s.opts.fs != nil {
+		return false
+	}
+	total := g.ents.Load() + g.tomb.Load()
+	if total < ckMinEntries {
+		return false
+	}
+	var covered int64
+	if g.ck != nil {
+		covered = g.ck.h.ents + g.ck.h.tomb
+	}
+	if s.ckTail > 0 && s.ckGen == g {
+		covered = max(covered, s.ckEntries)
+	}
+	if closing {
+		return total-covered >= max(ckMinEntries/4, total/8)
+	}
+	return false
+}
+
+// maybeCheckpoint starts a background checkpoint when Options.CheckpointBytes
+// of new data were appended since the last one (the caller holds wmu).
+func (s *Store) maybeCheckpoint(g *gen, tail int64) {
+	every := s.opts.CheckpointBytes
+	if every < 0 || s.opts.ReadOnly || s.opts.fs != nil {
+		return
+	}
+	if every == 0 {
+		every = 1 << 30
+	}
+	base := s.ckTail
+	if s.ckGen != g {
+		base = 0
+		if g.ck != nil {
+			base = g.ck.h.tail
+		}
+	}
+	if tail-base < every || g.ents.Load()+g.tomb.Load() < ckMinEntries || !s.ckBusy.CompareAndSwap(false, true) {
+		return
+	}
+	ents, tomb := g.ents.Load(), g.tomb.Load()
+	s.ckTail, s.ckGen, s.ckEntries = tail, g, ents+tomb
+	s.ckWG.Add(1)
+	go func() {
+		defer s.ckWG.Done()
+		defer s.ckBusy.Store(false)
+		_ = s.writeCheckpoint(g, tail, ents, tomb, false)
+	}()
+}
+
+// highestEnd returns the highest payload end that a used slot in b (whole
+// slots of a table) names, or MaxInt64 when a slot's value cannot be one.
+func highestEnd(b []byte) int64 {
+	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
+	var top uint64
+	for i := 1; i < len(words); i += 2 {
+		v := words[i] &^ index.Deleted
+		end, n := v&endMask, v>>lenShift
+		if v != 0 && n > end {
+			return math.MaxInt64
+		}
+		top = max(top, end)
+	}
+	return int64(top)
+}
