@@ -41,7 +41,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		cmdWrite, cmdRead, cmdDelete, cmdRename, cmdCopy, cmdMove, cmdCompact,
-		cmdHas, cmdBatch, cmdRepair, cmdShell,
+		cmdHas, cmdBatch, cmdRepair, cmdShell, cmdBackup,
 		cmdInfo, cmdMetadata, cmdVerify, cmdList, cmdImport, cmdExport, cmdServe,
 	}
 }
