@@ -55,6 +55,7 @@ type gen struct {
 	tomb atomic.Int64 // tombstones in the file
 	ents atomic.Int64 // value entries in the file, live or not
 	fi   os.FileInfo  // identity of the file when opened
+	num  uint64       // the generation's number (see Generation)
 }
 
 // Open opens the store file at path, creating it when it is missing (unless
@@ -121,7 +122,7 @@ func (s *Store) tryOpenGen() (_ *gen, retry bool, err error) {
 		if err1 != nil || err2 != nil || !os.SameFile(fi, pi) {
 			return nil, true, errors.Join(err1, err2, errors.New("file replaced while opening"))
 		}
-		s.fs.Remove(compactPath(s.path)) // a leftover of an interrupted Compact: never reused
+		s.removeLeftover(fi) // a leftover of an interrupted Compact: never reused
 	}
 	g, err := s.load(f)
 	if err != nil {
