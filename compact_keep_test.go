@@ -314,8 +314,8 @@ func TestCompactLeavesUserFiles(t *testing.T) {
 	fi, _ := os.Stat(x)
 	ino := fi.Sys().(*syscall.Stat_t).Ino
 	users := map[string][]byte{
-		"data.simdr.compact": []byte("a user's file"),
-		".x.simdr.compact":   []byte("no inode"),
+		"data.simdr.compact":                        []byte("a user's file"),
+		".x.simdr.compact":                          []byte("no inode"),
 		fmt.Sprintf(".x.%x.simdr.compact.bak", ino): []byte("another suffix"),
 		fmt.Sprintf(".x.%x.simdr.compact", ino+1):   []byte("another file's"),
 	}
