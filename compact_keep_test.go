@@ -500,3 +500,37 @@ func TestReleaseOldFollower(t *testing.T) {
 		t.Fatalf("%d replaced files held, want 0", n)
 	}
 }
+
+// TestCompactPathReplaced: when the path no longer names the file the Store
+// has open (a file moved over it, or a symlink retargeted), Compact refuses
+// and leaves the file the path names alone.
+func TestCompactPathReplaced(t *testing.T) {
+	for _, viaLink := range []bool{false, true} {
+		t.Run(fmt.Sprint("symlink=", viaLink), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "s.simdr")
+			open := path
+			if viaLink {
+				open = filepath.Join(dir, "link")
+				os.Symlink(path, open)
+			}
+			s := reopenT(t, open, nil)
+			putT(t, s, "k", "v")
+			other := filepath.Join(dir, "other")
+			os.WriteFile(other, []byte("someone else's file"), 0o644)
+			if viaLink {
+				os.Remove(open)
+				os.Symlink(other, open)
+			} else {
+				os.Rename(other, path)
+				other = path
+			}
+			if err := s.Compact(); err == nil || !strings.Contains(err.Error(), "no longer names") {
+				t.Fatalf("Compact after the path was replaced = %v", err)
+			}
+			if b, _ := os.ReadFile(other); string(b) != "someone else's file" {
+				t.Fatalf("the file the path names now was changed: %q", b)
+			}
+		})
+	}
+}
