@@ -211,11 +211,20 @@ func (c *compactor) failure() error {
 		if c.nbad > len(c.bad) {
 			more = fmt.Sprintf(" and %d more", c.nbad-len(c.bad))
 		}
-		return fmt.Errorf("%d live value(s) fail their checksum, at offset(s) %s%s; nothing was changed (Verify lists them; delete or rewrite those keys, then compact): %w (%w)",
-			c.nbad, strings.Join(offs, ", "), more, ErrChecksum, ErrCorrupt)
+		return fmt.Errorf("%d live value(s) fail their checksum, at offset(s) %s%s; nothing was changed (Verify lists them; delete or rewrite those keys, then compact): %w",
+			c.nbad, strings.Join(offs, ", "), more, errDamaged)
 	}
 	return c.err
 }
+
+// errDamaged reads as ErrChecksum and matches ErrCorrupt too (a damaged
+// entry).
+var errDamaged error = damagedErr{}
+
+type damagedErr struct{}
+
+func (damagedErr) Error() string   { return ErrChecksum.Error() }
+func (damagedErr) Unwrap() []error { return []error{ErrChecksum, ErrCorrupt} }
 
 // errCut: the store file got shorter than the Store's tail while Compact read it.
 var errCut = fmt.Errorf("%w: the store file was cut (by another process?) while Compact read it; nothing was changed", ErrCorrupt)
