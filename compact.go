@@ -5,6 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/index"
@@ -13,11 +18,71 @@ import (
 	"github.com/simdr-go/simdr/internal/vfs"
 )
 
-// compactPath is where Compact writes the new file before renaming it over the
-// store. Only the writer that holds the lock compacts, so a file found there
-// when a writer opens is a leftover of an interrupted Compact: it is removed,
-// never reused.
-func compactPath(path string) string { return path + ".compact" }
+// ErrHardLinks: Compact was asked to compact a store file that has other hard
+// links. Compact replaces the file by renaming a new one over it; the other
+// names would go on naming the old file, and a writer opening one of them
+// would write a second copy of the store.
+var ErrHardLinks = errors.New("simdr: store file has other hard links")
+
+// compactSuffix ends the name of every temporary file Compact writes.
+const compactSuffix = ".simdr.compact"
+
+// compactName is the temporary file Compact writes for the store file real
+// (its path with symlinks resolved) whose identity is fi: in real's directory,
+// ".BASE.INODE.simdr.compact", INODE the file's inode number in hex. Only the
+// holder of the store file's lock writes it, and the name ties it to the very
+// file being compacted: a file of that name beside the store that is not
+// being compacted now is a leftover of an interrupted Compact. Open removes
+// it; no other file is ever removed.
+func compactName(real string, fi os.FileInfo) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	dir, base := filepath.Split(real)
+	return filepath.Join(dir, "."+base+"."+strconv.FormatUint(uint64(st.Ino), 16)+compactSuffix)
+}
+
+// compactPath returns the temporary file a Compact of the store at path would
+// write now ("" when path does not name a file).
+func compactPath(path string) string {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return ""
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return ""
+	}
+	return compactName(real, fi)
+}
+
+// CompactTempPath returns the path of the temporary file Compact writes the
+// new file to (beside the file the Store's path resolves to), for a caller
+// that shows a Compact's progress by the size of that file. It names no file
+// while no Compact runs, and changes after each Compact. "" when the Store's
+// path no longer names a file.
+func (s *Store) CompactTempPath() string { return compactPath(s.path) }
+
+// removeLeftover removes the temporary file an interrupted Compact of the
+// file fi (open and locked by this writer) left beside it. Nothing else is
+// touched: the name carries fi's inode number, and only a regular file of
+// that exact name is removed. A legacy leftover "PATH.compact" of an older
+// simdr is not removed: it may as well be a user's file.
+func (s *Store) removeLeftover(fi os.FileInfo) {
+	real, err := filepath.EvalSymlinks(s.path)
+	if err != nil {
+		return
+	}
+	if pi, err := s.fs.Stat(real); err != nil || !os.SameFile(fi, pi) {
+		return
+	}
+	tmp := compactName(real, fi)
+	if li, err := os.Lstat(tmp); tmp == "" || err != nil || !li.Mode().IsRegular() {
+		return
+	}
+	s.fs.Remove(tmp)
+}
 
 // Compact rewrites the live entries (the latest value of each live key, no
 // tombstones) into a new file beside the store, makes it durable (fsync of the
@@ -27,10 +92,40 @@ func compactPath(path string) string { return path + ".compact" }
 // Other goroutines are not stopped: Gets go on reading the old file, and
 // Puts and Deletes go on appending to it while the live entries are copied;
 // Compact then takes the write lock only to copy what was written meanwhile
-// and switch files. Every Entry handed out before Compact stays valid: the
-// old file stays mapped, and its disk space is given back only when the Store
-// is closed. A crash at any point leaves either the old or the new file whole
-// under the store's path.
+// and switch files. A crash at any point leaves either the old or the new
+// file whole under the store's path.
+//
+// Slices: every Entry handed out before Compact stays valid, because the old
+// file stays mapped, and its disk space held, until Close, or until
+// ReleaseOld releases it (see there and Generation: a long-running process
+// that compacts often must call it, or the space of every replaced file stays
+// held).
+//
+// Damaged values: each value copied is checked against its stored checksum
+// (the copy computes the new file's checksum anyway, so this costs no second
+// pass). When a live value fails, Compact fails with an error matching
+// ErrChecksum (and ErrCorrupt) that names the offsets of the damaged values,
+// and changes nothing: a copy never blesses damaged bytes with a fresh
+// checksum. Verify lists the damaged values; delete or rewrite their keys
+// (or restore the file), then Compact. Overwritten and deleted values are not
+// copied, so their damage does not stop Compact (it goes away with them).
+//
+// The file: Compact works on the file the Store's path resolves to through
+// symlinks (the link stays a link). The new file is written beside that file,
+// under a name no user picks (see CompactTempPath), with the old file's mode,
+// owner and group, and is locked before it is renamed over the old file, so
+// the writer lock never leaves the path. A file with other hard links is
+// refused with ErrHardLinks (the other names would keep the old file); so is
+// a file that is no longer the one the path names. When the owner or group
+// cannot be kept (an unprivileged user compacting a file owned by someone
+// else), Compact fails and changes nothing.
+//
+// Errors: another process cutting the file while Compact reads it fails
+// Compact with an error matching ErrCorrupt (never a crash), and changes
+// nothing. When the fsync of the directory after the rename fails, the new
+// file is in place but its name may not survive a power cut: Compact returns
+// the error, and the Store refuses writes with ErrFailed until it is reopened
+// (after a failed fsync the kernel may have dropped the dirty state).
 func (s *Store) Compact() error {
 	s.cmu.Lock()
 	defer s.cmu.Unlock()
@@ -50,11 +145,30 @@ type compactor struct {
 	ents int64
 	tomb int64
 	err  error
+	bad  []int64 // offsets of damaged values (the first few)
+	nbad int     // how many damaged values
 }
 
-func (c *compactor) put(h uint64, v []byte) {
+// maxBadListed caps the offsets a checksum error names.
+const maxBadListed = 16
+
+// put copies value v, stored at off with checksum want, unless its bytes do
+// not match want: then it notes the damage and writes nothing more.
+func (c *compactor) put(h uint64, v []byte, want uint32, off int64) {
+	crc := format.Checksum(v)
+	if crc != want {
+		if len(c.bad) < maxBadListed {
+			c.bad = append(c.bad, off)
+		}
+		c.nbad++
+	}
+	if c.nbad > 0 || c.err != nil {
+		return // the copy is lost anyway: only look for more damage
+	}
 	end := c.tail + format.Prepad(c.tail) + int64(len(v))
-	c.buf = format.AppendEntry(c.buf, c.tail, h, v)
+	c.buf = format.AppendPrepad(c.buf, c.tail)
+	c.buf = append(c.buf, v...)
+	c.buf = format.AppendMeta(c.buf, format.Meta{Hash: h, Prev: c.tail, CRC: crc})
 	c.ix.Put(h, pack(end, int64(len(v))))
 	c.tail = end + format.MetaSize
 	c.ents++
@@ -62,6 +176,9 @@ func (c *compactor) put(h uint64, v []byte) {
 }
 
 func (c *compactor) del(h uint64) {
+	if c.nbad > 0 || c.err != nil {
+		return
+	}
 	c.buf = format.AppendTombstone(c.buf, c.tail, h)
 	c.ix.Delete(h, uint64(c.tail+1))
 	c.tail += format.TombstoneSize
@@ -83,6 +200,80 @@ func (c *compactor) flush() {
 	c.buf = c.buf[:0]
 }
 
+// failure returns why the copy failed, if it did.
+func (c *compactor) failure() error {
+	if c.nbad > 0 {
+		offs := make([]string, len(c.bad))
+		for i, o := range c.bad {
+			offs[i] = strconv.FormatInt(o, 10)
+		}
+		more := ""
+		if c.nbad > len(c.bad) {
+			more = fmt.Sprintf(" and %d more", c.nbad-len(c.bad))
+		}
+		return fmt.Errorf("%d live value(s) fail their checksum, at offset(s) %s%s; nothing was changed (Verify lists them; delete or rewrite those keys, then compact): %w",
+			c.nbad, strings.Join(offs, ", "), more, errDamaged)
+	}
+	return c.err
+}
+
+// errDamaged reads as ErrChecksum and matches ErrCorrupt too (a damaged
+// entry).
+var errDamaged error = damagedErr{}
+
+type damagedErr struct{}
+
+func (damagedErr) Error() string   { return ErrChecksum.Error() }
+func (damagedErr) Unwrap() []error { return []error{ErrChecksum, ErrCorrupt} }
+
+// errCut: the store file got shorter than the Store's tail while Compact read it.
+var errCut = fmt.Errorf("%w: the store file was cut (by another process?) while Compact read it; nothing was changed", ErrCorrupt)
+
+// target checks that Compact may replace g's file and returns the path it
+// resolves to and the file's current description.
+func (s *Store) target(g *gen) (real string, fi os.FileInfo, err error) {
+	if fi, err = g.f.Stat(); err != nil {
+		return "", nil, err
+	}
+	if real, err = filepath.EvalSymlinks(s.path); err != nil {
+		return "", nil, fmt.Errorf("resolve %s: %w", s.path, err)
+	}
+	pi, err := s.fs.Stat(real)
+	if err != nil {
+		return "", nil, err
+	}
+	if !os.SameFile(fi, pi) {
+		return "", nil, fmt.Errorf("%s no longer names the file this Store has open (moved or replaced); reopen it", s.path)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return "", nil, fmt.Errorf("%s has %d names (hard links): Compact would replace only one: %w", real, st.Nlink, ErrHardLinks)
+	}
+	return real, fi, nil
+}
+
+// keepOwner gives f the mode, owner and group of the file fi describes.
+func keepOwner(f vfs.File, fi os.FileInfo) error {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil
+	}
+	nfi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	nst, ok := nfi.Sys().(*syscall.Stat_t)
+	if !ok || nst.Uid != st.Uid || nst.Gid != st.Gid {
+		if err := unix.Fchown(int(f.Fd()), int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("keep the file's owner %d and group %d: %w", st.Uid, st.Gid, err)
+		}
+	}
+	// After the chown, which may clear set-id bits.
+	if err := unix.Fchmod(int(f.Fd()), uint32(st.Mode)&0o7777); err != nil {
+		return fmt.Errorf("keep the file's mode %o: %w", st.Mode&0o7777, err)
+	}
+	return nil
+}
+
 func (s *Store) compact() (err error) {
 	// Phase 1: note where the file ends now, then copy, without the write
 	// lock, every live entry that ends before that point.
@@ -96,9 +287,13 @@ func (s *Store) compact() (err error) {
 	if err != nil {
 		return err
 	}
-	tmp := compactPath(s.path)
-	s.fs.Remove(tmp)
-	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	real, fi, err := s.target(g)
+	if err != nil {
+		return err
+	}
+	tmp := compactName(real, fi)
+	s.fs.Remove(tmp) // named after the file we hold locked: ours
+	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
 	if err != nil {
 		return err
 	}
@@ -112,16 +307,30 @@ func (s *Store) compact() (err error) {
 	if err := lock.Exclusive(f.Fd(), 0); err != nil {
 		return fmt.Errorf("lock new file: %w", err)
 	}
+	if err := keepOwner(f, fi); err != nil {
+		return err
+	}
 	old := g.live(t0) // sorted: read the old file front to back
 	c := &compactor{f: f, ix: index.New(len(old))}
-	for _, l := range old {
-		e := g.entryAt(l.h, l.v)
-		c.put(l.h, e.Bytes())
-		if c.err != nil {
-			return c.err
+	// Reads of the mapping fault (SIGBUS) when another process cut the file.
+	if guardFault(func() {
+		for _, l := range old {
+			e := g.entryAt(l.h, l.v)
+			c.put(l.h, e.Bytes(), e.Checksum(), e.Offset())
+			if c.err != nil {
+				return
+			}
 		}
+	}) {
+		return errCut
 	}
 	old = nil
+	if err := c.failure(); err != nil {
+		if size, serr := g.f.Size(); serr == nil && size < t0 {
+			return errCut // zeros read past the new end of the file, not damage
+		}
+		return err
+	}
 	// Make the bulk durable now, so that the sync under the write lock below
 	// only has what was written meanwhile to flush.
 	c.flush()
@@ -139,20 +348,39 @@ func (s *Store) compact() (err error) {
 	if g, err = s.writable(); err != nil {
 		return err
 	}
-	data := g.m.Bytes()
-	var delta []format.Entry
-	format.Walk(data, t0, g.tail.Load(), func(e format.Entry) bool {
-		delta = append(delta, e)
-		return true
-	})
-	for i := len(delta) - 1; i >= 0; i-- {
-		e := delta[i]
-		switch {
-		case !e.Tombstone:
-			c.put(e.Hash, data[e.Start:e.End])
-		case live(c.ix, e.Hash):
-			c.del(e.Hash)
+	tail := g.tail.Load()
+	if size, err := g.f.Size(); err != nil {
+		return err
+	} else if size < tail {
+		return errCut
+	}
+	if guardFault(func() {
+		data := g.m.Bytes()
+		// Walk goes newest first: the first entry seen of a key is its
+		// latest; older ones are not copied.
+		var delta []format.Entry
+		seen := map[uint64]bool{}
+		format.Walk(data, t0, tail, func(e format.Entry) bool {
+			if !seen[e.Hash] {
+				seen[e.Hash] = true
+				delta = append(delta, e)
+			}
+			return true
+		})
+		for i := len(delta) - 1; i >= 0; i-- {
+			e := delta[i]
+			switch {
+			case !e.Tombstone:
+				c.put(e.Hash, data[e.Start:e.End], e.CRC, e.Start)
+			case live(c.ix, e.Hash):
+				c.del(e.Hash)
+			}
 		}
+	}) {
+		return errCut
+	}
+	if err := c.failure(); err != nil {
+		return err
 	}
 	c.flush()
 	if c.err != nil {
@@ -161,7 +389,7 @@ func (s *Store) compact() (err error) {
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	fi, err := f.Stat()
+	nfi, err := f.Stat()
 	if err != nil {
 		return err
 	}
@@ -169,20 +397,84 @@ func (s *Store) compact() (err error) {
 	if err != nil {
 		return fmt.Errorf("mmap: %w", err)
 	}
-	if err := s.fs.Rename(tmp, s.path); err != nil {
+	if err := s.fs.Rename(tmp, real); err != nil {
 		m.Close()
 		return err
 	}
 	renamed = true
-	ng := &gen{f: f, m: m, ix: c.ix, fi: fi}
+	ng := &gen{f: f, m: m, ix: c.ix, fi: nfi}
 	ng.tail.Store(c.tail)
 	ng.ents.Store(c.ents)
 	ng.tomb.Store(c.tomb)
 	s.replace(ng)
-	// The old file's lock no longer guards the path; its mapping stays until Close.
+	// The old file's lock no longer guards the path; its mapping stays until
+	// Close or ReleaseOld.
 	lock.Unlock(g.f.Fd())
-	if err := s.fs.SyncDir(filepath.Dir(s.path)); err != nil {
-		return errors.Join(errors.New("compacted, but the directory sync failed"), err)
+	if err := s.fs.SyncDir(filepath.Dir(real)); err != nil {
+		err = fmt.Errorf("compacted, but the fsync of the directory after the rename failed (the new name may not survive a power cut; reopen the store): %w", err)
+		s.failed = err
+		return err
 	}
 	return nil
+}
+
+// Generation returns the number of the file generation that reads use now: 0
+// at Open, one more each time Compact (or, on a read-only Store, a Refresh
+// that finds the writer compacted) moves the Store to a new file. It takes no
+// lock. After Close it returns 0.
+//
+// With ReleaseOld it lets a long-running process give back the disk space
+// of the files Compact replaced: note g := Generation() after Compact
+// returns; once every read call that started before that point has returned
+// and no slice from before it is in use, ReleaseOld(g).
+func (s *Store) Generation() uint64 {
+	g := s.cur.Load()
+	if g == nil {
+		return 0
+	}
+	return g.num
+}
+
+// ReleaseOld unmaps and closes the files of the generations numbered below
+// (see Generation) that the Store still holds, so that their disk space, held
+// while they are open, comes back. It returns how many it released. The
+// current generation is never released, whatever below is; ReleaseOld(
+// Generation()) releases every replaced one. After Close it returns ErrClosed.
+//
+// Reads take no lock, so the Store cannot tell whether a reader still uses
+// an old file: the caller promises it. Every Entry, slice and iterator
+// obtained from the released generations must no longer be used (using one
+// is a fault, as after Close), and no read call (Get, GetHash, GetMany, Has,
+// Entries, ForEachParallel, Stats, ...) that started before Generation
+// reached below may still be running: such a call may have loaded an old
+// generation just before Compact switched files. A server, for example,
+// notes Generation after its Compact, waits for the requests that were in
+// flight at that moment to finish, then calls ReleaseOld (simdr serve does
+// this after POST /v1/compact).
+//
+// A Store that never calls ReleaseOld keeps every replaced file until Close,
+// and every slice it handed out valid until then.
+func (s *Store) ReleaseOld(below uint64) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.cur.Load() == nil {
+		return 0, fmt.Errorf("simdr: release old generations: %w", ErrClosed)
+	}
+	var errs []error
+	n := 0
+	keep := s.old[:0]
+	for _, o := range s.old {
+		if o.num < below {
+			errs = append(errs, o.close())
+			n++
+		} else {
+			keep = append(keep, o)
+		}
+	}
+	clear(s.old[len(keep):])
+	s.old = keep
+	if err := errors.Join(errs...); err != nil {
+		return n, fmt.Errorf("simdr: release old generations: %w", err)
+	}
+	return n, nil
 }

@@ -13,7 +13,10 @@
 // An Entry (and every slice from it) stays valid and unchanged until the Store
 // is closed: later writes append, never overwrite; growth maps a larger region
 // and keeps the old one; Compact keeps the old file mapped. After Close, using
-// an Entry is a memory fault. The slices are read-only: writing to one faults.
+// an Entry is a memory fault, and so is using one from a file generation
+// released by ReleaseOld (which a long-running process calls to give back the
+// disk space of the files Compact replaced). The slices are read-only:
+// writing to one faults.
 //
 // # Concurrency
 //

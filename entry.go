@@ -14,7 +14,8 @@ import (
 //
 // An Entry and the slice from Bytes stay valid, and their bytes unchanged,
 // until the Store is closed: through later writes of the same key, growth of
-// the file, and Compact. After Close, using them is a fault.
+// the file, and Compact. After Close, using them is a fault; so is using them
+// after ReleaseOld released the file generation they point into (see there).
 type Entry struct {
 	b    []byte // the payload; its capacity covers the metadata after it
 	hash uint64

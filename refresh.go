@@ -88,6 +88,7 @@ func (s *Store) reload() error {
 // seqlock, and returns the one it replaces, which stays mapped until Close
 // (the caller holds wmu).
 func (s *Store) replace(ng *gen) *gen {
+	ng.num = s.cur.Load().num + 1
 	s.seq.Add(1)
 	old := s.cur.Swap(ng)
 	s.seq.Add(1)

@@ -61,6 +61,7 @@ type gen struct {
 	ents atomic.Int64 // value entries in the file, live or not
 	fi   os.FileInfo  // identity of the file when opened
 	ck   *checkpoint  // the index checkpoint the index was loaded from (its table may hold the index)
+	num  uint64       // the generation's number (see Generation)
 }
 
 // Open opens the store file at path, creating it when it is missing (unless
@@ -127,7 +128,7 @@ func (s *Store) tryOpenGen() (_ *gen, retry bool, err error) {
 		if err1 != nil || err2 != nil || !os.SameFile(fi, pi) {
 			return nil, true, errors.Join(err1, err2, errors.New("file replaced while opening"))
 		}
-		s.fs.Remove(compactPath(s.path)) // a leftover of an interrupted Compact: never reused
+		s.removeLeftover(fi) // a leftover of an interrupted Compact: never reused
 	}
 	g, err := s.load(f)
 	if err != nil {

@@ -53,6 +53,7 @@ type handler struct {
 	mux      *http.ServeMux
 	metrics  *metrics
 	inflight tracker
+	readers  readers // for releasing the files Compact replaced (release.go)
 }
 
 func newHandler(store *simdr.Store, cfg Config) *handler {
@@ -119,6 +120,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
 		return
 	}
+	defer h.readers.leave(h.readers.enter(route))
 	fn.ServeHTTP(sw, r)
 }
 
@@ -630,6 +632,7 @@ func (h *handler) compact(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
+	h.releaseOld(r.Context())
 	writeJSON(w, http.StatusOK, map[string]int64{"size_before": before, "size_after": h.store.Size()})
 }
 

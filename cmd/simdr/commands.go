@@ -444,8 +444,12 @@ var cmdCompact = &command{
 	summary: "rewrite the file with only the live entries",
 	help: `
 Rewrites FILE with only the latest value of each live key (no overwritten
-values, no delete markers), into FILE.compact, then renames it over FILE. A
-crash at any point leaves either the old or the new file whole. Shows a
+values, no delete markers), into a temporary file beside the file FILE names
+(.NAME.INODE.simdr.compact; symlinks are followed, and the link stays), with
+FILE's mode, owner and group, then renames it over that file. A crash at any
+point leaves either the old or the new file whole. A file with other hard
+links is refused, and so is one whose live values fail their checksums
+(verify lists them). Shows a
 progress bar on stderr when stderr is a terminal. FILE must exist.`,
 	examples: []string{`simdr data.simdr compact`, `simdr -q data.simdr compact`},
 	minArgs:  0, maxArgs: 0,
@@ -461,7 +465,7 @@ func runCompact(a *app, file string, _ []string) (err error) {
 	before := s.Stats()
 	p := a.newProgress("compacting", before.FileBytes-before.ReclaimableBytes)
 	p.poll = func() int64 {
-		fi, err := os.Stat(file + ".compact")
+		fi, err := os.Stat(s.CompactTempPath())
 		if err != nil {
 			return -1
 		}

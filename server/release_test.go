@@ -1,0 +1,141 @@
+package server_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/server"
+)
+
+// relHeldDeleted returns how many files under dir this process holds open
+// although they were unlinked, and their allocated bytes.
+func relHeldDeleted(t *testing.T, dir string) (n int, bytes int64) {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd:", err)
+	}
+	dir, _ = filepath.EvalSymlinks(dir)
+	for _, fd := range fds {
+		p := filepath.Join("/proc/self/fd", fd.Name())
+		to, err := os.Readlink(p)
+		if err != nil || !strings.HasPrefix(to, dir+"/") || !strings.HasSuffix(to, " (deleted)") {
+			continue
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil {
+			n++
+			bytes += st.Blocks * 512
+		}
+	}
+	return n, bytes
+}
+
+func relDo(t *testing.T, method, url string, body []byte) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return nil
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode >= 300 {
+		t.Errorf("%s %s: %d %s", method, url, res.StatusCode, b)
+	}
+	return b
+}
+
+// TestCompactReleasesDiskSpace: after POST /v1/compact, the server gives
+// back the replaced file's disk space, once the requests that may still read
+// from it have finished: a GET streaming a value from the old file keeps it
+// (and reads it whole), later requests do not.
+func TestCompactReleasesDiskSpace(t *testing.T) {
+	dir := t.TempDir()
+	st, err := simdr.Open(filepath.Join(dir, "s.simdr"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv := httptest.NewServer(server.Handler(st, server.Config{}))
+	defer srv.Close()
+	keys := srv.URL + "/v1/keys/"
+
+	// Five compactions, each of 1 MB of overwritten values: nothing stays held.
+	val := bytes.Repeat([]byte("v"), 1000)
+	for round := 0; round < 5; round++ {
+		for i := 0; i < 1000; i++ {
+			if err := st.Put([]byte(fmt.Sprint("k", i)), append([]byte(fmt.Sprint(round)), val...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		relDo(t, "POST", srv.URL+"/v1/compact", nil)
+		if n, held := relHeldDeleted(t, dir); n != 0 || held != 0 {
+			t.Fatalf("after compaction %d: %d replaced files held, %d bytes", round+1, n, held)
+		}
+	}
+
+	// A slow reader of a large value from the old file.
+	// The reader's small receive buffer (no autotuning) and the server's
+	// send buffer (4 MiB at most) hold far less than the value: the handler
+	// is still writing it until the reader reads on.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 16<<20/16)
+	if err := st.Put([]byte("big"), big); err != nil {
+		t.Fatal(err)
+	}
+	slow := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+			})
+			return errors.Join(err, serr)
+		},
+	}).DialContext}}
+	res, err := slow.Get(keys + "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	first := make([]byte, 1)
+	if _, err := io.ReadFull(res.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	g0 := st.Generation()
+	done := make(chan []byte, 2)
+	for range 2 { // two at once: neither waits for the other
+		go func() { done <- relDo(t, "POST", srv.URL+"/v1/compact", nil) }()
+	}
+	for st.Generation() < g0+2 {
+		runtime.Gosched()
+	}
+	if n, _ := relHeldDeleted(t, dir); n != 2 {
+		t.Fatalf("while a GET of the old file is in flight: %d replaced files held, want 2", n)
+	}
+	rest, err := io.ReadAll(res.Body)
+	if err != nil || !bytes.Equal(append(first, rest...), big) {
+		t.Fatalf("the GET streamed across compactions read %d bytes (%v), not the value", 1+len(rest), err)
+	}
+	res.Body.Close()
+	<-done
+	<-done
+	if n, held := relHeldDeleted(t, dir); n != 0 || held != 0 {
+		t.Fatalf("after the GET finished: %d replaced files held, %d bytes", n, held)
+	}
+	if got := relDo(t, "GET", keys+"big", nil); !bytes.Equal(got, big) {
+		t.Fatal("big lost")
+	}
+}
