@@ -23,3 +23,30 @@ func BenchmarkPutSmall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWriteCheck is the check begin makes before every write for a file
+// cut under the writer: after the writer's own commit, a compare of the last
+// metadata through the mapping ("mapping"); otherwise one fstat ("fstat").
+func BenchmarkWriteCheck(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "c"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Put([]byte("k"), []byte("v")); err != nil {
+		b.Fatal(err)
+	}
+	g := s.cur.Load()
+	for _, tc := range []struct {
+		name string
+		tail int64
+	}{{"mapping", s.Size()}, {"fstat", 0}} {
+		b.Run(tc.name, func(b *testing.B) {
+			for b.Loop() {
+				if err := s.checkCut(g, tc.tail); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

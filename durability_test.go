@@ -227,65 +227,103 @@ func cutFile(t *testing.T, path string, size int64) {
 func TestFileCutUnderWriter(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cut  func(metaAt map[string]int64) int64
-		// long2 meta past the end: its page faults (SIGBUS) or, in the last
-		// page, reads as zeros
+		// where to cut: the long values' metadata then lies on a page past
+		// the new end (it faults) or in its last page (it reads as zeros)
+		cut func(metaAt map[string]int64) int64
 	}{
 		{"page before long1", func(map[string]int64) int64 { return 4096 }},
 		{"inside long2's metadata page", func(m map[string]int64) int64 { return m["long2"] - 3 }},
 		{"just after long2", func(m map[string]int64) int64 { return m["long2"] + format.MetaSize + 1 }},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s, path := openT(t, nil)
-			model, metaAt := cutStore(t, s)
-			tail := s.Size()
-			cut := tc.cut(metaAt)
-			cutFile(t, path, cut)
+		for _, reopen := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reopened=%v", tc.name, reopen), func(t *testing.T) {
+				testFileCutUnderWriter(t, tc.cut, reopen)
+			})
+		}
+	}
+}
 
-			st := s.Stats() // must not fault
-			if st.LiveKeys != len(model) || st.FileBytes != tail {
-				t.Fatalf("Stats = %+v", st)
+// testFileCutUnderWriter cuts the file of a writer that has just written
+// small entries (its check reads the mapping) or has just been reopened (its
+// check is an fstat).
+func testFileCutUnderWriter(t *testing.T, cutAt func(map[string]int64) int64, reopen bool) {
+	s, path := openT(t, nil)
+	model, metaAt := cutStore(t, s)
+	if reopen {
+		s.Close()
+		s = reopenT(t, path, nil)
+	}
+	tail := s.Size()
+	cut := cutAt(metaAt)
+	cutFile(t, path, cut)
+
+	st := s.Stats() // must not fault
+	if st.LiveKeys != len(model) || st.FileBytes != tail {
+		t.Fatalf("Stats = %+v", st)
+	}
+	for k, at := range metaAt {
+		e, err := s.Get([]byte(k))
+		if at+format.MetaSize > cut {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Get(%s) with its metadata cut = %v, %v; want ErrCorrupt", k, e, err)
 			}
-			for k, at := range metaAt {
-				e, err := s.Get([]byte(k))
-				if at+format.MetaSize > cut {
-					if !errors.Is(err, ErrCorrupt) {
-						t.Fatalf("Get(%s) with its metadata cut = %v, %v; want ErrCorrupt", k, e, err)
-					}
-				} else if err != nil || e.Len() != len(model[k]) {
-					t.Fatalf("Get(%s) with its metadata intact = %v, %v", k, e, err)
-				}
-			}
-			err := s.Put([]byte("new"), []byte("value"))
-			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "cut") {
-				t.Fatalf("Put on the cut file = %v, want ErrCorrupt", err)
-			}
-			var b Batch
-			b.Put([]byte("x"), []byte("y"))
-			for name, op := range map[string]func() error{
-				"Put":       func() error { return s.Put([]byte("new"), []byte("value")) },
-				"Apply":     func() error { return s.Apply(&b) },
-				"PutReader": func() error { _, err := s.PutReader([]byte("r"), strings.NewReader("v")); return err },
-				"Delete":    func() error { return s.Delete([]byte("small1")) },
-				"Sync":      s.Sync,
-			} {
-				if err := op(); !errors.Is(err, ErrFailed) {
-					t.Errorf("%s after the cut = %v, want ErrFailed", name, err)
-				}
-			}
-			if got := relFileSize(t, path); got != cut {
-				t.Fatalf("file is %d bytes after the refused writes, cut to %d: the Store wrote to it", got, cut)
-			}
-			s.Close()
-			r, err := Open(path, nil)
-			if err != nil {
-				t.Fatalf("reopen of the cut file: %v", err)
-			}
-			defer r.Close()
-			if r.Has([]byte("new")) || r.Size() > cut {
-				t.Fatalf("reopened: tail %d (cut %d), new=%v", r.Size(), cut, r.Has([]byte("new")))
-			}
-		})
+		} else if err != nil || e.Len() != len(model[k]) {
+			t.Fatalf("Get(%s) with its metadata intact = %v, %v", k, e, err)
+		}
+	}
+	err := s.Put([]byte("new"), []byte("value"))
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "cut") {
+		t.Fatalf("Put on the cut file = %v, want ErrCorrupt", err)
+	}
+	var b Batch
+	b.Put([]byte("x"), []byte("y"))
+	for name, op := range map[string]func() error{
+		"Put":       func() error { return s.Put([]byte("new"), []byte("value")) },
+		"Apply":     func() error { return s.Apply(&b) },
+		"PutReader": func() error { _, err := s.PutReader([]byte("r"), strings.NewReader("v")); return err },
+		"Delete":    func() error { return s.Delete([]byte("small1")) },
+		"Sync":      s.Sync,
+	} {
+		if err := op(); !errors.Is(err, ErrFailed) {
+			t.Errorf("%s after the cut = %v, want ErrFailed", name, err)
+		}
+	}
+	if got := relFileSize(t, path); got != cut {
+		t.Fatalf("file is %d bytes after the refused writes, cut to %d: the Store wrote to it", got, cut)
+	}
+	s.Close()
+	r, err := Open(path, nil)
+	if err != nil {
+		t.Fatalf("reopen of the cut file: %v", err)
+	}
+	defer r.Close()
+	if r.Has([]byte("new")) || r.Size() > cut {
+		t.Fatalf("reopened: tail %d (cut %d), new=%v", r.Size(), cut, r.Has([]byte("new")))
+	}
+}
+
+// TestLastEntryOverwritten: bytes of the last entry's metadata changed by
+// another process (the file keeps its size) make the next write fail with
+// ErrCorrupt rather than chain a new entry onto a broken one.
+func TestLastEntryOverwritten(t *testing.T) {
+	s, path := openT(t, nil)
+	putT(t, s, "a", "1")
+	putT(t, s, "b", "2")
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteAt([]byte{0xff, 0xff}, s.Size()-2)
+	f.Close()
+	size := relFileSize(t, path)
+	if err := s.Put([]byte("c"), []byte("3")); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "overwritten") {
+		t.Fatalf("Put after the last metadata changed = %v, want ErrCorrupt", err)
+	}
+	if err := s.Put([]byte("c"), []byte("3")); !errors.Is(err, ErrFailed) {
+		t.Fatalf("the next Put = %v, want ErrFailed", err)
+	}
+	if relFileSize(t, path) != size {
+		t.Fatal("the refused Put wrote to the file")
 	}
 }
 
@@ -310,8 +348,12 @@ func TestFileCutUnderFollower(t *testing.T) {
 	model, metaAt := cutStore(t, w)
 	w.Close()
 	f := reopenT(t, path, &Options{ReadOnly: true})
+	v := reopenT(t, path, &Options{ReadOnly: true, VerifyChecksums: true})
 	checkModel(t, f, model)
 	cutFile(t, path, 4096)
+	if _, err := v.Get([]byte("small3")); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Get with VerifyChecksums of a value cut off = %v, want ErrCorrupt", err)
+	}
 	if st := f.Stats(); st.LiveKeys != len(model) {
 		t.Fatalf("Stats = %+v", st)
 	}

@@ -43,6 +43,7 @@ type Store struct {
 	app      appender      // the write in progress
 	chunk    []byte        // PutReader's buffer
 	failed   error         // set when a failed write could not be rolled back
+	last     lastEntry     // the writer's last commit, for checkCut
 	repaired *RepairReport // what Open's repair changed, nil when nothing
 }
 

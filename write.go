@@ -64,7 +64,22 @@ type appender struct {
 	tail    int64 // the tail after the entries added so far
 	written int64 // the file is written up to here; s.buf holds the rest
 	err     error
+	meta    [format.MetaSize]byte // the metadata of the last entry written (see lastEntry)
 }
+
+// lastEntry is what the writer last committed: the generation, the tail
+// after it (and after the commit before) and the metadata of the entry that
+// ends there, for checkCut.
+type lastEntry struct {
+	g    *gen
+	end  int64
+	prev int64 // the end of the commit before, in g
+	meta [format.MetaSize]byte
+}
+
+// checkPage is the granularity at which checkCut assumes the mapping's pages
+// are touched (the smallest page size).
+const checkPage = 4096
 
 // begin starts a write after g's tail. It first checks that the file still
 // holds the entries the writer knows (see checkCut): a write past the end of
@@ -81,19 +96,40 @@ func (s *Store) begin(g *gen) *appender {
 
 // checkCut returns an error when g's file is shorter than tail, the bytes of
 // entries the writer has published: another process cut the file. The Store
-// then refuses writes (ErrFailed) until reopened. It costs one fstat. The
-// caller holds wmu.
+// then refuses writes (ErrFailed) until reopened. The caller holds wmu.
+//
+// When the writer's last commit ended on the same 4 KiB page as the one
+// before it (small entries), the check costs no system call: the last
+// entry's metadata, read through the mapping (at most one page fault per
+// page), still holds what was written unless the file was cut (a page past
+// the new end faults, the rest of the last page reads as zeros).
+// Otherwise (the first write after Open or Compact, entries of a page or
+// more, which would cost a page fault to read) it costs one fstat.
 //
 // A cut made after the check (during the write, or after it returns) is not
 // seen until the next write or Sync: a Store cannot stop other processes from
 // damaging its file, only refuse to build on what they cut.
 func (s *Store) checkCut(g *gen, tail int64) error {
+	compared := false
+	if l := &s.last; l.g == g && l.end == tail && (tail-1)/checkPage == (l.prev-1)/checkPage {
+		data := g.m.Bytes()
+		same := false
+		if !guardFault(func() { same = string(data[tail-format.MetaSize:tail]) == string(l.meta[:]) }) && same {
+			return nil
+		}
+		compared = true // cut, or its last entry overwritten: fstat tells which
+	}
 	size, err := g.f.Size()
 	if err != nil {
 		return fmt.Errorf("stat before writing: %w", err)
 	}
 	if size < tail {
 		err := fmt.Errorf("the file is %d bytes, shorter than the %d bytes of entries written to it: another process cut it: %w", size, tail, ErrCorrupt)
+		s.failed = err
+		return err
+	}
+	if compared {
+		err := fmt.Errorf("the metadata of the last entry, at offset %d, was overwritten under the store: %w", tail-format.MetaSize, ErrCorrupt)
 		s.failed = err
 		return err
 	}
@@ -149,6 +185,10 @@ func (a *appender) writeAt(p []byte, off int64) {
 // file is written up to a.written at most (what rollback cuts back).
 func (a *appender) flush() {
 	if a.err == nil {
+		if n := len(a.s.buf); n >= format.MetaSize && a.written+int64(n) == a.tail {
+			// It ends with the metadata of the last entry so far.
+			copy(a.meta[:], a.s.buf[n-format.MetaSize:])
+		}
 		a.writeAt(a.s.buf, a.written)
 		a.written += int64(len(a.s.buf)) // all of it may be in the file, even on failure
 	}
@@ -175,6 +215,13 @@ func (a *appender) commit() error {
 	}
 	s := a.s
 	s.publish(a.g, s.ops, a.tail)
+	if a.tail > a.start {
+		prev := int64(-1 << 40)
+		if s.last.g == a.g {
+			prev = s.last.end
+		}
+		s.last = lastEntry{g: a.g, end: a.tail, prev: prev, meta: a.meta}
+	}
 	if cap(s.buf) > 4*flushAt {
 		s.buf = nil // do not keep a huge buffer after a huge write
 	}
