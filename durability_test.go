@@ -236,17 +236,44 @@ func TestFileCutUnderWriter(t *testing.T) {
 		{"just after long2", func(m map[string]int64) int64 { return m["long2"] + format.MetaSize + 1 }},
 	} {
 		for _, reopen := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/reopened=%v", tc.name, reopen), func(t *testing.T) {
-				testFileCutUnderWriter(t, tc.cut, reopen)
-			})
+			for _, first := range cutWrites() {
+				t.Run(fmt.Sprintf("%s/reopened=%v/%s", tc.name, reopen, first.name), func(t *testing.T) {
+					testFileCutUnderWriter(t, tc.cut, reopen, first)
+				})
+			}
 		}
+	}
+}
+
+// cutWrite is the first write made after the file was cut.
+type cutWrite struct {
+	name string
+	run  func(s *Store) error
+}
+
+func cutWrites() []cutWrite {
+	return []cutWrite{
+		{"Put", func(s *Store) error { return s.Put([]byte("new"), []byte("value")) }},
+		{"Put/direct", func(s *Store) error { return s.Put([]byte("new"), make([]byte, directWrite+1)) }},
+		{"Apply", func(s *Store) error {
+			var b Batch
+			b.Put([]byte("new"), []byte("value"))
+			b.Delete([]byte("small2"))
+			return s.Apply(&b)
+		}},
+		{"Delete", func(s *Store) error { return s.Delete([]byte("small2")) }},
+		{"PutReader", func(s *Store) error {
+			_, err := s.PutReader([]byte("new"), bytes.NewReader(make([]byte, 3*streamChunk)))
+			return err
+		}},
+		{"Rename", func(s *Store) error { return s.Rename([]byte("small2"), []byte("new")) }},
 	}
 }
 
 // testFileCutUnderWriter cuts the file of a writer that has just written
 // small entries (its check reads the mapping) or has just been reopened (its
 // check is an fstat).
-func testFileCutUnderWriter(t *testing.T, cutAt func(map[string]int64) int64, reopen bool) {
+func testFileCutUnderWriter(t *testing.T, cutAt func(map[string]int64) int64, reopen bool, first cutWrite) {
 	s, path := openT(t, nil)
 	model, metaAt := cutStore(t, s)
 	if reopen {
@@ -271,9 +298,9 @@ func testFileCutUnderWriter(t *testing.T, cutAt func(map[string]int64) int64, re
 			t.Fatalf("Get(%s) with its metadata intact = %v, %v", k, e, err)
 		}
 	}
-	err := s.Put([]byte("new"), []byte("value"))
+	err := first.run(s)
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "cut") {
-		t.Fatalf("Put on the cut file = %v, want ErrCorrupt", err)
+		t.Fatalf("%s on the cut file = %v, want ErrCorrupt", first.name, err)
 	}
 	var b Batch
 	b.Put([]byte("x"), []byte("y"))
