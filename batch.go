@@ -98,7 +98,7 @@ func (s *Store) Apply(b *Batch) error {
 		}
 		state[op.hash] = false
 	}
-	if len(s.ops) == 0 {
+	if len(s.ops) == 0 && a.err == nil {
 		return nil
 	}
 	if err := a.commit(); err != nil {

@@ -16,6 +16,17 @@ import (
 // until the Store is closed: through later writes of the same key, growth of
 // the file, and Compact. After Close, using them is a fault; so is using them
 // after ReleaseOld released the file generation they point into (see there).
+//
+// A file cut under the Store: if another process truncates the store file
+// below a value while it is mapped, reading that value's bytes (Bytes,
+// Reader, WriteTo, Verify, View) touches pages past the new end of the file
+// and raises SIGBUS, which kills the process. simdr guards its own reads (Get
+// and Stats return or count an error matching ErrCorrupt, the writer refuses
+// further writes with ErrFailed), but not the caller's reads of a zero-copy
+// slice. Only the writer should ever change the file; a program that must
+// survive other processes cutting it can copy values out under
+// runtime/debug.SetPanicOnFault(true) with a recover, which turns the fault
+// into a panic (see docs/reliability.md).
 type Entry struct {
 	b    []byte // the payload; its capacity covers the metadata after it
 	hash uint64

@@ -397,6 +397,19 @@ func relRunFaultCase(t *testing.T, path string, op relFaultOp, c relFaultCase) (
 		}
 		relCheckModel(t, what, s, m)
 		ambiguous = true
+	} else if sync {
+		// A failed fdatasync is sticky: the write was cut off, and writes and
+		// Sync fail with ErrFailed until reopened; reads go on.
+		if relFileSize(t, path) != s.Size() || s.Size() != sizeBefore {
+			t.Fatalf("%s: file %d bytes, tail %d (was %d): the failed write was not cut off", what, relFileSize(t, path), s.Size(), sizeBefore)
+		}
+		if err := s.Put([]byte("after"), []byte("v")); !errors.Is(err, ErrFailed) {
+			t.Fatalf("%s: a write after a failed sync = %v, want ErrFailed", what, err)
+		}
+		if err := s.Sync(); !errors.Is(err, ErrFailed) {
+			t.Fatalf("%s: Sync after a failed sync = %v, want ErrFailed", what, err)
+		}
+		relCheckModel(t, what, s, m)
 	} else {
 		relCheckModel(t, what, s, m)
 		if op.name != "Compact" && relFileSize(t, path) != s.Size() {

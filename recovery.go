@@ -30,13 +30,14 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 		c.reset()
 		tail, found = format.FindTail(data, floor)
 	}
-	if s.opts.ReadOnly {
-		// The writer may cut the file while we scan its end (see guardFault).
-		if guardFault(find) {
+	if guardFault(find) {
+		if s.opts.ReadOnly {
+			// The writer cut the file while we scanned its end: try again.
 			return 0, errShrunk
 		}
-	} else {
-		find()
+		// We hold the lock: another process cut the file, or its storage
+		// cannot supply its pages (a sparse file on a full tmpfs).
+		return 0, fmt.Errorf("reading the file's %d bytes faulted (SIGBUS): it was cut by another process, or its pages cannot be read (a sparse file on a full tmpfs?): %w", size, ErrCorrupt)
 	}
 	if !found && s.opts.ReadOnly && !s.opts.Repair {
 		// A writer may be writing the file's first entry: while one holds

@@ -15,15 +15,23 @@ type Stats struct {
 	FileBytes int64 `json:"file_bytes"`
 	// LiveBytes is the sum of the live values' lengths.
 	LiveBytes int64 `json:"live_bytes"`
-	// ReclaimableBytes is about how many bytes Compact would free: the file
-	// size less what the live entries take once rewritten.
+	// ReclaimableBytes is how many bytes Compact would free, exactly, if
+	// nothing is written meanwhile: the file size less the size of the file
+	// Compact writes (the live values in file order, each with its metadata
+	// and the padding that aligns the next one).
 	ReclaimableBytes int64 `json:"reclaimable_bytes"`
 	// IndexBytes is the memory the in-memory index holds.
 	IndexBytes int `json:"index_bytes"`
 }
 
 // Stats returns figures about the store. It visits every live key (no lock),
-// so it costs time in proportion to Len. A closed Store gives zero Stats.
+// so it costs time in proportion to Len; figures of writes made meanwhile may
+// or may not be counted. A closed Store gives zero Stats.
+//
+// Stats reads the metadata of values longer than 32 KiB from the mapping. If
+// another process has cut the file under the Store, such a value whose
+// metadata is gone counts as a live key of 0 bytes (Stats never faults); the
+// Store's next write or Sync fails with ErrCorrupt (see docs/reliability.md).
 func (s *Store) Stats() Stats {
 	g := s.cur.Load()
 	if g == nil {
@@ -35,14 +43,33 @@ func (s *Store) Stats() Stats {
 		FileBytes:  g.tail.Load(),
 		IndexBytes: g.ix.Bytes(),
 	}
-	var compacted int64
+	// Compact writes the live values in file order from offset 0: each one
+	// takes its length and metadata, and every one but the last the padding
+	// that aligns the next payload (which depends on its own end only).
+	var compacted, lastEnd, lastPad int64
 	g.ix.Range(func(h, v uint64) bool {
-		n := int64(g.entryAt(h, v).Len())
+		n := int64(v >> lenShift)
+		if n == 0 {
+			e, err := g.longEntry(h, v)
+			if err != nil {
+				n = -1 // unreadable: a file cut under the Store
+			} else {
+				n = int64(e.Len())
+			}
+		}
 		st.LiveKeys++
+		if n < 0 {
+			return true
+		}
 		st.LiveBytes += n
-		compacted += n + format.MetaSize + format.Prepad(n+format.MetaSize)
+		pad := format.Prepad(n + format.MetaSize)
+		compacted += n + format.MetaSize + pad
+		if end := endOf(v); end > lastEnd {
+			lastEnd, lastPad = end, pad
+		}
 		return true
 	})
+	compacted -= lastPad
 	st.ReclaimableBytes = max(0, st.FileBytes-compacted)
 	return st
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -42,6 +43,7 @@ type Store struct {
 	app       appender       // the write in progress
 	chunk     []byte         // PutReader's buffer
 	failed    error          // set when a failed write could not be rolled back
+	last      lastEntry      // the writer's last commit, for checkCut
 	repaired  *RepairReport  // what Open's repair changed, nil when nothing
 	ckWG      sync.WaitGroup // a background checkpoint in progress
 	ckBusy    atomic.Bool    // set while one runs
@@ -100,17 +102,16 @@ func (s *Store) openGen() (*gen, error) {
 // tryOpenGen opens the file once; retry is true when the file was replaced
 // (by another writer's Compact) between opening and locking it.
 func (s *Store) tryOpenGen() (_ *gen, retry bool, err error) {
-	flag := os.O_RDWR | os.O_CREATE
-	if s.opts.ReadOnly {
-		flag = os.O_RDONLY
-	}
-	f, err := s.fs.OpenFile(s.path, flag, 0o644)
+	f, created, err := s.openFile()
 	if err != nil {
 		return nil, false, err
 	}
-	ok := false
+	ok, remove := false, false
 	defer func() {
 		if !ok {
+			if remove {
+				s.fs.Remove(s.path) // ours, under our lock: an opener waiting for it retries
+			}
 			f.Close()
 		}
 	}()
@@ -129,6 +130,15 @@ func (s *Store) tryOpenGen() (_ *gen, retry bool, err error) {
 			return nil, true, errors.Join(err1, err2, errors.New("file replaced while opening"))
 		}
 		s.removeLeftover(fi) // a leftover of an interrupted Compact: never reused
+		if created {
+			// The new file's name must survive a power cut as its entries
+			// will. If it cannot be made durable, the file is removed, so
+			// that the next Open creates it again and retries.
+			remove = true
+			if err := s.fs.SyncDir(filepath.Dir(s.path)); err != nil {
+				return nil, false, fmt.Errorf("sync directory after creating the file: %w", err)
+			}
+		}
 	}
 	g, err := s.load(f)
 	if err != nil {
@@ -136,6 +146,29 @@ func (s *Store) tryOpenGen() (_ *gen, retry bool, err error) {
 	}
 	ok = true
 	return g, false, nil
+}
+
+// openFile opens s.path for the Store, creating it when it is missing and the
+// Store writes; created reports whether this call created it (O_EXCL), so
+// that only then the directory is synced.
+func (s *Store) openFile() (f vfs.File, created bool, err error) {
+	if s.opts.ReadOnly {
+		f, err = s.fs.OpenFile(s.path, os.O_RDONLY, 0)
+		return f, false, err
+	}
+	for attempt := 0; ; attempt++ {
+		f, err = s.fs.OpenFile(s.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil {
+			return f, true, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return nil, false, err
+		}
+		f, err = s.fs.OpenFile(s.path, os.O_RDWR, 0)
+		if !errors.Is(err, os.ErrNotExist) || attempt == 3 {
+			return f, false, err // removed between the two calls: create it again
+		}
+	}
 }
 
 // load maps f, recovers its tail and builds the index.
@@ -208,6 +241,37 @@ func (g *gen) entryAt(h, v uint64) Entry {
 	return Entry{b: data[start : end : end+format.MetaSize], hash: h, off: start}
 }
 
+// entry is entryAt for the Store's own reads that must not fault: a value
+// whose length is packed in the index costs no read of the mapping; for a
+// longer one the metadata is read under guardFault and checked against the
+// index, so that a file cut under the Store (by another process) gives an
+// error matching ErrCorrupt instead of SIGBUS or a wrong slice.
+func (g *gen) entry(h, v uint64) (Entry, error) {
+	n := int64(v >> lenShift)
+	if n == 0 {
+		return g.longEntry(h, v)
+	}
+	data := g.m.Bytes()
+	end := endOf(v)
+	start := end - n
+	return Entry{b: data[start : end : end+format.MetaSize], hash: h, off: start}, nil
+}
+
+// longEntry is entry for a value whose length is not packed.
+func (g *gen) longEntry(h, v uint64) (Entry, error) {
+	data := g.m.Bytes()
+	end := endOf(v)
+	var m format.Meta
+	if end+format.MetaSize > int64(len(data)) || guardFault(func() { m = format.ReadMeta(data[end : end+format.MetaSize]) }) {
+		return Entry{}, fmt.Errorf("value ending at offset %d: its metadata cannot be read: the file was cut under the store: %w", end, ErrCorrupt)
+	}
+	if m.Hash != h || m.Prev >= end || m.Prev+format.Prepad(m.Prev) >= end {
+		return Entry{}, fmt.Errorf("value ending at offset %d: its metadata no longer matches (key hash %016x, prev %d): the file was changed under the store: %w", end, m.Hash, m.Prev, ErrCorrupt)
+	}
+	start := m.Prev + format.Prepad(m.Prev)
+	return Entry{b: data[start : end : end+format.MetaSize], hash: h, off: start}, nil
+}
+
 // An index value packs where a payload ends (48 bits) with its length when
 // that fits in the 15 bits above (0 otherwise), so that Get finds the value
 // without reading its metadata: one memory access fewer on the read path.
@@ -245,13 +309,26 @@ func (s *Store) GetHash(h uint64) (Entry, error) {
 	if !ok {
 		return Entry{}, ErrNotFound
 	}
-	e := g.entryAt(h, pos)
+	e, err := g.entry(h, pos)
+	if err != nil {
+		return Entry{}, fmt.Errorf("simdr: get: %w", err)
+	}
 	if s.opts.VerifyChecksums {
-		if err := e.Verify(); err != nil {
+		if err := verifyGuarded(e); err != nil {
 			return Entry{}, err
 		}
 	}
 	return e, nil
+}
+
+// verifyGuarded is e.Verify for the Store's own read of the value: a fault
+// (the file cut under the Store) is an error matching ErrCorrupt.
+func verifyGuarded(e Entry) error {
+	var err error
+	if guardFault(func() { err = e.Verify() }) {
+		return fmt.Errorf("value at offset %d: reading it faulted: the file was cut under the store: %w", e.off, ErrCorrupt)
+	}
+	return err
 }
 
 // Has reports whether key has a value (false after Close).
@@ -289,7 +366,14 @@ func (s *Store) Path() string { return s.path }
 // XXH3-64 with seed 0. Keys with the same hash are the same key to the store.
 func Hash(key []byte) uint64 { return format.Hash(key) }
 
-// Sync makes every write so far durable on disk (fdatasync).
+// Sync makes every write so far durable on disk (fdatasync). A read-only
+// Store has nothing to sync: Sync returns nil.
+//
+// A failed Sync is final: the kernel may have dropped the pages it could not
+// write, so a retry could report success for data that is not on disk. After
+// one, Sync and every write fail with an error matching ErrFailed until the
+// Store is reopened (reads go on). Sync also fails, with ErrCorrupt, when
+// another process has cut the file below the entries written to it.
 func (s *Store) Sync() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -300,7 +384,14 @@ func (s *Store) Sync() error {
 	if s.opts.ReadOnly {
 		return nil
 	}
+	if s.failed != nil {
+		return fmt.Errorf("simdr: sync: %w: %w", ErrFailed, s.failed)
+	}
+	if err := s.checkCut(g, g.tail.Load()); err != nil {
+		return fmt.Errorf("simdr: sync: %w", err)
+	}
 	if err := g.f.Sync(); err != nil {
+		s.syncFailed(err)
 		return fmt.Errorf("simdr: sync: %w", err)
 	}
 	return nil

@@ -16,7 +16,8 @@ const streamChunk = 1 << 20
 // whatever the value's size. If r fails, or yields nothing (or the single
 // byte 0x00: ErrInvalidValue), PutReader returns the error and the store is
 // exactly as before: the partial entry is cut off the file and never visible,
-// before or after a reopen.
+// before or after a reopen. If r panics, the partial entry is cut off the
+// same way before the panic goes on (the Store stays usable).
 //
 // Get calls from other goroutines are not blocked while r is read; other
 // writes wait for PutReader to finish.
@@ -43,6 +44,17 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 		crc   uint32
 		first byte
 	)
+	// A panic in r unwinds through here: cut the partial entry off the file
+	// as for an error (the panic goes on, with its stack, once this returns).
+	panicked := true
+	defer func() {
+		if panicked {
+			if a.err == nil {
+				a.err = fmt.Errorf("reader panicked after %d bytes", total)
+			}
+			a.rollback()
+		}
+	}()
 	for a.err == nil {
 		n, rerr := readFull(r, s.chunk)
 		if n > 0 {
@@ -61,6 +73,7 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 			a.err = fmt.Errorf("reading value after %d bytes: %w", total, rerr)
 		}
 	}
+	panicked = false
 	if a.err == nil && (total == 0 || (total == 1 && first == 0)) {
 		a.err = fmt.Errorf("%d bytes: %w", total, ErrInvalidValue)
 	}

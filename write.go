@@ -65,13 +65,76 @@ type appender struct {
 	tail    int64 // the tail after the entries added so far
 	written int64 // the file is written up to here; s.buf holds the rest
 	err     error
+	meta    [format.MetaSize]byte // the metadata of the last entry written (see lastEntry)
 }
 
+// lastEntry is what the writer last committed: the generation, the tail
+// after it (and after the commit before) and the metadata of the entry that
+// ends there, for checkCut.
+type lastEntry struct {
+	g    *gen
+	end  int64
+	prev int64 // the end of the commit before, in g
+	meta [format.MetaSize]byte
+}
+
+// checkPage is the granularity at which checkCut assumes the mapping's pages
+// are touched (the smallest page size).
+const checkPage = 4096
+
+// begin starts a write after g's tail. It first checks that the file still
+// holds the entries the writer knows (see checkCut): a write past the end of
+// a file cut by another process would extend it with a hole and be lost at
+// the next Open, so it must not be acknowledged.
 func (s *Store) begin(g *gen) *appender {
 	s.buf, s.ops = s.buf[:0], s.ops[:0]
 	t := g.tail.Load()
 	s.app = appender{s: s, g: g, start: t, tail: t, written: t}
-	return &s.app
+	a := &s.app
+	a.err = s.checkCut(g, t)
+	return a
+}
+
+// checkCut returns an error when g's file is shorter than tail, the bytes of
+// entries the writer has published: another process cut the file. The Store
+// then refuses writes (ErrFailed) until reopened. The caller holds wmu.
+//
+// When the writer's last commit ended on the same 4 KiB page as the one
+// before it (small entries), the check costs no system call: the last
+// entry's metadata, read through the mapping (at most one page fault per
+// page), still holds what was written unless the file was cut (a page past
+// the new end faults, the rest of the last page reads as zeros).
+// Otherwise (the first write after Open or Compact, entries of a page or
+// more, which would cost a page fault to read) it costs one fstat.
+//
+// A cut made after the check (during the write, or after it returns) is not
+// seen until the next write or Sync: a Store cannot stop other processes from
+// damaging its file, only refuse to build on what they cut.
+func (s *Store) checkCut(g *gen, tail int64) error {
+	compared := false
+	if l := &s.last; l.g == g && l.end == tail && (tail-1)/checkPage == (l.prev-1)/checkPage {
+		data := g.m.Bytes()
+		same := false
+		if !guardFault(func() { same = string(data[tail-format.MetaSize:tail]) == string(l.meta[:]) }) && same {
+			return nil
+		}
+		compared = true // cut, or its last entry overwritten: fstat tells which
+	}
+	size, err := g.f.Size()
+	if err != nil {
+		return fmt.Errorf("stat before writing: %w", err)
+	}
+	if size < tail {
+		err := fmt.Errorf("the file is %d bytes, shorter than the %d bytes of entries written to it: another process cut it: %w", size, tail, ErrCorrupt)
+		s.failed = err
+		return err
+	}
+	if compared {
+		err := fmt.Errorf("the metadata of the last entry, at offset %d, was overwritten under the store: %w", tail-format.MetaSize, ErrCorrupt)
+		s.failed = err
+		return err
+	}
+	return nil
 }
 
 // put adds a value entry.
@@ -119,19 +182,30 @@ func (a *appender) writeAt(p []byte, off int64) {
 	_, a.err = a.g.f.WriteAt(p, off)
 }
 
-// flush writes the buffered bytes.
+// flush writes the buffered bytes. After a failure it only drops them: the
+// file is written up to a.written at most (what rollback cuts back).
 func (a *appender) flush() {
-	a.writeAt(a.s.buf, a.written)
-	a.written += int64(len(a.s.buf))
+	if a.err == nil {
+		if n := len(a.s.buf); n >= format.MetaSize && a.written+int64(n) == a.tail {
+			// It ends with the metadata of the last entry so far.
+			copy(a.meta[:], a.s.buf[n-format.MetaSize:])
+		}
+		a.writeAt(a.s.buf, a.written)
+		a.written += int64(len(a.s.buf)) // all of it may be in the file, even on failure
+	}
 	a.s.buf = a.s.buf[:0]
 }
 
 // commit writes what is buffered, syncs when the Store syncs writes, and
-// publishes the new entries to readers. On failure it rolls the file back.
+// publishes the new entries to readers. On failure it rolls the file back; a
+// failed sync also fails the Store (see syncFailed).
 func (a *appender) commit() error {
 	a.flush()
 	if a.err == nil && a.s.opts.SyncWrites {
-		a.err = a.g.f.Sync()
+		if err := a.g.f.Sync(); err != nil {
+			a.err = err
+			a.s.syncFailed(err)
+		}
 	}
 	if a.err == nil {
 		a.err = a.g.m.Grow(a.tail)
@@ -142,10 +216,29 @@ func (a *appender) commit() error {
 	}
 	s := a.s
 	s.publish(a.g, s.ops, a.tail)
+	if a.tail > a.start {
+		prev := int64(-1 << 40)
+		if s.last.g == a.g {
+			prev = s.last.end
+		}
+		s.last = lastEntry{g: a.g, end: a.tail, prev: prev, meta: a.meta}
+	}
 	if cap(s.buf) > 4*flushAt {
 		s.buf = nil // do not keep a huge buffer after a huge write
 	}
 	return nil
+}
+
+// syncFailed makes a failed fdatasync (or directory fsync) sticky: after one,
+// the kernel may have dropped dirty pages it could not write, and a later
+// sync can report success for data that never reached the disk (PostgreSQL
+// and pebble stop there too since "fsyncgate"). The Store refuses writes and
+// Sync with ErrFailed until it is reopened, which recovers from what the
+// file really holds. The caller holds wmu.
+func (s *Store) syncFailed(err error) {
+	if s.failed == nil {
+		s.failed = fmt.Errorf("an fsync failed, written data may not be on disk: %w", err)
+	}
 }
 
 // rollback cuts off whatever a failed write left after the tail, so that no

@@ -203,8 +203,10 @@ func (ix *Index) set(h, v uint64) uint64 {
 //
 // Load is for building an index before it is shared: no other goroutine may
 // use ix until the caller publishes it (an atomic store or a lock gives the
-// readers the happens-before they need). The table must have room for every
-// key (New sized for them): Load never grows it.
+// readers the happens-before they need). It is fastest when the table has
+// room for every key (New sized for them). Given more keys than that, it
+// grows the table keeping the deleted keys it holds, so that an older value
+// of a deleted key met later is still skipped (Shrink drops them).
 func (ix *Index) Load(hs, vs []uint64) {
 	for _, h := range hs {
 		ix.Touch(h)
@@ -216,12 +218,9 @@ func (ix *Index) Load(hs, vs []uint64) {
 		if s.val.Load() != 0 {
 			continue // a newer state of h was loaded already
 		}
-		if ix.used+1 > t.limit { // more keys than New was told: grow as Put does
-			ix.live.Add(int64(live))
-			live = 0
-			ix.set(h, vs[i])
-			t = ix.t.Load()
-			continue
+		if ix.used+1 > t.limit { // more keys than New was told
+			t = ix.growKeepingDeleted(len(hs) - i)
+			s = t.slotFor(h)
 		}
 		ix.used++
 		t.store(s, h, vs[i]) // not shared yet
@@ -230,6 +229,24 @@ func (ix *Index) Load(hs, vs []uint64) {
 		}
 	}
 	ix.live.Add(int64(live))
+}
+
+// growKeepingDeleted is grow for Load: the new table holds every claimed slot
+// of the current one, deleted keys included, with room for extra more.
+func (ix *Index) growKeepingDeleted(extra int) *table {
+	old := ix.t.Load()
+	nt := newTable(ix.used + extra)
+	used := 0
+	old.each(func(s *slot) bool {
+		if v := s.val.Load(); v != 0 {
+			nt.store(nt.slotFor(s.key.Load()), s.key.Load(), v)
+			used++
+		}
+		return true
+	})
+	ix.used = used
+	ix.t.Store(nt)
+	return nt
 }
 
 // grow publishes a new table with the live keys of the current one, sized so

@@ -11,6 +11,8 @@ package mapping
 
 import (
 	"errors"
+	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -32,7 +34,8 @@ type Map struct {
 	done bool
 }
 
-// New maps fd with room for at least size bytes.
+// New maps fd with room for at least size bytes. A size over MaxMap fails
+// with an error matching ErrTooLarge.
 func New(fd uintptr, size int64) (*Map, error) {
 	m := &Map{fd: int(fd)}
 	if err := m.Grow(size); err != nil {
@@ -41,14 +44,38 @@ func New(fd uintptr, size int64) (*Map, error) {
 	return m, nil
 }
 
+// MaxMap is the largest file a Map maps: 1 GiB where int is 32 bits (a
+// 32-bit process has 2 to 4 GiB of address space, and mmap's length is an
+// int), 2^48 bytes (the format's limit) on 64-bit platforms.
+const MaxMap = 1 << (30 + 18*(strconv.IntSize/64))
+
+// maxMap is MaxMap for a platform whose int has intSize bits.
+func maxMap(intSize int) int64 {
+	if intSize == 32 {
+		return 1 << 30
+	}
+	return 1 << 48
+}
+
+// ErrTooLarge: the file is larger than a Map can map on this platform.
+var ErrTooLarge = errors.New("mapping: file too large to map on this platform")
+
 // Reserve returns the reservation made for a file of size bytes: the next power
-// of two at or above twice the size, and at least MinReserve.
-func Reserve(size int64) int64 {
+// of two at or above twice the size, at least MinReserve and at most MaxMap
+// (0 when size is over MaxMap).
+func Reserve(size int64) int64 { return reserve(size, strconv.IntSize) }
+
+// reserve is Reserve for a platform whose int has intSize bits.
+func reserve(size int64, intSize int) int64 {
+	limit := maxMap(intSize)
+	if size > limit {
+		return 0
+	}
 	r := int64(MinReserve)
-	for r < 2*size {
+	for r < 2*size && r < limit {
 		r <<= 1
 	}
-	return r
+	return min(r, limit)
 }
 
 // Bytes returns the current mapping. Its length is the reservation, not the
@@ -56,7 +83,8 @@ func Reserve(size int64) int64 {
 func (m *Map) Bytes() []byte { return *m.cur.Load() }
 
 // Grow makes sure the mapping covers size bytes, mapping a larger region if it
-// must. Only one goroutine (the writer) calls Grow at a time.
+// must. Only one goroutine (the writer) calls Grow at a time. A size over
+// MaxMap fails with an error matching ErrTooLarge that names the limit.
 func (m *Map) Grow(size int64) error {
 	if p := m.cur.Load(); p != nil && int64(len(*p)) >= size {
 		return nil
@@ -66,7 +94,11 @@ func (m *Map) Grow(size int64) error {
 	if m.done {
 		return ErrClosed
 	}
-	b, err := unix.Mmap(m.fd, 0, int(Reserve(size)), unix.PROT_READ, unix.MAP_SHARED)
+	r := Reserve(size)
+	if r == 0 {
+		return fmt.Errorf("%d bytes, over the %d bytes (%d MiB) a %d-bit process maps: %w", size, int64(MaxMap), int64(MaxMap)>>20, strconv.IntSize, ErrTooLarge)
+	}
+	b, err := unix.Mmap(m.fd, 0, int(r), unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return err
 	}

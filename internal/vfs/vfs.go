@@ -19,7 +19,9 @@ type File interface {
 	Truncate(size int64) error
 	// Sync makes the file's data durable (fdatasync).
 	Sync() error
-	// Size returns the file's current size.
+	// Size returns the file's current size (fstat). The writer calls it
+	// before every write, to catch a file cut under it by another process,
+	// so it must be cheap and allocate nothing.
 	Size() (int64, error)
 	// Fd returns the descriptor, for mmap and flock.
 	Fd() uintptr
@@ -37,7 +39,8 @@ type FS interface {
 	Rename(oldpath, newpath string) error
 	Remove(name string) error
 	Stat(name string) (os.FileInfo, error)
-	// SyncDir makes the directory entries of dir durable (after a rename).
+	// SyncDir makes the directory entries of dir durable (fsync of the
+	// directory: after a file is created in it or renamed into it).
 	SyncDir(dir string) error
 }
 
@@ -84,10 +87,16 @@ func (f osFile) Sync() error {
 	}
 }
 
+// Size is fstat without the allocation of os.File.Stat's FileInfo.
 func (f osFile) Size() (int64, error) {
-	fi, err := f.File.Stat()
-	if err != nil {
-		return 0, err
+	var st unix.Stat_t
+	for {
+		err := unix.Fstat(int(f.File.Fd()), &st)
+		if err == nil {
+			return st.Size, nil
+		}
+		if err != unix.EINTR {
+			return 0, &os.PathError{Op: "fstat", Path: f.File.Name(), Err: err}
+		}
 	}
-	return fi.Size(), nil
 }

@@ -4,6 +4,9 @@
 // failing, and a file can be given a maximum size past which writes run out of
 // space, like a small disk. Durable returns what a file held at its last
 // successful Sync, from which tests build the images a power cut could leave.
+// CutAfterSize truncates a file right after its size was read, as another
+// process (or a full tmpfs that cannot supply a sparse file's pages) would
+// make the end of a mapping fault.
 //
 // Faults are armed as Rules on the FS and apply to every file opened through
 // it (optionally only to files whose path contains Rule.Match). Calls are
@@ -81,6 +84,7 @@ type FS struct {
 	calls [numOps]int
 	fired int
 	limit int64 // max file size; 0 = none
+	cut   *cut  // armed by CutAfterSize
 	// durable holds each file's content as of its last successful Sync:
 	// what a power cut would keep for sure.
 	durable map[string][]byte
@@ -113,7 +117,7 @@ func (f *FS) Fail(op Op, nth int, err error) { f.Inject(Rule{Op: op, Nth: nth, E
 // Clear disarms every rule and the size limit.
 func (f *FS) Clear() {
 	f.mu.Lock()
-	f.rules, f.limit = nil, 0
+	f.rules, f.limit, f.cut = nil, 0, nil
 	f.mu.Unlock()
 }
 
@@ -122,6 +126,24 @@ func (f *FS) Clear() {
 func (f *FS) SetLimit(n int64) {
 	f.mu.Lock()
 	f.limit = n
+	f.mu.Unlock()
+}
+
+// cut is a one-shot truncation armed by CutAfterSize.
+type cut struct {
+	match string
+	to    int64
+}
+
+// CutAfterSize arms a one-shot fault: the next Size call on a file whose path
+// contains match (any file when empty) returns the file's true size, and then
+// the file is truncated to to bytes behind the caller's back. A caller that
+// maps the file for the size it was told then faults (SIGBUS) on the pages
+// past the new end, as when another process cuts the file, or when a full
+// tmpfs cannot supply the pages of a sparse file. It counts as a fired fault.
+func (f *FS) CutAfterSize(match string, to int64) {
+	f.mu.Lock()
+	f.cut = &cut{match: match, to: to}
 	f.mu.Unlock()
 }
 
@@ -267,6 +289,29 @@ func (f *FS) Durable(name string) []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return bytes.Clone(f.durable[name])
+}
+
+// Size returns the base file's size, then makes a cut armed by CutAfterSize.
+func (fl *file) Size() (int64, error) {
+	n, err := fl.File.Size()
+	if err != nil {
+		return n, err
+	}
+	fl.fs.mu.Lock()
+	c := fl.fs.cut
+	if c != nil && strings.Contains(fl.Name(), c.match) {
+		fl.fs.cut = nil
+		fl.fs.fired++
+	} else {
+		c = nil
+	}
+	fl.fs.mu.Unlock()
+	if c != nil {
+		if err := os.Truncate(fl.Name(), c.to); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
 
 func (fl *file) Truncate(size int64) error {
