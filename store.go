@@ -135,7 +135,7 @@ func (s *Store) tryOpenGen() (_ *gen, retry bool, err error) {
 			// will. If it cannot be made durable, the file is removed, so
 			// that the next Open creates it again and retries.
 			remove = true
-			if err := s.fs.SyncDir(filepath.Dir(s.path)); err != nil {
+			if err := s.fs.SyncDir(filepath.Dir(realPath(s.path))); err != nil {
 				return nil, false, fmt.Errorf("sync directory after creating the file: %w", err)
 			}
 		}
@@ -165,6 +165,14 @@ func (s *Store) openFile() (f vfs.File, created bool, err error) {
 			return nil, false, err
 		}
 		f, err = s.fs.OpenFile(s.path, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			if fi, lerr := os.Lstat(s.path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+				// A symlink to a file not made yet (O_EXCL never follows
+				// one): create the target through it.
+				f, err = s.fs.OpenFile(s.path, os.O_RDWR|os.O_CREATE, 0o644)
+				return f, err == nil, err
+			}
+		}
 		if !errors.Is(err, os.ErrNotExist) || attempt == 3 {
 			return f, false, err // removed between the two calls: create it again
 		}
@@ -440,4 +448,13 @@ func (s *Store) writable() (*gen, error) {
 		return nil, fmt.Errorf("%w: %w", ErrFailed, s.failed)
 	}
 	return g, nil
+}
+
+// realPath is path with its symlinks resolved where they resolve (the
+// directory a created file's name lives in is the target's).
+func realPath(path string) string {
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		return real
+	}
+	return path
 }
