@@ -13,6 +13,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -22,6 +24,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/simdr-go/simdr"
@@ -36,8 +39,18 @@ var (
 	ErrUnauthorized = errors.New("client: unauthorized (missing or wrong token)")
 	// ErrTooLarge: the request body is over the server's limit (413).
 	ErrTooLarge = errors.New("client: request body too large for the server")
-	// ErrUnavailable: the server is shutting down (503), or the store failed.
+	// ErrUnavailable: the server is shutting down, or holds as much request
+	// data as it may and asks to retry later (503).
 	ErrUnavailable = errors.New("client: server unavailable")
+	// ErrNoSpace: the server's disk is full (507). It wraps syscall.ENOSPC,
+	// so errors.Is(err, syscall.ENOSPC) holds as it would for a local Store.
+	ErrNoSpace = fmt.Errorf("client: server out of disk space: %w", syscall.ENOSPC)
+	// ErrServer: the server failed (500) with an I/O error or an unexpected
+	// one; damaged data matches simdr.ErrChecksum or simdr.ErrCorrupt instead.
+	ErrServer = errors.New("client: server error")
+	// ErrForbidden: the server refused the request's Origin or Host header
+	// (403; see the server's --allow-origin and --allow-host).
+	ErrForbidden = errors.New("client: forbidden by the server's origin or host checks")
 )
 
 // Options configures a Client. A nil *Options means no token and a default
@@ -49,6 +62,11 @@ type Options struct {
 	// connections (up to 64 idle per host) and no overall timeout: bound calls
 	// with their context.
 	HTTPClient *http.Client
+	// RootCAs, when not nil, are the certificate authorities an https://
+	// server's certificate is checked against, instead of the system's (for
+	// a server with a private CA or a self-signed certificate). Ignored
+	// when HTTPClient is set: configure its transport instead.
+	RootCAs *x509.CertPool
 }
 
 // Client is a connection to a simdr server. It is safe for concurrent use.
@@ -88,6 +106,9 @@ func New(baseURL string, opts *Options) (*Client, error) {
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 			ForceAttemptHTTP2:   true,
+		}
+		if opts.RootCAs != nil {
+			c.owned.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
 		}
 		c.hc = &http.Client{Transport: c.owned}
 	}
@@ -143,8 +164,14 @@ func (e *Error) Unwrap() error {
 		return ErrTooLarge
 	case "unauthorized":
 		return ErrUnauthorized
-	case "shutting_down":
+	case "shutting_down", "busy":
 		return ErrUnavailable
+	case "no_space":
+		return ErrNoSpace
+	case "io_error", "internal":
+		return ErrServer
+	case "forbidden_origin", "forbidden_host":
+		return ErrForbidden
 	case "":
 		switch e.StatusCode {
 		case http.StatusUnauthorized:
@@ -153,6 +180,10 @@ func (e *Error) Unwrap() error {
 			return ErrTooLarge
 		case http.StatusServiceUnavailable:
 			return ErrUnavailable
+		case http.StatusInsufficientStorage:
+			return ErrNoSpace
+		case http.StatusInternalServerError:
+			return ErrServer
 		}
 	}
 	return nil
