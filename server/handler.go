@@ -71,7 +71,8 @@ type handler struct {
 // newHandler builds the handler; loopback says whether it serves a loopback
 // address only (then the Host header is checked).
 func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
-	h := &handler{store: store, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics(), checkHost: loopback}
+	h := &handler{store: store, cfg: cfg, mux: http.NewServeMux(), checkHost: loopback}
+	h.metrics = newMetrics(h)
 	h.budget.max = cfg.MaxInflightBytes
 	if cfg.Token != "" {
 		h.token = sha256.Sum256([]byte(cfg.Token))
@@ -250,6 +251,7 @@ func (h *handler) key(w http.ResponseWriter, r *http.Request) {
 			writeStoreError(w, err)
 			return
 		}
+		h.metrics.wrote("delete", 1, 0)
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
@@ -392,6 +394,7 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 			writeStoreError(w, err)
 			return
 		}
+		h.metrics.wrote("put", 1, int64(n))
 		w.WriteHeader(http.StatusNoContent)
 		return
 	case err != nil:
@@ -429,10 +432,12 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 		writeStoreError(w, fmt.Errorf("spooling value: %w", err))
 		return
 	}
-	if _, err := h.store.PutReader(key, f); err != nil {
+	stored, err := h.store.PutReader(key, f)
+	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
+	h.metrics.wrote("put", 1, stored)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -575,6 +580,7 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
+	h.metrics.wrote("batch_op", b.Len(), c.bytes)
 	writeJSON(w, http.StatusOK, map[string]int{"ops": b.Len()})
 }
 
@@ -673,6 +679,7 @@ func (h *handler) rename(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
+	h.metrics.wrote("rename", 1, 0)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -704,6 +711,10 @@ func (h *handler) compact(w http.ResponseWriter, r *http.Request) {
 	if err := h.store.Compact(); err != nil {
 		writeStoreError(w, err)
 		return
+	}
+	h.metrics.compacts.Inc()
+	if after := h.store.Size(); after < before {
+		h.metrics.freed.Add(float64(before - after))
 	}
 	writeJSON(w, http.StatusOK, map[string]int64{"size_before": before, "size_after": h.store.Size()})
 }

@@ -610,20 +610,31 @@ func TestMetrics(t *testing.T) {
 		vals[line[:i]] = line[i+1:]
 	}
 	for k, v := range map[string]string{
-		`simdr_http_requests_total{route="/v1/keys/{key}",method="PUT",code="204"}`:                 "3",
-		`simdr_http_requests_total{route="/v1/keys/{key}",method="GET",code="404"}`:                 "1",
-		`simdr_http_requests_total{route="/v1/keys/{key}",method="OTHER",code="405"}`:               "1",
-		`simdr_http_request_duration_seconds_count{route="/v1/keys/{key}",method="PUT"}`:            "3",
-		`simdr_http_request_duration_seconds_bucket{route="/v1/keys/{key}",method="PUT",le="+Inf"}`: "3",
-		`simdr_store_live_keys`:         "1",
-		`simdr_store_up`:                "1",
-		`simdr_store_entries`:           "3",
-		`simdr_store_file_bytes`:        strconv.FormatInt(st.Size(), 10),
-		`simdr_http_requests_in_flight`: "1", // this scrape
+		`simdr_http_requests_total{code="204",method="PUT",route="/v1/keys/{key}"}`:                 "3",
+		`simdr_http_requests_total{code="404",method="GET",route="/v1/keys/{key}"}`:                 "1",
+		`simdr_http_requests_total{code="405",method="OTHER",route="/v1/keys/{key}"}`:               "1",
+		`simdr_http_request_duration_seconds_count{method="PUT",route="/v1/keys/{key}"}`:            "3",
+		`simdr_http_request_duration_seconds_bucket{method="PUT",route="/v1/keys/{key}",le="+Inf"}`: "3",
+		`simdr_store_live_keys`:                 "1",
+		`simdr_store_up`:                        "1",
+		`simdr_store_writes_total{op="put"}`:    "3",
+		`simdr_store_written_value_bytes_total`: "3",
+		`simdr_store_file_bytes`:                strconv.FormatInt(st.Size(), 10),
+		`simdr_http_requests_in_flight`:         "1", // this scrape
 	} {
 		if vals[k] != v {
 			t.Errorf("%s = %q, want %q", k, vals[k], v)
 		}
+	}
+	// The Go runtime and process collectors; no metric from Stats, which
+	// visits every key.
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes", "process_open_fds"} {
+		if _, ok := vals[name]; !ok {
+			t.Errorf("no %s", name)
+		}
+	}
+	if strings.Contains(string(r.body), "simdr_store_reclaimable_bytes") {
+		t.Error("a Stats gauge in /metrics")
 	}
 }
 
