@@ -11,6 +11,7 @@
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -20,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"net/url"
@@ -306,12 +308,16 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // Get returns a copy of the value stored under key; a missing key gives an
 // error matching simdr.ErrNotFound.
 func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
-	resp, err := c.do(ctx, http.MethodGet, c.keyPath(key), nil, "", http.StatusOK)
+	return c.getURL(ctx, c.keyPath(key))
+}
+
+func (c *Client) getURL(ctx context.Context, url string) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, url, nil, "", http.StatusOK)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if n := resp.ContentLength; n >= 0 && n <= maxInt { // the usual case: read it in place
+	if n := resp.ContentLength; n >= 0 && n <= 64<<20 { // the usual case: read it in place (a larger claim grows as bytes arrive)
 		v := make([]byte, n)
 		if _, err := io.ReadFull(resp.Body, v); err != nil {
 			return nil, fmt.Errorf("client: get: %w", err)
@@ -325,7 +331,6 @@ func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
 	return v, nil
 }
 
-const maxInt = int64(^uint(0) >> 1)
 
 // GetReader returns the value stored under key as a stream, for values too
 // large to hold in memory. The caller must close it.
@@ -506,4 +511,155 @@ func (c *Client) Sync(ctx context.Context) error {
 // Ping checks that the server answers and its store is open (GET /healthz).
 func (c *Client) Ping(ctx context.Context) error {
 	return c.doJSON(ctx, http.MethodGet, "/healthz", nil, nil, http.StatusOK)
+}
+
+// hashPath is the URL of a key hash: /v1/hash/ and 16 hexadecimal digits.
+func (c *Client) hashPath(h uint64) string {
+	return fmt.Sprintf("%s/v1/hash/%016x", c.base, h)
+}
+
+// GetHash is Get for a caller that has the key's hash (simdr.Hash).
+func (c *Client) GetHash(ctx context.Context, h uint64) ([]byte, error) {
+	return c.getURL(ctx, c.hashPath(h))
+}
+
+// DeleteHash is Delete for a caller that has the key's hash (simdr.Hash).
+func (c *Client) DeleteHash(ctx context.Context, h uint64) error {
+	resp, err := c.do(ctx, http.MethodDelete, c.hashPath(h), nil, "", http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	done(resp)
+	return nil
+}
+
+// Verify has the server walk its whole file (simdr.Store.Verify): nil, or
+// a *simdr.VerifyError (matching simdr.ErrChecksum and simdr.ErrCorrupt)
+// listing the damaged offsets.
+func (c *Client) Verify(ctx context.Context) error {
+	var r struct {
+		OK       bool    `json:"ok"`
+		Bad      []int64 `json:"bad"`
+		BrokenAt int64   `json:"broken_at"`
+	}
+	if err := c.doJSON(ctx, http.MethodPost, "/v1/verify", nil, &r, http.StatusOK); err != nil {
+		return err
+	}
+	if r.OK {
+		return nil
+	}
+	return &simdr.VerifyError{Bad: r.Bad, BrokenAt: r.BrokenAt}
+}
+
+// Entry is one live entry of a remote store, as Entries yields it: the
+// key's hash (the file format stores no keys) and a copy of its value.
+type Entry struct {
+	KeyHash uint64
+	Value   []byte
+}
+
+// Entries streams every live entry of the server's store, each key once
+// with its latest value, in no particular order (simdr.Store.Entries: writes
+// made meanwhile may or may not be seen). Each Value is a fresh slice the
+// caller may keep. An error (the request failing, or the stream breaking
+// off) is yielded once, last. Stopping early closes the stream.
+func (c *Client) Entries(ctx context.Context) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		resp, err := c.do(ctx, http.MethodGet, c.base+"/v1/entries", nil, "", http.StatusOK)
+		if err != nil {
+			yield(Entry{}, err)
+			return
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReaderSize(resp.Body, 64<<10)
+		var hdr [16]byte
+		for {
+			if _, err := io.ReadFull(br, hdr[:]); err != nil {
+				if err != io.EOF {
+					yield(Entry{}, fmt.Errorf("client: entries: %w", err))
+				}
+				return
+			}
+			n := binary.LittleEndian.Uint64(hdr[8:])
+			// Grow as bytes arrive: a length is only a claim until they do.
+			var v bytes.Buffer
+			if _, err := io.CopyN(&v, br, int64(min(n, 1<<62))); err != nil {
+				yield(Entry{}, fmt.Errorf("client: entries: value of %d bytes: %w", n, unexpected(err)))
+				return
+			}
+			if !yield(Entry{KeyHash: binary.LittleEndian.Uint64(hdr[:]), Value: v.Bytes()}, nil) {
+				return
+			}
+		}
+	}
+}
+
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Copy writes the value of key into dst, streamed (GetReader, then
+// dst.PutReader). Unlike simdr.Store.Copy it cannot tell whether dst is
+// the same store file through another address: only c itself as dst fails
+// (simdr.ErrSameStore). A missing key matches simdr.ErrNotFound.
+func (c *Client) Copy(ctx context.Context, key []byte, dst Store) error {
+	_, err := c.copy(ctx, key, dst)
+	return err
+}
+
+func (c *Client) copy(ctx context.Context, key []byte, dst Store) (string, error) {
+	if dst == nil {
+		return "", fmt.Errorf("client: copy: nil destination: %w", simdr.ErrClosed)
+	}
+	if d, ok := dst.(*Client); ok && d == c {
+		return "", fmt.Errorf("client: copy: %w", simdr.ErrSameStore)
+	}
+	resp, err := c.do(ctx, http.MethodGet, c.keyPath(key), nil, "", http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if _, err := dst.PutReader(ctx, key, resp.Body); err != nil {
+		return "", fmt.Errorf("client: copy: %w", err)
+	}
+	return resp.Header.Get("ETag"), nil
+}
+
+// Move copies key into dst (see Copy), makes the copy durable (dst.Sync),
+// then deletes key from the server unless its value changed meanwhile (a
+// DELETE with If-Match naming the entry copied). The value is never lost
+// to a failure: if the copy fails, the server keeps it. The server checks
+// and deletes in two steps, so a write landing exactly between them is
+// deleted too (simdr.Store.Move holds the write lock across both).
+func (c *Client) Move(ctx context.Context, key []byte, dst Store) error {
+	tag, err := c.copy(ctx, key, dst)
+	if err == nil {
+		err = dst.Sync(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("client: move: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.keyPath(key), nil)
+	if err != nil {
+		return fmt.Errorf("client: move: %w", err)
+	}
+	if tag != "" {
+		req.Header.Set("If-Match", tag)
+	}
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: move: copied, but not deleted from the source: %w", err)
+	}
+	defer done(resp)
+	switch resp.StatusCode {
+	case http.StatusNoContent, http.StatusPreconditionFailed: // deleted, or changed meanwhile: keep the newer value
+		return nil
+	}
+	return fmt.Errorf("client: move: copied, but not deleted from the source: %w", readError(resp))
 }

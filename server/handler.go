@@ -34,6 +34,10 @@ const keysPrefix = "/v1/keys/"
 // routeKeys is the metrics label of the per-key endpoints.
 const routeKeys = "/v1/keys/{key}"
 
+// routeHash is the pattern of the per-hash endpoints: {hash} is the key's
+// hash (simdr.Hash) in 16 hexadecimal digits.
+const routeHash = "/v1/hash/{hash}"
+
 // BinaryContentType is the media type of the binary bodies of /v1/batch and
 // /v1/get-many (see docs/server.md). JSON bodies must be sent as
 // application/json; any other type is refused with 415.
@@ -90,6 +94,8 @@ func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
 		{"POST", "/v1/sync", h.sync},
 		{"GET", "/healthz", h.healthz},
 		{"GET", "/metrics", h.serveMetrics},
+		{"POST", "/v1/verify", h.verify},
+		{"GET", "/v1/entries", h.entries},
 	}
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.method+" "+rt.path, rt.fn)
@@ -102,6 +108,12 @@ func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" not allowed on "+rt.path)
 		})
 	}
+	h.mux.HandleFunc("GET "+routeHash, h.hash)
+	h.mux.HandleFunc("DELETE "+routeHash, h.hash)
+	h.mux.HandleFunc(routeHash, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" not allowed on "+routeHash)
+	})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no_route", "no such endpoint: "+r.URL.Path)
 	})
@@ -247,12 +259,7 @@ func (h *handler) key(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPut:
 		h.put(w, r, key)
 	case http.MethodDelete:
-		if err := h.store.Delete(key); err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		h.metrics.wrote("delete", 1, 0)
-		w.WriteHeader(http.StatusNoContent)
+		h.del(w, r, simdr.Hash(key))
 	default:
 		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" not allowed on "+routeKeys)
@@ -262,15 +269,106 @@ func (h *handler) key(w http.ResponseWriter, r *http.Request) {
 // get streams a value out of the mapping. http.ServeContent does Range,
 // HEAD and the conditional headers (the ETag names the stored entry).
 func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
-	e, err := h.store.Get(key)
+	h.getHash(w, r, simdr.Hash(key))
+}
+
+func (h *handler) getHash(w http.ResponseWriter, r *http.Request, kh uint64) {
+	e, err := h.store.GetHash(kh)
 	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("ETag", fmt.Sprintf(`"%08x-%x-%x"`, e.Checksum(), e.Len(), e.Offset()))
+	hd.Set("ETag", etag(e))
 	http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, e.Reader())
+}
+
+// etag names a stored entry: its checksum, length and offset.
+func etag(e simdr.Entry) string {
+	return fmt.Sprintf(`"%08x-%x-%x"`, e.Checksum(), e.Len(), e.Offset())
+}
+
+// del deletes a key by hash. With If-Match, only if the key still holds the
+// entry that ETag names (412 "changed" otherwise): the check and the delete
+// are two steps, so a write landing between them is deleted too.
+func (h *handler) del(w http.ResponseWriter, r *http.Request, kh uint64) {
+	if im := r.Header.Get("If-Match"); im != "" {
+		e, err := h.store.GetHash(kh)
+		if err != nil && !errors.Is(err, simdr.ErrNotFound) {
+			writeStoreError(w, err)
+			return
+		}
+		if err != nil || (im != "*" && im != etag(e)) {
+			writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
+			return
+		}
+	}
+	if err := h.store.DeleteHash(kh); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	h.metrics.wrote("delete", 1, 0)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// hash serves GET, HEAD and DELETE on /v1/hash/{hash}.
+func (h *handler) hash(w http.ResponseWriter, r *http.Request) {
+	s := strings.TrimPrefix(r.URL.Path, "/v1/hash/") // (mux.Handler does not set PathValue)
+	kh, err := strconv.ParseUint(s, 16, 64)
+	if err != nil || len(s) != 16 {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+		return
+	}
+	if r.Method == http.MethodDelete {
+		h.del(w, r, kh)
+		return
+	}
+	h.getHash(w, r, kh)
+}
+
+// verify runs Store.Verify: 200 with {"ok", "bad", "broken_at"}, damaged
+// or not.
+func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
+	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // a big file takes time
+	err := h.store.Verify()
+	var ve *simdr.VerifyError
+	switch {
+	case err == nil:
+		ve = &simdr.VerifyError{Bad: []int64{}, BrokenAt: -1}
+	case errors.As(err, &ve):
+	default:
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		OK       bool    `json:"ok"`
+		Bad      []int64 `json:"bad"`
+		BrokenAt int64   `json:"broken_at"`
+	}{err == nil, ve.Bad, ve.BrokenAt})
+}
+
+// entries streams every live entry (Store.Entries): for each, the key hash
+// (u64), the value length (u64) and the value, little-endian.
+func (h *handler) entries(w http.ResponseWriter, r *http.Request) {
+	if h.closed() {
+		writeStoreError(w, simdr.ErrClosed)
+		return
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // as long as the client reads
+	w.Header().Set("Content-Type", BinaryContentType)
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	defer bw.Flush()
+	var hdr [16]byte
+	for e := range h.store.Entries() {
+		binary.LittleEndian.PutUint64(hdr[:], e.KeyHash())
+		binary.LittleEndian.PutUint64(hdr[8:], uint64(e.Len()))
+		bw.Write(hdr[:])
+		if _, err := bw.Write(e.Bytes()); err != nil {
+			return // the client is gone
+		}
+	}
 }
 
 // rangeErrorWriter turns http.ServeContent's plain-text 416 into a JSON error.
