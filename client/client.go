@@ -331,7 +331,6 @@ func (c *Client) getURL(ctx context.Context, url string) ([]byte, error) {
 	return v, nil
 }
 
-
 // GetReader returns the value stored under key as a stream, for values too
 // large to hold in memory. The caller must close it.
 func (c *Client) GetReader(ctx context.Context, key []byte) (io.ReadCloser, error) {

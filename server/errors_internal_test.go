@@ -58,7 +58,7 @@ func TestErrorStatus(t *testing.T) {
 
 func TestMessageSaysSimdrOnce(t *testing.T) {
 	for in, want := range map[string]string{
-		"simdr: rename: simdr: key not found":             "simdr: rename: key not found",
+		"simdr: rename: simdr: key not found":              "simdr: rename: key not found",
 		"reading value: simdr: put reader: simdr: x":       "reading value: simdr: put reader: x",
 		"request body: op 1: missing key (or key_b64)":     "request body: op 1: missing key (or key_b64)",
 		"simdr: apply: batch op 1: put 0 bytes: simdr: va": "simdr: apply: batch op 1: put 0 bytes: va",
