@@ -319,10 +319,15 @@ func (c jsonErrorConn) Write(p []byte) (int, error) {
 	case "505":
 		name = "bad_version"
 	}
+	if msg == status || msg == "" { // net/http says only the status
+		msg = "malformed request line or header (an invalid %-escape in the path, a bad header, no Host, ...)"
+	} else {
+		msg = "malformed request: " + msg
+	}
 	body, _ := json.Marshal(struct {
 		Error string `json:"error"`
 		Code  string `json:"code"`
-	}{"malformed request: " + msg, name})
+	}{msg, name})
 	body = append(body, '\n')
 	out := fmt.Appendf(nil, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, len(body), body)
 	if _, err := c.Conn.Write(out); err != nil {
