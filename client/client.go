@@ -1,13 +1,15 @@
 // Package client talks to a simdr server (package server, `simdr <file> serve`)
-// over HTTP. Its methods have the names of the simdr.Store methods they call,
-// each taking a context first, so code can switch between a local Store and a
-// remote one.
+// over HTTP or HTTPS. Its methods have the names of the simdr.Store methods
+// they call, each taking a context first; the Store interface is what a
+// *Client and a local store wrapped by Local have in common, so code written
+// against it runs on either.
 //
 // Errors the server returns map back to the simdr sentinel errors: a missing
 // key matches simdr.ErrNotFound with errors.Is, an invalid value
 // simdr.ErrInvalidValue, a closed store simdr.ErrClosed, and so on; a wrong
 // token matches ErrUnauthorized and a body over the server's limits
-// ErrTooLarge. Every such error is an *Error carrying the status code.
+// ErrTooLarge, a full disk ErrNoSpace (and syscall.ENOSPC). Every such error
+// is an *Error carrying the status code.
 package client
 
 import (

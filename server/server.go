@@ -1,24 +1,34 @@
 // Package server serves a simdr Store over HTTP/1.1 and h2c (HTTP/2 without
-// TLS, prior knowledge), with net/http only.
+// TLS, prior knowledge), or over HTTPS (HTTP/1.1 and HTTP/2) with a
+// certificate, built on net/http; /metrics uses prometheus/client_golang.
 //
 // Endpoints (docs/server.md has the details and the body formats):
 //
-//	PUT    /v1/keys/{key}   store the request body (streamed) under key
+//	PUT    /v1/keys/{key}   store the request body under key (spooled first when over 1 MiB)
 //	GET    /v1/keys/{key}   the value, streamed from the mapping; Range requests work
 //	HEAD   /v1/keys/{key}   as GET, without the body
-//	DELETE /v1/keys/{key}   delete key
+//	DELETE /v1/keys/{key}   delete key (If-Match: only if it still holds that value)
+//	GET, HEAD, DELETE /v1/hash/{hash}   the same by key hash (16 hex digits)
 //	POST   /v1/batch        many puts and deletes, applied atomically
 //	POST   /v1/get-many     many values, one consistent snapshot
 //	POST   /v1/rename       rename a key
 //	GET    /v1/len          the number of live keys and the file size
 //	GET    /v1/stats        simdr.Stats as JSON
+//	GET    /v1/entries      every live entry, streamed (binary)
+//	POST   /v1/verify       Store.Verify: the damaged offsets, if any
 //	POST   /v1/compact      compact the file
 //	POST   /v1/sync         make every write so far durable
 //	GET    /healthz         200 while the store is open (needs no token)
-//	GET    /metrics         Prometheus text exposition
+//	GET    /metrics         Prometheus exposition
 //
 // A key is one percent-encoded path segment, so any bytes can be a key
 // ("%2F" is a "/" inside the key). Errors are JSON: {"error": "...", "code": "..."}.
+//
+// Request memory is bounded: bodies grow as bytes arrive, and all of them
+// together hold at most Config.MaxInflightBytes (503 beyond). No web page can
+// use the server: JSON bodies need application/json, requests with an Origin
+// header not in Config.AllowOrigins are refused, and on loopback a Host that
+// is not loopback (nor in Config.AllowHosts) is refused.
 package server
 
 import (
