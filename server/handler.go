@@ -600,10 +600,27 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, hd *hold) ([]
 		return nil, &http.MaxBytesError{Limit: limit}
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
+	// Grow by doubling, to at most the declared length (which net/http
+	// enforces) once that many bytes are in; then probe for the end.
+	ceil := limit + 1
+	if r.ContentLength >= 0 {
+		ceil = r.ContentLength
+	}
 	var buf []byte
 	for {
+		if len(buf) == cap(buf) && int64(len(buf)) == ceil {
+			var probe [1]byte
+			m, err := body.Read(probe[:])
+			if m == 0 && err == io.EOF {
+				return buf, nil
+			}
+			if err == nil || err == io.EOF {
+				err = errors.New("body longer than its Content-Length")
+			}
+			return nil, &clientError{err}
+		}
 		if len(buf) == cap(buf) {
-			n := min(max(4<<10, 2*int64(cap(buf))), limit+1)
+			n := min(max(4<<10, 2*int64(cap(buf))), ceil)
 			if n <= int64(cap(buf)) {
 				n = int64(cap(buf)) + 1
 			}

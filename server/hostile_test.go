@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,10 +68,14 @@ func TestHostileBodies(t *testing.T) {
 		bodyMax  = 4 << 20
 		// The bound: what the budget lets requests hold, plus 64 KiB per
 		// connection (net/http's buffers, the request, the bookkeeping),
-		// times two: the garbage collector (GOGC=100) lets the heap grow to
-		// twice what is live before it collects what requests released.
-		bound = 2 * (budget + parallel*64<<10)
+		// times three: the garbage collector (GOGC=100) lets the heap grow
+		// to twice what is live before it collects what finished requests
+		// released, and overshoots that goal under bursts of allocation
+		// (measured: up to 2.3 times). The code before the budget reached
+		// 350-810 MiB here, with a 4 MiB body limit.
+		bound = 3 * (budget + parallel*64<<10)
 	)
+	defer debug.SetGCPercent(debug.SetGCPercent(100)) // the factor in the bound
 	st := openStore(t)
 	base, _ := start(t, st, server.Config{MaxBodyBytes: bodyMax, MaxInflightBytes: budget, MaxValueBytes: 64 << 20})
 	addr := strings.TrimPrefix(base, "http://")
@@ -96,10 +101,15 @@ func TestHostileBodies(t *testing.T) {
 		body           []byte
 		declared       int // Content-Length sent; more than len(body): the client stalls after the body
 	}{
-		{"binary batch claiming 64 MiB", "/v1/batch", server.BinaryContentType,
-			binary.LittleEndian.AppendUint64([]byte("P\x01\x00\x00\x00k"), 64<<20), bodyMax},
-		{"binary batch claiming a 2 GiB key", "/v1/batch", server.BinaryContentType, []byte("P\xff\xff\xff\x7f"), bodyMax},
-		{"binary get-many claiming a 2 GiB key", "/v1/get-many", server.BinaryContentType, []byte("\xff\xff\xff\x7f"), bodyMax},
+		// Each claims as much as the body limit allows (the old code
+		// allocated that as soon as it read the length).
+		{"binary batch claiming a 4 MiB value", "/v1/batch", server.BinaryContentType,
+			binary.LittleEndian.AppendUint64([]byte("P\x01\x00\x00\x00k"), bodyMax-32), bodyMax},
+		{"binary batch claiming a 4 MiB key", "/v1/batch", server.BinaryContentType,
+			binary.LittleEndian.AppendUint32([]byte("P"), bodyMax-32), bodyMax},
+		{"binary get-many claiming a 4 MiB key", "/v1/get-many", server.BinaryContentType,
+			binary.LittleEndian.AppendUint32(nil, bodyMax-32), bodyMax},
+		{"binary batch claiming 2 GiB", "/v1/batch", server.BinaryContentType, []byte("P\xff\xff\xff\x7f"), bodyMax},
 		{"JSON get-many of empty keys", "/v1/get-many", "application/json", emptyKeys.Bytes(), emptyKeys.Len()},
 		{"JSON batch of empty deletes", "/v1/batch", "application/json", emptyDeletes.Bytes(), emptyDeletes.Len()},
 		{"binary get-many of empty keys", "/v1/get-many", server.BinaryContentType, binKeys, len(binKeys)},
