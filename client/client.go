@@ -1,27 +1,34 @@
 // Package client talks to a simdr server (package server, `simdr <file> serve`)
-// over HTTP. Its methods have the names of the simdr.Store methods they call,
-// each taking a context first, so code can switch between a local Store and a
-// remote one.
+// over HTTP or HTTPS. Its methods have the names of the simdr.Store methods
+// they call, each taking a context first; the Store interface is what a
+// *Client and a local store wrapped by Local have in common, so code written
+// against it runs on either.
 //
 // Errors the server returns map back to the simdr sentinel errors: a missing
 // key matches simdr.ErrNotFound with errors.Is, an invalid value
 // simdr.ErrInvalidValue, a closed store simdr.ErrClosed, and so on; a wrong
 // token matches ErrUnauthorized and a body over the server's limits
-// ErrTooLarge. Every such error is an *Error carrying the status code.
+// ErrTooLarge, a full disk ErrNoSpace (and syscall.ENOSPC). Every such error
+// is an *Error carrying the status code.
 package client
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/simdr-go/simdr"
@@ -36,8 +43,18 @@ var (
 	ErrUnauthorized = errors.New("client: unauthorized (missing or wrong token)")
 	// ErrTooLarge: the request body is over the server's limit (413).
 	ErrTooLarge = errors.New("client: request body too large for the server")
-	// ErrUnavailable: the server is shutting down (503), or the store failed.
+	// ErrUnavailable: the server is shutting down, or holds as much request
+	// data as it may and asks to retry later (503).
 	ErrUnavailable = errors.New("client: server unavailable")
+	// ErrNoSpace: the server's disk is full (507). It wraps syscall.ENOSPC,
+	// so errors.Is(err, syscall.ENOSPC) holds as it would for a local Store.
+	ErrNoSpace = fmt.Errorf("client: server out of disk space: %w", syscall.ENOSPC)
+	// ErrServer: the server failed (500) with an I/O error or an unexpected
+	// one; damaged data matches simdr.ErrChecksum or simdr.ErrCorrupt instead.
+	ErrServer = errors.New("client: server error")
+	// ErrForbidden: the server refused the request's Origin or Host header
+	// (403; see the server's --allow-origin and --allow-host).
+	ErrForbidden = errors.New("client: forbidden by the server's origin or host checks")
 )
 
 // Options configures a Client. A nil *Options means no token and a default
@@ -49,6 +66,11 @@ type Options struct {
 	// connections (up to 64 idle per host) and no overall timeout: bound calls
 	// with their context.
 	HTTPClient *http.Client
+	// RootCAs, when not nil, are the certificate authorities an https://
+	// server's certificate is checked against, instead of the system's (for
+	// a server with a private CA or a self-signed certificate). Ignored
+	// when HTTPClient is set: configure its transport instead.
+	RootCAs *x509.CertPool
 }
 
 // Client is a connection to a simdr server. It is safe for concurrent use.
@@ -88,6 +110,9 @@ func New(baseURL string, opts *Options) (*Client, error) {
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 			ForceAttemptHTTP2:   true,
+		}
+		if opts.RootCAs != nil {
+			c.owned.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
 		}
 		c.hc = &http.Client{Transport: c.owned}
 	}
@@ -143,8 +168,14 @@ func (e *Error) Unwrap() error {
 		return ErrTooLarge
 	case "unauthorized":
 		return ErrUnauthorized
-	case "shutting_down":
+	case "shutting_down", "busy":
 		return ErrUnavailable
+	case "no_space":
+		return ErrNoSpace
+	case "io_error", "internal":
+		return ErrServer
+	case "forbidden_origin", "forbidden_host":
+		return ErrForbidden
 	case "":
 		switch e.StatusCode {
 		case http.StatusUnauthorized:
@@ -153,6 +184,10 @@ func (e *Error) Unwrap() error {
 			return ErrTooLarge
 		case http.StatusServiceUnavailable:
 			return ErrUnavailable
+		case http.StatusInsufficientStorage:
+			return ErrNoSpace
+		case http.StatusInternalServerError:
+			return ErrServer
 		}
 	}
 	return nil
@@ -275,12 +310,16 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // Get returns a copy of the value stored under key; a missing key gives an
 // error matching simdr.ErrNotFound.
 func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
-	resp, err := c.do(ctx, http.MethodGet, c.keyPath(key), nil, "", http.StatusOK)
+	return c.getURL(ctx, c.keyPath(key))
+}
+
+func (c *Client) getURL(ctx context.Context, url string) ([]byte, error) {
+	resp, err := c.do(ctx, http.MethodGet, url, nil, "", http.StatusOK)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
-	if n := resp.ContentLength; n >= 0 && n <= maxInt { // the usual case: read it in place
+	if n := resp.ContentLength; n >= 0 && n <= 64<<20 { // the usual case: read it in place (a larger claim grows as bytes arrive)
 		v := make([]byte, n)
 		if _, err := io.ReadFull(resp.Body, v); err != nil {
 			return nil, fmt.Errorf("client: get: %w", err)
@@ -293,8 +332,6 @@ func (c *Client) Get(ctx context.Context, key []byte) ([]byte, error) {
 	}
 	return v, nil
 }
-
-const maxInt = int64(^uint(0) >> 1)
 
 // GetReader returns the value stored under key as a stream, for values too
 // large to hold in memory. The caller must close it.
@@ -475,4 +512,155 @@ func (c *Client) Sync(ctx context.Context) error {
 // Ping checks that the server answers and its store is open (GET /healthz).
 func (c *Client) Ping(ctx context.Context) error {
 	return c.doJSON(ctx, http.MethodGet, "/healthz", nil, nil, http.StatusOK)
+}
+
+// hashPath is the URL of a key hash: /v1/hash/ and 16 hexadecimal digits.
+func (c *Client) hashPath(h uint64) string {
+	return fmt.Sprintf("%s/v1/hash/%016x", c.base, h)
+}
+
+// GetHash is Get for a caller that has the key's hash (simdr.Hash).
+func (c *Client) GetHash(ctx context.Context, h uint64) ([]byte, error) {
+	return c.getURL(ctx, c.hashPath(h))
+}
+
+// DeleteHash is Delete for a caller that has the key's hash (simdr.Hash).
+func (c *Client) DeleteHash(ctx context.Context, h uint64) error {
+	resp, err := c.do(ctx, http.MethodDelete, c.hashPath(h), nil, "", http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	done(resp)
+	return nil
+}
+
+// Verify has the server walk its whole file (simdr.Store.Verify): nil, or
+// a *simdr.VerifyError (matching simdr.ErrChecksum and simdr.ErrCorrupt)
+// listing the damaged offsets.
+func (c *Client) Verify(ctx context.Context) error {
+	var r struct {
+		OK       bool    `json:"ok"`
+		Bad      []int64 `json:"bad"`
+		BrokenAt int64   `json:"broken_at"`
+	}
+	if err := c.doJSON(ctx, http.MethodPost, "/v1/verify", nil, &r, http.StatusOK); err != nil {
+		return err
+	}
+	if r.OK {
+		return nil
+	}
+	return &simdr.VerifyError{Bad: r.Bad, BrokenAt: r.BrokenAt}
+}
+
+// Entry is one live entry of a remote store, as Entries yields it: the
+// key's hash (the file format stores no keys) and a copy of its value.
+type Entry struct {
+	KeyHash uint64
+	Value   []byte
+}
+
+// Entries streams every live entry of the server's store, each key once
+// with its latest value, in no particular order (simdr.Store.Entries: writes
+// made meanwhile may or may not be seen). Each Value is a fresh slice the
+// caller may keep. An error (the request failing, or the stream breaking
+// off) is yielded once, last. Stopping early closes the stream.
+func (c *Client) Entries(ctx context.Context) iter.Seq2[Entry, error] {
+	return func(yield func(Entry, error) bool) {
+		resp, err := c.do(ctx, http.MethodGet, c.base+"/v1/entries", nil, "", http.StatusOK)
+		if err != nil {
+			yield(Entry{}, err)
+			return
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReaderSize(resp.Body, 64<<10)
+		var hdr [16]byte
+		for {
+			if _, err := io.ReadFull(br, hdr[:]); err != nil {
+				if err != io.EOF {
+					yield(Entry{}, fmt.Errorf("client: entries: %w", err))
+				}
+				return
+			}
+			n := binary.LittleEndian.Uint64(hdr[8:])
+			// Grow as bytes arrive: a length is only a claim until they do.
+			var v bytes.Buffer
+			if _, err := io.CopyN(&v, br, int64(min(n, 1<<62))); err != nil {
+				yield(Entry{}, fmt.Errorf("client: entries: value of %d bytes: %w", n, unexpected(err)))
+				return
+			}
+			if !yield(Entry{KeyHash: binary.LittleEndian.Uint64(hdr[:]), Value: v.Bytes()}, nil) {
+				return
+			}
+		}
+	}
+}
+
+func unexpected(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Copy writes the value of key into dst, streamed (GetReader, then
+// dst.PutReader). Unlike simdr.Store.Copy it cannot tell whether dst is
+// the same store file through another address: only c itself as dst fails
+// (simdr.ErrSameStore). A missing key matches simdr.ErrNotFound.
+func (c *Client) Copy(ctx context.Context, key []byte, dst Store) error {
+	_, err := c.copy(ctx, key, dst)
+	return err
+}
+
+func (c *Client) copy(ctx context.Context, key []byte, dst Store) (string, error) {
+	if dst == nil {
+		return "", fmt.Errorf("client: copy: nil destination: %w", simdr.ErrClosed)
+	}
+	if d, ok := dst.(*Client); ok && d == c {
+		return "", fmt.Errorf("client: copy: %w", simdr.ErrSameStore)
+	}
+	resp, err := c.do(ctx, http.MethodGet, c.keyPath(key), nil, "", http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if _, err := dst.PutReader(ctx, key, resp.Body); err != nil {
+		return "", fmt.Errorf("client: copy: %w", err)
+	}
+	return resp.Header.Get("ETag"), nil
+}
+
+// Move copies key into dst (see Copy), makes the copy durable (dst.Sync),
+// then deletes key from the server unless its value changed meanwhile (a
+// DELETE with If-Match naming the entry copied). The value is never lost
+// to a failure: if the copy fails, the server keeps it. The server checks
+// and deletes in two steps, so a write landing exactly between them is
+// deleted too (simdr.Store.Move holds the write lock across both).
+func (c *Client) Move(ctx context.Context, key []byte, dst Store) error {
+	tag, err := c.copy(ctx, key, dst)
+	if err == nil {
+		err = dst.Sync(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("client: move: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.keyPath(key), nil)
+	if err != nil {
+		return fmt.Errorf("client: move: %w", err)
+	}
+	if tag != "" {
+		req.Header.Set("If-Match", tag)
+	}
+	if c.auth != "" {
+		req.Header.Set("Authorization", c.auth)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("client: move: copied, but not deleted from the source: %w", err)
+	}
+	defer done(resp)
+	switch resp.StatusCode {
+	case http.StatusNoContent, http.StatusPreconditionFailed: // deleted, or changed meanwhile: keep the newer value
+		return nil
+	}
+	return fmt.Errorf("client: move: copied, but not deleted from the source: %w", readError(resp))
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -11,11 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/simdr-go/simdr"
@@ -29,8 +34,13 @@ const keysPrefix = "/v1/keys/"
 // routeKeys is the metrics label of the per-key endpoints.
 const routeKeys = "/v1/keys/{key}"
 
+// routeHash is the pattern of the per-hash endpoints: {hash} is the key's
+// hash (simdr.Hash) in 16 hexadecimal digits.
+const routeHash = "/v1/hash/{hash}"
+
 // BinaryContentType is the media type of the binary bodies of /v1/batch and
-// /v1/get-many (see docs/server.md). Any other type is read as JSON.
+// /v1/get-many (see docs/server.md). JSON bodies must be sent as
+// application/json; any other type is refused with 415.
 const BinaryContentType = "application/x-simdr"
 
 // MaxItems caps the operations of one batch and the keys of one get-many,
@@ -54,10 +64,21 @@ type handler struct {
 	metrics  *metrics
 	inflight tracker
 	readers  readers // for releasing the files Compact replaced (release.go)
+	budget   budget
+
+	// checkHost: the server listens on loopback, so the Host header must
+	// name loopback (or one of cfg.AllowHosts): DNS rebinding protection.
+	checkHost bool
+	// createSpool, when set, replaces spool (tests inject failures).
+	createSpool func() (*os.File, error)
 }
 
-func newHandler(store *simdr.Store, cfg Config) *handler {
-	h := &handler{store: store, cfg: cfg, mux: http.NewServeMux(), metrics: newMetrics()}
+// newHandler builds the handler; loopback says whether it serves a loopback
+// address only (then the Host header is checked).
+func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
+	h := &handler{store: store, cfg: cfg, mux: http.NewServeMux(), checkHost: loopback}
+	h.metrics = newMetrics(h)
+	h.budget.max = cfg.MaxInflightBytes
 	if cfg.Token != "" {
 		h.token = sha256.Sum256([]byte(cfg.Token))
 	}
@@ -74,6 +95,8 @@ func newHandler(store *simdr.Store, cfg Config) *handler {
 		{"POST", "/v1/sync", h.sync},
 		{"GET", "/healthz", h.healthz},
 		{"GET", "/metrics", h.serveMetrics},
+		{"POST", "/v1/verify", h.verify},
+		{"GET", "/v1/entries", h.entries},
 	}
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.method+" "+rt.path, rt.fn)
@@ -86,6 +109,12 @@ func newHandler(store *simdr.Store, cfg Config) *handler {
 			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" not allowed on "+rt.path)
 		})
 	}
+	h.mux.HandleFunc("GET "+routeHash, h.hash)
+	h.mux.HandleFunc("DELETE "+routeHash, h.hash)
+	h.mux.HandleFunc(routeHash, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" not allowed on "+routeHash)
+	})
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no_route", "no such endpoint: "+r.URL.Path)
 	})
@@ -115,6 +144,29 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	defer func() { h.metrics.observe(route, r.Method, sw.status(), time.Since(start)) }()
+	if h.checkHost && !h.hostAllowed(r.Host) {
+		writeError(sw, http.StatusForbidden, "forbidden_host",
+			fmt.Sprintf("Host %q is not a loopback name or address (the server listens on loopback; see --allow-host)", r.Host))
+		return
+	}
+	if origin := r.Header.Values("Origin"); len(origin) > 0 {
+		if !h.originAllowed(origin) {
+			writeError(sw, http.StatusForbidden, "forbidden_origin",
+				fmt.Sprintf("requests from web pages (Origin %q) are refused (see --allow-origin)", strings.Join(origin, ", ")))
+			return
+		}
+		hd := sw.Header()
+		hd.Set("Access-Control-Allow-Origin", origin[0])
+		hd.Add("Vary", "Origin")
+		hd.Set("Access-Control-Expose-Headers", "ETag, Content-Range, Accept-Ranges, Content-Length, Retry-After")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			hd.Set("Access-Control-Allow-Methods", "GET, HEAD, PUT, DELETE, POST")
+			hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Range, If-None-Match, If-Range")
+			hd.Set("Access-Control-Max-Age", "600")
+			sw.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
 	if route != "/healthz" && !h.authorized(r) {
 		sw.Header().Set("WWW-Authenticate", `Bearer realm="simdr"`)
 		writeError(sw, http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token")
@@ -122,6 +174,45 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.readers.leave(h.readers.enter(route))
 	fn.ServeHTTP(sw, r)
+}
+
+// hostAllowed reports whether a Host header names loopback ("localhost",
+// 127.0.0.0/8, ::1) or one of cfg.AllowHosts, with or without a port.
+func (h *handler) hostAllowed(host string) bool {
+	name := host
+	if hst, _, err := net.SplitHostPort(host); err == nil {
+		name = hst
+	}
+	name = strings.TrimSuffix(strings.Trim(name, "[]"), ".")
+	if name == "" {
+		return false
+	}
+	if isLoopbackHost(name) {
+		return true
+	}
+	for _, a := range h.cfg.AllowHosts {
+		if strings.EqualFold(a, name) || strings.EqualFold(a, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// originAllowed reports whether every Origin header value is in
+// cfg.AllowOrigins (compared without case; "*" allows any).
+func (h *handler) originAllowed(origins []string) bool {
+	for _, o := range origins {
+		ok := false
+		for _, a := range h.cfg.AllowOrigins {
+			if a == "*" || strings.EqualFold(a, strings.TrimSuffix(o, "/")) {
+				ok = true
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // authorized checks the bearer token in constant time.
@@ -170,11 +261,7 @@ func (h *handler) key(w http.ResponseWriter, r *http.Request) {
 	case http.MethodPut:
 		h.put(w, r, key)
 	case http.MethodDelete:
-		if err := h.store.Delete(key); err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		h.del(w, r, simdr.Hash(key))
 	default:
 		w.Header().Set("Allow", "GET, HEAD, PUT, DELETE")
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" not allowed on "+routeKeys)
@@ -184,15 +271,106 @@ func (h *handler) key(w http.ResponseWriter, r *http.Request) {
 // get streams a value out of the mapping. http.ServeContent does Range,
 // HEAD and the conditional headers (the ETag names the stored entry).
 func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
-	e, err := h.store.Get(key)
+	h.getHash(w, r, simdr.Hash(key))
+}
+
+func (h *handler) getHash(w http.ResponseWriter, r *http.Request, kh uint64) {
+	e, err := h.store.GetHash(kh)
 	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("ETag", fmt.Sprintf(`"%08x-%x-%x"`, e.Checksum(), e.Len(), e.Offset()))
+	hd.Set("ETag", etag(e))
 	http.ServeContent(&rangeErrorWriter{ResponseWriter: w}, r, "", time.Time{}, e.Reader())
+}
+
+// etag names a stored entry: its checksum, length and offset.
+func etag(e simdr.Entry) string {
+	return fmt.Sprintf(`"%08x-%x-%x"`, e.Checksum(), e.Len(), e.Offset())
+}
+
+// del deletes a key by hash. With If-Match, only if the key still holds the
+// entry that ETag names (412 "changed" otherwise): the check and the delete
+// are two steps, so a write landing between them is deleted too.
+func (h *handler) del(w http.ResponseWriter, r *http.Request, kh uint64) {
+	if im := r.Header.Get("If-Match"); im != "" {
+		e, err := h.store.GetHash(kh)
+		if err != nil && !errors.Is(err, simdr.ErrNotFound) {
+			writeStoreError(w, err)
+			return
+		}
+		if err != nil || (im != "*" && im != etag(e)) {
+			writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
+			return
+		}
+	}
+	if err := h.store.DeleteHash(kh); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	h.metrics.wrote("delete", 1, 0)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// hash serves GET, HEAD and DELETE on /v1/hash/{hash}.
+func (h *handler) hash(w http.ResponseWriter, r *http.Request) {
+	s := strings.TrimPrefix(r.URL.Path, "/v1/hash/") // (mux.Handler does not set PathValue)
+	kh, err := strconv.ParseUint(s, 16, 64)
+	if err != nil || len(s) != 16 {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+		return
+	}
+	if r.Method == http.MethodDelete {
+		h.del(w, r, kh)
+		return
+	}
+	h.getHash(w, r, kh)
+}
+
+// verify runs Store.Verify: 200 with {"ok", "bad", "broken_at"}, damaged
+// or not.
+func (h *handler) verify(w http.ResponseWriter, r *http.Request) {
+	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // a big file takes time
+	err := h.store.Verify()
+	var ve *simdr.VerifyError
+	switch {
+	case err == nil:
+		ve = &simdr.VerifyError{Bad: []int64{}, BrokenAt: -1}
+	case errors.As(err, &ve):
+	default:
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		OK       bool    `json:"ok"`
+		Bad      []int64 `json:"bad"`
+		BrokenAt int64   `json:"broken_at"`
+	}{err == nil, ve.Bad, ve.BrokenAt})
+}
+
+// entries streams every live entry (Store.Entries): for each, the key hash
+// (u64), the value length (u64) and the value, little-endian.
+func (h *handler) entries(w http.ResponseWriter, r *http.Request) {
+	if h.closed() {
+		writeStoreError(w, simdr.ErrClosed)
+		return
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // as long as the client reads
+	w.Header().Set("Content-Type", BinaryContentType)
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	defer bw.Flush()
+	var hdr [16]byte
+	for e := range h.store.Entries() {
+		binary.LittleEndian.PutUint64(hdr[:], e.KeyHash())
+		binary.LittleEndian.PutUint64(hdr[8:], uint64(e.Len()))
+		bw.Write(hdr[:])
+		if _, err := bw.Write(e.Bytes()); err != nil {
+			return // the client is gone
+		}
+	}
 }
 
 // rangeErrorWriter turns http.ServeContent's plain-text 416 into a JSON error.
@@ -221,9 +399,10 @@ func (w *rangeErrorWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the connection.
 func (w *rangeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// Buffers for PUT bodies: a body that fits is read whole before the store's
-// write lock is taken (a slow client then holds no lock); a larger one is
-// streamed through PutReader, which holds the lock while it reads.
+// Buffers for PUT bodies. A body that fits the small or the spool buffer is
+// read whole before the store is touched; a larger one is spooled to a
+// temporary file first and then stored from there by PutReader, so the
+// store's write lock is never held while bytes arrive from the network.
 const (
 	smallBody = 64 << 10
 	spoolBody = 1 << 20
@@ -233,6 +412,54 @@ var (
 	smallPool = sync.Pool{New: func() any { b := make([]byte, smallBody); return &b }}
 	spoolPool = sync.Pool{New: func() any { b := make([]byte, spoolBody); return &b }}
 )
+
+// clientError marks an error reading a request body: the client broke off,
+// stalled or sent something malformed (400), as opposed to a failure of the
+// server's own disk (500, 507).
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+// errBusy is the answer when the server-wide budget of request memory is
+// used up: 503 with Retry-After.
+var errBusy = errors.New("the server holds as much request data as it may (Config.MaxInflightBytes): retry later")
+
+// budget is the server-wide semaphore on the bytes request bodies (and what
+// they decode to) hold. take never blocks: a request that cannot have more
+// fails with errBusy, so parallel requests cannot deadlock holding parts of
+// it.
+type budget struct {
+	max  int64
+	used atomic.Int64
+}
+
+func (b *budget) take(n int64) bool {
+	if b.used.Add(n) > b.max {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+// hold is one request's share of the budget, given back by release.
+type hold struct {
+	b *budget
+	n int64
+}
+
+func (h *hold) take(n int64) error {
+	if !h.b.take(n) {
+		return errBusy
+	}
+	h.n += n
+	return nil
+}
+
+func (h *hold) release() {
+	h.b.used.Add(-h.n)
+	h.n = 0
+}
 
 func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 	var body io.Reader = r.Body
@@ -247,35 +474,93 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 	body = &stallReader{r: body, rc: http.NewResponseController(w), stall: h.cfg.StallTimeout,
 		end: time.Now().Add(h.cfg.ReadTimeout)}
 
-	pool := &spoolPool
+	pool, size := &spoolPool, int64(spoolBody)
 	if r.ContentLength >= 0 && r.ContentLength <= smallBody {
-		pool = &smallPool
+		pool, size = &smallPool, smallBody
 	}
-	if r.ContentLength <= spoolBody {
-		bp := pool.Get().(*[]byte)
-		defer pool.Put(bp)
-		buf := *bp
-		n, err := readFull(body, buf)
-		switch {
-		case err == io.EOF:
-			if err := h.store.Put(key, buf[:n]); err != nil {
-				writeStoreError(w, err)
-				return
-			}
-			w.WriteHeader(http.StatusNoContent)
-			return
-		case err != nil:
-			writeStoreError(w, fmt.Errorf("reading value: %w", err))
-			return
-		}
-		// The buffer is full: stream it and the rest.
-		body = io.MultiReader(bytes.NewReader(buf[:n]), body)
-	}
-	if _, err := h.store.PutReader(key, body); err != nil {
+	hd := hold{b: &h.budget}
+	defer hd.release()
+	if err := hd.take(size); err != nil {
 		writeStoreError(w, err)
 		return
 	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
+	buf := *bp
+	n, err := readFull(body, buf)
+	switch {
+	case err == io.EOF:
+		if err := h.store.Put(key, buf[:n]); err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		h.metrics.wrote("put", 1, int64(n))
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case err != nil:
+		writeStoreError(w, &clientError{fmt.Errorf("reading value: %w", err)})
+		return
+	}
+	// The buffer is full: spool the value to a file, then store it from there.
+	f, err := h.spool()
+	if err != nil {
+		writeStoreError(w, fmt.Errorf("spooling value: %w", err))
+		return
+	}
+	defer f.Close()
+	if _, err := f.Write(buf[:n]); err != nil {
+		writeStoreError(w, fmt.Errorf("spooling value: %w", err))
+		return
+	}
+	for {
+		m, rerr := body.Read(buf)
+		if m > 0 {
+			if _, err := f.Write(buf[:m]); err != nil {
+				writeStoreError(w, fmt.Errorf("spooling value: %w", err))
+				return
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			writeStoreError(w, &clientError{fmt.Errorf("reading value: %w", rerr)})
+			return
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		writeStoreError(w, fmt.Errorf("spooling value: %w", err))
+		return
+	}
+	stored, err := h.store.PutReader(key, f)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	h.metrics.wrote("put", 1, stored)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// spool creates an anonymous temporary file in Config.SpoolDir (default: the
+// store file's directory): it is unlinked at once, so it goes away with its
+// descriptor whatever happens.
+func (h *handler) spool() (*os.File, error) {
+	if h.createSpool != nil {
+		return h.createSpool()
+	}
+	dir := h.cfg.SpoolDir
+	if dir == "" {
+		dir = filepath.Dir(h.store.Path())
+	}
+	f, err := os.CreateTemp(dir, ".simdr-spool-*")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // readFull reads into buf until it is full or body fails. Unlike
@@ -308,219 +593,138 @@ func (s *stallReader) Read(p []byte) (int, error) {
 	return s.r.Read(p)
 }
 
-// body limits a request body to MaxBodyBytes.
-func (h *handler) body(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		return nil, &http.MaxBytesError{Limit: h.cfg.MaxBodyBytes}
+// readBody reads a batch, get-many or rename body whole, up to MaxBodyBytes,
+// growing its buffer as bytes arrive (never by what Content-Length claims),
+// each growth charged to hd.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request, hd *hold) ([]byte, error) {
+	limit := h.cfg.MaxBodyBytes
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
 	}
-	return http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), nil
+	body := http.MaxBytesReader(w, r.Body, limit)
+	// Grow by doubling, to at most the declared length (which net/http
+	// enforces) once that many bytes are in; then probe for the end.
+	ceil := limit + 1
+	if r.ContentLength >= 0 {
+		ceil = r.ContentLength
+	}
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) && int64(len(buf)) == ceil {
+			var probe [1]byte
+			m, err := body.Read(probe[:])
+			if m == 0 && err == io.EOF {
+				return buf, nil
+			}
+			if err == nil || err == io.EOF {
+				err = errors.New("body longer than its Content-Length")
+			}
+			return nil, &clientError{err}
+		}
+		if len(buf) == cap(buf) {
+			n := min(max(4<<10, 2*int64(cap(buf))), ceil)
+			if n <= int64(cap(buf)) {
+				n = int64(cap(buf)) + 1
+			}
+			if err := hd.take(n - int64(cap(buf))); err != nil {
+				return nil, err
+			}
+			nb := make([]byte, len(buf), n)
+			copy(nb, buf)
+			buf = nb
+		}
+		m, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, &clientError{err}
+		}
+	}
 }
 
-func isBinary(r *http.Request) bool {
-	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
-	return strings.EqualFold(strings.TrimSpace(ct), BinaryContentType)
-}
-
-// jsonKey is a key in a JSON body: a UTF-8 string, or base64 for any bytes.
-func jsonKey(s *string, b64 []byte, name string) ([]byte, error) {
+// bodyType checks the Content-Type of a batch, get-many or rename body:
+// application/json, or (when binaryOK) BinaryContentType. Anything else is
+// refused (415): a web page can send text/plain or a form without asking,
+// never JSON.
+func bodyType(w http.ResponseWriter, r *http.Request, binaryOK bool) (bin, ok bool) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch {
-	case s != nil && b64 != nil:
-		return nil, fmt.Errorf("both %s and %s_b64 given", name, name)
-	case s != nil:
-		return []byte(*s), nil
-	case b64 != nil:
-		return b64, nil
+	case err == nil && mt == "application/json":
+		return false, true
+	case err == nil && binaryOK && mt == BinaryContentType:
+		return true, true
 	}
-	return nil, fmt.Errorf("missing %s (or %s_b64)", name, name)
-}
-
-type jsonOp struct {
-	Op       string  `json:"op"`
-	Key      *string `json:"key"`
-	KeyB64   []byte  `json:"key_b64"`
-	Value    *string `json:"value"`
-	ValueB64 []byte  `json:"value_b64"`
-}
-
-// decodeJSON reads one JSON value into v, refusing unknown fields and
-// trailing data.
-func decodeJSON(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
+	want := "application/json"
+	if binaryOK {
+		want += " or " + BinaryContentType
 	}
-	if dec.More() {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
+	writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type",
+		fmt.Sprintf("Content-Type %q: want %s", r.Header.Get("Content-Type"), want))
+	return false, false
 }
 
 // batch applies many puts and deletes in one atomic Apply. The whole body is
 // decoded first: a malformed body, or an invalid value, applies nothing.
 func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
-	body, err := h.body(w, r)
+	bin, ok := bodyType(w, r, true)
+	if !ok {
+		return
+	}
+	hd := hold{b: &h.budget}
+	defer hd.release()
+	body, err := h.readBody(w, r, &hd)
 	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
-	var b simdr.Batch
-	if isBinary(r) {
-		err = decodeBinaryBatch(bufio.NewReaderSize(body, 64<<10), &b, h.cfg.MaxBodyBytes)
-	} else {
-		err = decodeJSONBatch(body, &b)
-	}
+	c, err := countBatch(body, bin)
 	if err != nil {
 		writeBadBody(w, err)
 		return
 	}
-	if err := h.store.Apply(&b); err != nil {
+	if err := hd.take(c.batch()); err != nil {
 		writeStoreError(w, err)
 		return
 	}
+	b, err := decodeBatch(body, bin)
+	if err != nil {
+		writeBadBody(w, err)
+		return
+	}
+	if err := h.store.Apply(b); err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	h.metrics.wrote("batch_op", b.Len(), c.bytes)
 	writeJSON(w, http.StatusOK, map[string]int{"ops": b.Len()})
-}
-
-func decodeJSONBatch(body io.Reader, b *simdr.Batch) error {
-	var req struct {
-		Ops []jsonOp `json:"ops"`
-	}
-	if err := decodeJSON(body, &req); err != nil {
-		return err
-	}
-	if len(req.Ops) > MaxItems {
-		return errTooMany
-	}
-	for i, op := range req.Ops {
-		key, err := jsonKey(op.Key, op.KeyB64, "key")
-		if err != nil {
-			return fmt.Errorf("op %d: %w", i, err)
-		}
-		switch op.Op {
-		case "put":
-			value, err := jsonKey(op.Value, op.ValueB64, "value")
-			if err != nil {
-				return fmt.Errorf("op %d: %w", i, err)
-			}
-			b.Put(key, value)
-		case "delete":
-			if op.Value != nil || op.ValueB64 != nil {
-				return fmt.Errorf("op %d: a delete has no value", i)
-			}
-			b.Delete(key)
-		default:
-			return fmt.Errorf("op %d: op must be \"put\" or \"delete\", not %q", i, op.Op)
-		}
-	}
-	return nil
-}
-
-// decodeBinaryBatch reads records until EOF: 'P', u32 key length, key,
-// u64 value length, value; or 'D', u32 key length, key (little-endian).
-func decodeBinaryBatch(br *bufio.Reader, b *simdr.Batch, limit int64) error {
-	var scratch []byte
-	for i := 0; ; i++ {
-		op, err := br.ReadByte()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if i == MaxItems {
-			return errTooMany
-		}
-		if op != opPut && op != opDelete {
-			return fmt.Errorf("op %d: unknown op byte 0x%02x (want 'P' or 'D')", i, op)
-		}
-		key, err := readField(br, 4, limit, nil)
-		if err != nil {
-			return fmt.Errorf("op %d: key: %w", i, err)
-		}
-		if op == opDelete {
-			b.Delete(key)
-			continue
-		}
-		scratch, err = readField(br, 8, limit, scratch[:0])
-		if err != nil {
-			return fmt.Errorf("op %d: value: %w", i, err)
-		}
-		b.Put(key, scratch)
-	}
-}
-
-// readField reads a little-endian length of size bytes (4 or 8), then that
-// many bytes, appended to buf.
-func readField(br *bufio.Reader, size int, limit int64, buf []byte) ([]byte, error) {
-	var lb [8]byte
-	if _, err := io.ReadFull(br, lb[:size]); err != nil {
-		return nil, unexpected(err)
-	}
-	n := binary.LittleEndian.Uint64(lb[:])
-	if n > uint64(limit) {
-		return nil, fmt.Errorf("length %d exceeds the body limit", n)
-	}
-	start := len(buf)
-	buf = append(buf, make([]byte, n)...)
-	if _, err := io.ReadFull(br, buf[start:]); err != nil {
-		return nil, unexpected(err)
-	}
-	return buf, nil
-}
-
-func unexpected(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
 }
 
 // getMany answers many keys from one consistent snapshot, in the format of
 // the request (JSON or binary).
 func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
-	body, err := h.body(w, r)
+	bin, ok := bodyType(w, r, true)
+	if !ok {
+		return
+	}
+	hd := hold{b: &h.budget}
+	defer hd.release()
+	body, err := h.readBody(w, r, &hd)
 	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
-	var keys [][]byte
-	binaryBody := isBinary(r)
-	if binaryBody {
-		br := bufio.NewReaderSize(body, 64<<10)
-		for {
-			if _, err = br.Peek(1); err == io.EOF {
-				err = nil
-				break
-			}
-			if len(keys) == MaxItems {
-				err = errTooMany
-				break
-			}
-			var k []byte
-			if k, err = readField(br, 4, h.cfg.MaxBodyBytes, nil); err != nil {
-				err = fmt.Errorf("key %d: %w", len(keys), err)
-				break
-			}
-			keys = append(keys, k)
-		}
-	} else {
-		var req struct {
-			Keys    []string `json:"keys"`
-			KeysB64 [][]byte `json:"keys_b64"`
-		}
-		if err = decodeJSON(body, &req); err == nil {
-			if req.Keys != nil && req.KeysB64 != nil {
-				err = errors.New("give keys or keys_b64, not both")
-			}
-			for _, k := range req.Keys {
-				keys = append(keys, []byte(k))
-			}
-			keys = append(keys, req.KeysB64...)
-			if len(keys) > MaxItems {
-				err = errTooMany
-			}
-		}
+	c, err := countKeys(body, bin)
+	if err != nil {
+		writeBadBody(w, err)
+		return
 	}
+	if err := hd.take(c.keys() + 64<<10); err != nil { // and the response buffer
+		writeStoreError(w, err)
+		return
+	}
+	keys, err := decodeKeys(body, bin)
 	if err != nil {
 		writeBadBody(w, err)
 		return
@@ -532,7 +736,7 @@ func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	defer bw.Flush()
-	if binaryBody {
+	if bin {
 		w.Header().Set("Content-Type", BinaryContentType)
 		w.WriteHeader(http.StatusOK)
 		var hdr [9]byte
@@ -573,25 +777,17 @@ func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) rename(w http.ResponseWriter, r *http.Request) {
-	body, err := h.body(w, r)
+	if _, ok := bodyType(w, r, false); !ok {
+		return
+	}
+	hd := hold{b: &h.budget}
+	defer hd.release()
+	body, err := h.readBody(w, r, &hd)
 	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
-	var req struct {
-		From    *string `json:"from"`
-		FromB64 []byte  `json:"from_b64"`
-		To      *string `json:"to"`
-		ToB64   []byte  `json:"to_b64"`
-	}
-	var from, to []byte
-	err = decodeJSON(body, &req)
-	if err == nil {
-		from, err = jsonKey(req.From, req.FromB64, "from")
-	}
-	if err == nil {
-		to, err = jsonKey(req.To, req.ToB64, "to")
-	}
+	from, to, err := decodeRename(body)
 	if err != nil {
 		writeBadBody(w, err)
 		return
@@ -600,6 +796,7 @@ func (h *handler) rename(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, err)
 		return
 	}
+	h.metrics.wrote("rename", 1, 0)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -633,6 +830,10 @@ func (h *handler) compact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.releaseOld(r.Context())
+	h.metrics.compacts.Inc()
+	if after := h.store.Size(); after < before {
+		h.metrics.freed.Add(float64(before - after))
+	}
 	writeJSON(w, http.StatusOK, map[string]int64{"size_before": before, "size_after": h.store.Size()})
 }
 
@@ -673,11 +874,6 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 // writeBadBody answers a request body that could not be decoded: 413 when it
 // is over the limit, 400 otherwise.
 func writeBadBody(w http.ResponseWriter, err error) {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		writeStoreError(w, err)
-		return
-	}
 	if errors.Is(err, errTooMany) {
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 		return
@@ -688,16 +884,35 @@ func writeBadBody(w http.ResponseWriter, err error) {
 // writeStoreError maps an error to its status code and JSON body.
 func writeStoreError(w http.ResponseWriter, err error) {
 	status, code := errorStatus(err)
-	writeError(w, status, code, err.Error())
+	if code == "busy" {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeError(w, status, code, message(err))
+}
+
+// message is err's text with the "simdr: " prefix said once: the store's
+// errors wrap sentinels that carry it too ("simdr: rename: simdr: key not
+// found" becomes "simdr: rename: key not found").
+func message(err error) string {
+	msg := err.Error()
+	const p = "simdr: "
+	if i := strings.Index(msg, p); i >= 0 {
+		msg = msg[:i+len(p)] + strings.ReplaceAll(msg[i+len(p):], p, "")
+	}
+	return msg
 }
 
 // errorStatus maps an error to an HTTP status and a code the client maps
 // back to the simdr sentinel errors.
 func errorStatus(err error) (int, string) {
 	var mbe *http.MaxBytesError
+	var ce *clientError
+	var te interface{ Timeout() bool }
 	switch {
 	case errors.As(err, &mbe):
 		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, errBusy):
+		return http.StatusServiceUnavailable, "busy"
 	case errors.Is(err, simdr.ErrNotFound):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, simdr.ErrInvalidValue):
@@ -708,6 +923,8 @@ func errorStatus(err error) (int, string) {
 		return http.StatusForbidden, "read_only"
 	case errors.Is(err, simdr.ErrClosed):
 		return http.StatusServiceUnavailable, "closed"
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return http.StatusInsufficientStorage, "no_space" // before ErrFailed: a full disk is what failed
 	case errors.Is(err, simdr.ErrFailed):
 		return http.StatusServiceUnavailable, "failed"
 	case errors.Is(err, simdr.ErrLocked):
@@ -716,10 +933,14 @@ func errorStatus(err error) (int, string) {
 		return http.StatusInternalServerError, "checksum"
 	case errors.Is(err, simdr.ErrCorrupt):
 		return http.StatusInternalServerError, "corrupt"
+	case errors.As(err, &ce), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.As(err, &te) && te.Timeout():
+		return http.StatusBadRequest, "bad_request" // the client stalled, hung up mid-body or sent garbage
 	}
-	var ne interface{ Timeout() bool }
-	if errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return http.StatusBadRequest, "bad_request" // the client stalled or hung up mid-body
+	var pe *os.PathError
+	var errno syscall.Errno
+	if errors.As(err, &pe) || errors.As(err, &errno) {
+		return http.StatusInternalServerError, "io_error"
 	}
 	return http.StatusInternalServerError, "internal"
 }

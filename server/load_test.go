@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +16,14 @@ import (
 	"github.com/simdr-go/simdr/client"
 	"github.com/simdr-go/simdr/server"
 )
+
+// cpuTime is the CPU time (user and system) the process has used: a figure
+// of cost that other load on the machine disturbs less than wall time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // loadWorkers is the number of concurrent clients of the load test.
 const loadWorkers = 32
@@ -135,16 +144,18 @@ func TestLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cpu0 := cpuTime()
 		got, lat, elapsed := loadOps(t, p.name, n,
 			func(k, v []byte) error { return c.Put(ctx, k, v) },
 			func(k []byte) ([]byte, error) { return c.Get(ctx, k) })
+		cpu := cpuTime() - cpu0
 		c.CloseIdleConnections()
 		if t.Failed() {
 			t.FailNow()
 		}
 		rate := float64(n) / elapsed.Seconds()
-		t.Logf("server over %s, %d clients: %d requests in %v: %.0f req/s (%.3f of in-process), p50 %v, p99 %v",
-			p.name, loadWorkers, n, elapsed.Round(time.Millisecond), rate, rate/baseRate, quantile(lat, 0.5), quantile(lat, 0.99))
+		t.Logf("server over %s, %d clients: %d requests in %v: %.0f req/s (%.3f of in-process), p50 %v, p99 %v, CPU %v per request (client and server)",
+			p.name, loadWorkers, n, elapsed.Round(time.Millisecond), rate, rate/baseRate, quantile(lat, 0.5), quantile(lat, 0.99), (cpu / time.Duration(n)).Round(100*time.Nanosecond))
 		for k, v := range got {
 			acked[k] = v
 		}

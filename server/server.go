@@ -1,28 +1,41 @@
 // Package server serves a simdr Store over HTTP/1.1 and h2c (HTTP/2 without
-// TLS, prior knowledge), with net/http only.
+// TLS, prior knowledge), or over HTTPS (HTTP/1.1 and HTTP/2) with a
+// certificate, built on net/http; /metrics uses prometheus/client_golang.
 //
 // Endpoints (docs/server.md has the details and the body formats):
 //
-//	PUT    /v1/keys/{key}   store the request body (streamed) under key
+//	PUT    /v1/keys/{key}   store the request body under key (spooled first when over 1 MiB)
 //	GET    /v1/keys/{key}   the value, streamed from the mapping; Range requests work
 //	HEAD   /v1/keys/{key}   as GET, without the body
-//	DELETE /v1/keys/{key}   delete key
+//	DELETE /v1/keys/{key}   delete key (If-Match: only if it still holds that value)
+//	GET, HEAD, DELETE /v1/hash/{hash}   the same by key hash (16 hex digits)
 //	POST   /v1/batch        many puts and deletes, applied atomically
 //	POST   /v1/get-many     many values, one consistent snapshot
 //	POST   /v1/rename       rename a key
 //	GET    /v1/len          the number of live keys and the file size
 //	GET    /v1/stats        simdr.Stats as JSON
+//	GET    /v1/entries      every live entry, streamed (binary)
+//	POST   /v1/verify       Store.Verify: the damaged offsets, if any
 //	POST   /v1/compact      compact the file
 //	POST   /v1/sync         make every write so far durable
 //	GET    /healthz         200 while the store is open (needs no token)
-//	GET    /metrics         Prometheus text exposition
+//	GET    /metrics         Prometheus exposition
 //
 // A key is one percent-encoded path segment, so any bytes can be a key
 // ("%2F" is a "/" inside the key). Errors are JSON: {"error": "...", "code": "..."}.
+//
+// Request memory is bounded: bodies grow as bytes arrive, and all of them
+// together hold at most Config.MaxInflightBytes (503 beyond). No web page can
+// use the server: JSON bodies need application/json, requests with an Origin
+// header not in Config.AllowOrigins are refused, and on loopback a Host that
+// is not loopback (nor in Config.AllowHosts) is refused.
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -44,8 +57,9 @@ type Config struct {
 	Token string
 	// Insecure allows listening on a non-loopback address without a token.
 	Insecure bool
-	// MaxValueBytes caps the size of a value PUT to the server (0: no cap).
-	// A larger body fails with 413 and stores nothing.
+	// MaxValueBytes caps the size of a value PUT to the server (0:
+	// DefaultMaxValueBytes; negative: no cap). A larger body fails with 413
+	// and stores nothing.
 	MaxValueBytes int64
 	// MaxBodyBytes caps the body of batch, get-many and rename requests
 	// (0: 64 MiB). A larger body fails with 413.
@@ -61,6 +75,28 @@ type Config struct {
 	// while its body streams in; this keeps a stalled client from holding it
 	// for the whole ReadTimeout.
 	StallTimeout time.Duration
+	// MaxInflightBytes is the server-wide budget of memory that request
+	// bodies, and what they decode to, may hold at once (0:
+	// DefaultMaxInflightBytes). A request that would pass it fails at once
+	// with 503 and Retry-After: 1, so no number of parallel requests can
+	// exhaust memory. It should be well above MaxBodyBytes.
+	MaxInflightBytes int64
+	// SpoolDir is where a PUT body over 1 MiB is spooled (in an unlinked
+	// temporary file) before it is stored (empty: the store file's
+	// directory, so the spool is on the same disk as the store).
+	SpoolDir string
+	// AllowOrigins lists the web origins ("https://app.example") whose
+	// requests are answered, with CORS headers; "*" allows any. A request
+	// carrying an Origin header not listed gets 403: by default no web page
+	// can use the server.
+	AllowOrigins []string
+	// AllowHosts lists the Host header names accepted besides loopback ones
+	// when the server listens on a loopback address (then any other Host is
+	// refused with 403, against DNS rebinding). Unused on other addresses.
+	AllowHosts []string
+	// TLSCertFile and TLSKeyFile, when both set, serve HTTPS (HTTP/1.1 and
+	// HTTP/2 negotiated by ALPN) instead of plain HTTP and h2c.
+	TLSCertFile, TLSKeyFile string
 	// ShutdownTimeout is how long shutting down waits for requests in flight
 	// before closing their connections (0: 30 seconds). Either way the server
 	// returns only once every handler has returned.
@@ -71,6 +107,8 @@ type Config struct {
 const (
 	DefaultAddr              = "127.0.0.1:7070"
 	DefaultMaxBodyBytes      = 64 << 20
+	DefaultMaxValueBytes     = 1 << 30
+	DefaultMaxInflightBytes  = 512 << 20
 	DefaultReadTimeout       = 10 * time.Minute
 	DefaultWriteTimeout      = 10 * time.Minute
 	DefaultIdleTimeout       = 2 * time.Minute
@@ -95,6 +133,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBodyBytes <= 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxValueBytes == 0 {
+		c.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if c.MaxInflightBytes <= 0 {
+		c.MaxInflightBytes = DefaultMaxInflightBytes
 	}
 	set(&c.ReadTimeout, DefaultReadTimeout)
 	set(&c.WriteTimeout, DefaultWriteTimeout)
@@ -150,11 +194,26 @@ func ListenAndServe(ctx context.Context, store *simdr.Store, cfg Config) error {
 // ignored; the listener's own address is checked the same way). It closes ln.
 func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config) error {
 	cfg = cfg.withDefaults()
-	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && cfg.Token == "" && !cfg.Insecure && !tcp.IP.IsLoopback() {
+	tcp, isTCP := ln.Addr().(*net.TCPAddr)
+	if isTCP && cfg.Token == "" && !cfg.Insecure && !tcp.IP.IsLoopback() {
 		ln.Close()
 		return fmt.Errorf("%w: %s", ErrInsecure, tcp)
 	}
-	h := newHandler(store, cfg)
+	tlsOn := cfg.TLSCertFile != "" || cfg.TLSKeyFile != ""
+	if tlsOn && (cfg.TLSCertFile == "" || cfg.TLSKeyFile == "") {
+		ln.Close()
+		return errors.New("server: TLS needs both a certificate and a key file")
+	}
+	var tlsCfg *tls.Config
+	if tlsOn {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("server: TLS: %w", err)
+		}
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	h := newHandler(store, cfg, isTCP && tcp.IP.IsLoopback())
 	srv := &http.Server{
 		Handler:           h,
 		ReadTimeout:       cfg.ReadTimeout,
@@ -165,10 +224,22 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetUnencryptedHTTP2(true)
+	if tlsOn {
+		srv.Protocols.SetHTTP2(true)
+		srv.TLSConfig = tlsCfg
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		ln = jsonErrorListener{ln}
+	}
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if tlsOn {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
 
 	var serveErr error
 	select {
@@ -198,8 +269,81 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 // limits (its address and timeouts are not used). Tests and embedders can
 // mount it in their own http.Server or httptest.Server; they must then stop
 // their server before closing the store.
+//
+// The Host header is checked (see Config.AllowHosts) when cfg.Addr (default
+// 127.0.0.1:7070) is a loopback address: an embedder serving elsewhere
+// should set cfg.Addr to its real address.
 func Handler(store *simdr.Store, cfg Config) http.Handler {
-	return newHandler(store, cfg.withDefaults())
+	cfg = cfg.withDefaults()
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	return newHandler(store, cfg, err == nil && isLoopbackHost(host))
+}
+
+// jsonErrorListener wraps the connections of a plain-HTTP listener so that
+// the few answers net/http writes itself, before any handler runs (400 for
+// a malformed request line such as "GET /v1/keys/%zz", 431, 501, 505...),
+// are JSON like every other error. net/http writes them in one call, with
+// fixed headers that no handler response has, straight to the connection.
+type jsonErrorListener struct{ net.Listener }
+
+func (l jsonErrorListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return jsonErrorConn{c}, nil
+}
+
+type jsonErrorConn struct{ net.Conn }
+
+// CloseWrite half-closes a TCP connection, as net/http does after an error
+// answer so that the client reads it before the reset.
+func (c jsonErrorConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// plainErrorHeaders is what net/http's own error answers look like after
+// the status line (net/http's server.go, errorHeaders).
+const plainErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+func (c jsonErrorConn) Write(p []byte) (int, error) {
+	if len(p) > 4096 || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
+		return c.Conn.Write(p)
+	}
+	i := bytes.Index(p, []byte(plainErrorHeaders))
+	if i < 0 {
+		return c.Conn.Write(p)
+	}
+	status := string(p[len("HTTP/1.1 "):i])
+	msg := strings.TrimSpace(string(p[i+len(plainErrorHeaders):]))
+	code, _, _ := strings.Cut(status, " ")
+	name := "bad_request"
+	switch code {
+	case "431":
+		name = "too_large"
+	case "501":
+		name = "not_implemented"
+	case "505":
+		name = "bad_version"
+	}
+	if msg == status || msg == "" { // net/http says only the status
+		msg = "malformed request line or header (an invalid %-escape in the path, a bad header, no Host, ...)"
+	} else {
+		msg = "malformed request: " + msg
+	}
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}{msg, name})
+	body = append(body, '\n')
+	out := fmt.Appendf(nil, "HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", status, len(body), body)
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // tracker counts the handlers running, so that shutting down can wait for

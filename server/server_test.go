@@ -89,6 +89,9 @@ func call(t *testing.T, hc *http.Client, method, url string, body io.Reader, hdr
 	return resp{r.StatusCode, r.Header, b}
 }
 
+// jsonCT is the header JSON request bodies need.
+var jsonCT = []string{"Content-Type", "application/json"}
+
 // errCode decodes a JSON error body, failing the test if it is not one.
 func errCode(t *testing.T, r resp) string {
 	t.Helper()
@@ -217,7 +220,7 @@ func TestKeyEncoding(t *testing.T) {
 		t.Fatalf("%%61%%2f%%62: %d %q", r.code, r.body)
 	}
 	// A malformed escape is a bad request.
-	if got := rawStatus(t, base, "GET /v1/keys/%zz HTTP/1.1\r\nHost: x\r\n\r\n"); got != 400 {
+	if got := rawStatus(t, base, "GET /v1/keys/%zz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); got != 400 {
 		t.Fatalf("malformed escape: status %d", got)
 	}
 }
@@ -330,9 +333,9 @@ func TestTooLarge(t *testing.T) {
 	}
 
 	big := `{"ops":[{"op":"put","key":"k","value":"` + strings.Repeat("x", 5000) + `"}]}`
-	r := call(t, nil, "POST", base+"/v1/batch", strings.NewReader(big))
+	r := call(t, nil, "POST", base+"/v1/batch", strings.NewReader(big), jsonCT...)
 	wantStatus(t, r, 413)
-	r = call(t, nil, "POST", base+"/v1/batch", hideSize{strings.NewReader(big)})
+	r = call(t, nil, "POST", base+"/v1/batch", hideSize{strings.NewReader(big)}, jsonCT...)
 	wantStatus(t, r, 413)
 	if st.Has([]byte("k")) {
 		t.Fatal("a refused batch was applied")
@@ -400,7 +403,11 @@ func TestBatch(t *testing.T) {
 		{server.BinaryContentType, "P\x01\x00\x00\x00k\xff\xff\xff\xff\xff\xff\xff\x7f"}, // absurd length
 	}
 	for i, b := range bad {
-		r := call(t, nil, "POST", base+"/v1/batch", strings.NewReader(b.body), "Content-Type", b.ct)
+		ct := b.ct
+		if ct == "" {
+			ct = "application/json"
+		}
+		r := call(t, nil, "POST", base+"/v1/batch", strings.NewReader(b.body), "Content-Type", ct)
 		wantStatus(t, r, 400)
 		if c := errCode(t, r); i == 0 && c != "invalid_value" {
 			t.Fatalf("code %q", c)
@@ -420,7 +427,7 @@ func TestBatch(t *testing.T) {
 		t.Fatal("binary batch with an invalid value was partly applied")
 	}
 	// An empty batch does nothing.
-	wantStatus(t, call(t, nil, "POST", base+"/v1/batch", strings.NewReader(`{"ops":[]}`)), 200)
+	wantStatus(t, call(t, nil, "POST", base+"/v1/batch", strings.NewReader(`{"ops":[]}`), jsonCT...), 200)
 	wantStatus(t, call(t, nil, "POST", base+"/v1/batch", nil, "Content-Type", server.BinaryContentType), 200)
 }
 
@@ -430,7 +437,7 @@ func TestGetManyRenameStats(t *testing.T) {
 	st.Put([]byte("a"), []byte("alpha"))
 	st.Put([]byte{0xff, 0}, []byte{1, 2, 3})
 
-	r := call(t, nil, "POST", base+"/v1/get-many", strings.NewReader(`{"keys":["a","missing","a"]}`))
+	r := call(t, nil, "POST", base+"/v1/get-many", strings.NewReader(`{"keys":["a","missing","a"]}`), jsonCT...)
 	wantStatus(t, r, 200)
 	var out struct{ Values []*[]byte }
 	if err := json.Unmarshal(r.body, &out); err != nil {
@@ -439,12 +446,12 @@ func TestGetManyRenameStats(t *testing.T) {
 	if len(out.Values) != 3 || string(*out.Values[0]) != "alpha" || out.Values[1] != nil || string(*out.Values[2]) != "alpha" {
 		t.Fatalf("get-many JSON: %q", r.body)
 	}
-	r = call(t, nil, "POST", base+"/v1/get-many", strings.NewReader(`{"keys_b64":["/wA="]}`))
+	r = call(t, nil, "POST", base+"/v1/get-many", strings.NewReader(`{"keys_b64":["/wA="]}`), jsonCT...)
 	if err := json.Unmarshal(r.body, &out); err != nil || len(out.Values) != 1 || !bytes.Equal(*out.Values[0], []byte{1, 2, 3}) {
 		t.Fatalf("get-many keys_b64: %q", r.body)
 	}
-	wantStatus(t, call(t, nil, "POST", base+"/v1/get-many", strings.NewReader(`{"keys":["a"],"keys_b64":["YQ=="]}`)), 400)
-	wantStatus(t, call(t, nil, "POST", base+"/v1/get-many", strings.NewReader(`{"keys":[1]}`)), 400)
+	wantStatus(t, call(t, nil, "POST", base+"/v1/get-many", strings.NewReader(`{"keys":["a"],"keys_b64":["YQ=="]}`), jsonCT...), 400)
+	wantStatus(t, call(t, nil, "POST", base+"/v1/get-many", strings.NewReader(`{"keys":[1]}`), jsonCT...), 400)
 
 	var bin []byte
 	for _, k := range []string{"missing", "a"} {
@@ -461,21 +468,21 @@ func TestGetManyRenameStats(t *testing.T) {
 	wantStatus(t, call(t, nil, "POST", base+"/v1/get-many", bytes.NewReader(bin[:6]), "Content-Type", server.BinaryContentType), 400)
 
 	// Rename.
-	wantStatus(t, call(t, nil, "POST", base+"/v1/rename", strings.NewReader(`{"from":"a","to":"b"}`)), 204)
+	wantStatus(t, call(t, nil, "POST", base+"/v1/rename", strings.NewReader(`{"from":"a","to":"b"}`), jsonCT...), 204)
 	if st.Has([]byte("a")) || !st.Has([]byte("b")) {
 		t.Fatal("rename not done")
 	}
-	r = call(t, nil, "POST", base+"/v1/rename", strings.NewReader(`{"from":"a","to":"b"}`))
+	r = call(t, nil, "POST", base+"/v1/rename", strings.NewReader(`{"from":"a","to":"b"}`), jsonCT...)
 	wantStatus(t, r, 404)
 	if c := errCode(t, r); c != "not_found" {
 		t.Fatalf("code %q", c)
 	}
-	r = call(t, nil, "POST", base+"/v1/rename", strings.NewReader(`{"from":"b","to_b64":"Yg=="}`))
+	r = call(t, nil, "POST", base+"/v1/rename", strings.NewReader(`{"from":"b","to_b64":"Yg=="}`), jsonCT...)
 	wantStatus(t, r, 400)
 	if c := errCode(t, r); c != "same_key" {
 		t.Fatalf("code %q", c)
 	}
-	wantStatus(t, call(t, nil, "POST", base+"/v1/rename", strings.NewReader(`{"from":"b"}`)), 400)
+	wantStatus(t, call(t, nil, "POST", base+"/v1/rename", strings.NewReader(`{"from":"b"}`), jsonCT...), 400)
 
 	// Len, stats, sync, compact, healthz.
 	r = call(t, nil, "GET", base+"/v1/len", nil)
@@ -603,20 +610,31 @@ func TestMetrics(t *testing.T) {
 		vals[line[:i]] = line[i+1:]
 	}
 	for k, v := range map[string]string{
-		`simdr_http_requests_total{route="/v1/keys/{key}",method="PUT",code="204"}`:                 "3",
-		`simdr_http_requests_total{route="/v1/keys/{key}",method="GET",code="404"}`:                 "1",
-		`simdr_http_requests_total{route="/v1/keys/{key}",method="OTHER",code="405"}`:               "1",
-		`simdr_http_request_duration_seconds_count{route="/v1/keys/{key}",method="PUT"}`:            "3",
-		`simdr_http_request_duration_seconds_bucket{route="/v1/keys/{key}",method="PUT",le="+Inf"}`: "3",
-		`simdr_store_live_keys`:         "1",
-		`simdr_store_up`:                "1",
-		`simdr_store_entries`:           "3",
-		`simdr_store_file_bytes`:        strconv.FormatInt(st.Size(), 10),
-		`simdr_http_requests_in_flight`: "1", // this scrape
+		`simdr_http_requests_total{code="204",method="PUT",route="/v1/keys/{key}"}`:                 "3",
+		`simdr_http_requests_total{code="404",method="GET",route="/v1/keys/{key}"}`:                 "1",
+		`simdr_http_requests_total{code="405",method="OTHER",route="/v1/keys/{key}"}`:               "1",
+		`simdr_http_request_duration_seconds_count{method="PUT",route="/v1/keys/{key}"}`:            "3",
+		`simdr_http_request_duration_seconds_bucket{method="PUT",route="/v1/keys/{key}",le="+Inf"}`: "3",
+		`simdr_store_live_keys`:                 "1",
+		`simdr_store_up`:                        "1",
+		`simdr_store_writes_total{op="put"}`:    "3",
+		`simdr_store_written_value_bytes_total`: "3",
+		`simdr_store_file_bytes`:                strconv.FormatInt(st.Size(), 10),
+		`simdr_http_requests_in_flight`:         "1", // this scrape
 	} {
 		if vals[k] != v {
 			t.Errorf("%s = %q, want %q", k, vals[k], v)
 		}
+	}
+	// The Go runtime and process collectors; no metric from Stats, which
+	// visits every key.
+	for _, name := range []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "process_resident_memory_bytes", "process_open_fds"} {
+		if _, ok := vals[name]; !ok {
+			t.Errorf("no %s", name)
+		}
+	}
+	if strings.Contains(string(r.body), "simdr_store_reclaimable_bytes") {
+		t.Error("a Stats gauge in /metrics")
 	}
 }
 
@@ -634,7 +652,7 @@ func TestClosedStore503(t *testing.T) {
 		{"POST", "/v1/batch", `{"ops":[{"op":"put","key":"a","value":"b"}]}`},
 		{"POST", "/v1/get-many", `{"keys":["k"]}`}, {"POST", "/v1/sync", ""},
 	} {
-		r := call(t, nil, c.method, base+c.path, strings.NewReader(c.body))
+		r := call(t, nil, c.method, base+c.path, strings.NewReader(c.body), jsonCT...)
 		wantStatus(t, r, 503)
 		if code := errCode(t, r); code != "closed" {
 			t.Fatalf("%s %s: code %q", c.method, c.path, code)
@@ -838,7 +856,7 @@ func TestTruncatedBody(t *testing.T) {
 			t.Fatal(err)
 		}
 		key := "trunc-" + c.name
-		hdr := "PUT /v1/keys/" + key + " HTTP/1.1\r\nHost: x\r\n"
+		hdr := "PUT /v1/keys/" + key + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		var body []byte
 		if c.chunked {
 			hdr += "Transfer-Encoding: chunked\r\n\r\n"

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -12,6 +14,14 @@ import (
 
 	"github.com/simdr-go/simdr/server"
 )
+
+// serveFlags holds the serve command's own flags (beside the shared ones in
+// opts: --addr, --token-file, --insecure, --max-value-bytes).
+var serveFlags struct {
+	allowOrigins, allowHosts []string
+	tlsCert, tlsKey          string
+	maxInflight              string
+}
 
 var cmdServe = &command{
 	name: "serve", args: "",
@@ -21,22 +31,51 @@ Opens FILE for writing (created if missing) and serves it over HTTP until
 interrupted (SIGINT or SIGTERM): then it stops accepting, finishes the requests
 in flight, syncs and closes the store. While it runs, other simdr commands can
 still read FILE (read, info, list, verify, export); commands that write wait
-for it (--lock-timeout) or fail.
+for it (--lock-timeout) or fail. It prints the address it listens on (the
+real port with --addr 127.0.0.1:0) once it is listening.
 
 Listening on an address other than loopback needs a token (--token-file) or
 --insecure. The token is read from a file, never from the command line, where
-other users could see it in the process list.`,
+other users could see it in the process list. With --tls-cert and --tls-key it
+serves HTTPS (HTTP/1.1 and HTTP/2); otherwise plain HTTP/1.1 and h2c.
+
+No web page can use the server: requests carrying an Origin header are refused
+unless the origin is listed with --allow-origin, and on a loopback address a
+Host header that is not localhost or a loopback address is refused unless
+listed with --allow-host (against DNS rebinding).
+
+Values are limited to --max-value-bytes, 1G unless told otherwise (0: no
+limit); request bodies being received may hold --max-inflight-bytes of memory
+in all (512M), beyond which requests are answered 503 with Retry-After.`,
 	examples: []string{
 		`simdr data.simdr serve`,
-		`simdr data.simdr serve --addr 0.0.0.0:7070 --token-file /run/secrets/simdr-token`,
-		`simdr data.simdr serve --max-value-bytes 64M`,
+		`simdr data.simdr serve --addr 127.0.0.1:0`,
+		`simdr data.simdr serve --addr 0.0.0.0:7070 --token-file /run/secrets/simdr-token --tls-cert cert.pem --tls-key key.pem`,
+		`simdr data.simdr serve --max-value-bytes 64M --allow-origin https://app.example`,
 	},
 	minArgs: 0, maxArgs: 0,
 	flags: func(fs *flag.FlagSet, o *opts) {
-		fs.StringVar(&o.addr, "addr", server.DefaultAddr, "listen on `HOST:PORT` (default "+server.DefaultAddr+")")
+		fs.StringVar(&o.addr, "addr", server.DefaultAddr, "listen on `HOST:PORT` (default "+server.DefaultAddr+"; port 0: any free port)")
 		fs.StringVar(&o.tokenFile, "token-file", o.tokenFile, "require the bearer token held in `FILE`")
 		fs.BoolVar(&o.insecure, "insecure", o.insecure, "allow a non-loopback address without a token")
-		fs.StringVar(&o.maxValue, "max-value-bytes", o.maxValue, "refuse values larger than `SIZE` (64M, 1G, ...; default: no limit)")
+		fs.StringVar(&o.maxValue, "max-value-bytes", "1G", "refuse values larger than `SIZE` (64M, 1G, ...; default 1G; 0: no limit)")
+		sf := &serveFlags
+		*sf = struct {
+			allowOrigins, allowHosts []string
+			tlsCert, tlsKey          string
+			maxInflight              string
+		}{}
+		fs.Func("allow-origin", "answer requests from the web `ORIGIN` (https://app.example; * for any; repeatable)", func(s string) error {
+			sf.allowOrigins = append(sf.allowOrigins, s)
+			return nil
+		})
+		fs.Func("allow-host", "accept the Host `NAME` besides loopback ones when listening on loopback (repeatable)", func(s string) error {
+			sf.allowHosts = append(sf.allowHosts, s)
+			return nil
+		})
+		fs.StringVar(&sf.tlsCert, "tls-cert", "", "serve HTTPS with the PEM certificate (chain) in `FILE`")
+		fs.StringVar(&sf.tlsKey, "tls-key", "", "the PEM private key of --tls-cert, in `FILE`")
+		fs.StringVar(&sf.maxInflight, "max-inflight-bytes", "512M", "memory all request bodies being received may hold, `SIZE` (default 512M)")
 	},
 	run: runServe,
 }
@@ -47,13 +86,27 @@ func runServe(a *app, file string, _ []string) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	cfg := server.Config{Addr: a.o.addr, Insecure: a.o.insecure}
-	if a.o.maxValue != "" {
-		n, err := parseSize(a.o.maxValue)
-		if err != nil {
-			return usagef("serve: --max-value-bytes: %v", err)
+	sf := serveFlags
+	cfg := server.Config{Addr: a.o.addr, Insecure: a.o.insecure, AllowOrigins: sf.allowOrigins,
+		AllowHosts: sf.allowHosts, TLSCertFile: sf.tlsCert, TLSKeyFile: sf.tlsKey}
+	n, err := parseSize(a.o.maxValue)
+	if err != nil {
+		return usagef("serve: --max-value-bytes: %v", err)
+	}
+	cfg.MaxValueBytes = n
+	if n == 0 {
+		cfg.MaxValueBytes = -1 // no limit
+	}
+	if cfg.MaxInflightBytes, err = parseSize(sf.maxInflight); err != nil || cfg.MaxInflightBytes == 0 {
+		return usagef("serve: --max-inflight-bytes: %v", cmpErr(err, "must be more than 0"))
+	}
+	if (sf.tlsCert == "") != (sf.tlsKey == "") {
+		return usagef("serve: --tls-cert and --tls-key go together")
+	}
+	if sf.tlsCert != "" { // fail before listening, not after printing the address
+		if _, err := tls.LoadX509KeyPair(sf.tlsCert, sf.tlsKey); err != nil {
+			return fmt.Errorf("serve: TLS: %w", err)
 		}
-		cfg.MaxValueBytes = n
 	}
 	if a.o.tokenFile != "" {
 		b, err := os.ReadFile(a.o.tokenFile)
@@ -73,11 +126,27 @@ func runServe(a *app, file string, _ []string) (err error) {
 		return err
 	}
 	defer closeStore(s, &err)
-	a.info("simdr: serving %s on http://%s (Ctrl-C to stop)", file, cfg.Addr)
-	err = server.ListenAndServe(ctx, s, cfg)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	scheme := "http"
+	if sf.tlsCert != "" {
+		scheme = "https"
+	}
+	a.info("simdr: serving %s on %s://%s (Ctrl-C to stop)", file, scheme, ln.Addr())
+	err = server.Serve(ctx, ln, s, cfg)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	a.info("simdr: stopped")
 	return nil
+}
+
+// cmpErr returns err, or an error saying msg when err is nil.
+func cmpErr(err error, msg string) error {
+	if err != nil {
+		return err
+	}
+	return errors.New(msg)
 }
