@@ -3,43 +3,90 @@ package simdr
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Entries returns every live entry, each key once with its latest value, in
-// no particular order. It reads the index without locks: writes made while it
-// runs may or may not be seen. Ranging over it after Close yields nothing.
+// no particular order. It takes no lock and sees writes whole: each entry is
+// read as Get reads it, so once Entries (or any read) has yielded an effect
+// of a write, every entry it yields afterwards reflects all of that write.
+// It is not one snapshot: a write made while it runs may show in the entries
+// yielded after it and not in those before, and a key a write adds may or may
+// not be visited. Ranging over it during or after Close stops (or yields
+// nothing).
 func (s *Store) Entries() iter.Seq[Entry] {
 	return func(yield func(Entry) bool) {
 		g := s.cur.Load()
 		if g == nil {
 			return
 		}
-		g.ix.Range(func(h, v uint64) bool {
-			return yield(g.entryAt(h, v))
+		// The table enumerates keys; each one's entry is read afresh from the
+		// current state (the probe hits the cache line just read).
+		g.ix.Range(func(h, _ uint64) bool {
+			e, err := s.lookup(h)
+			switch {
+			case errors.Is(err, ErrClosed):
+				return false
+			case err != nil:
+				return true // deleted since
+			}
+			return yield(e)
 		})
 	}
 }
 
+// lookup is GetHash without checksum verification.
+func (s *Store) lookup(h uint64) (Entry, error) {
+	for try := 0; ; try++ {
+		if q := s.seq.Load(); q&1 == 0 {
+			g := s.cur.Load()
+			if g == nil {
+				return Entry{}, ErrClosed
+			}
+			v, ok := g.ix.Get(h)
+			var e Entry
+			if ok {
+				e = g.entryAt(h, v)
+			}
+			if s.seq.Load() == q {
+				if !ok {
+					return Entry{}, ErrNotFound
+				}
+				return e, nil
+			}
+		}
+		if s.await(try) {
+			return Entry{}, ErrClosed
+		}
+	}
+}
+
 // ForEachParallel calls fn for every live entry, each key once with its
-// latest value, spread over workers goroutines (GOMAXPROCS when workers < 1).
-// It stops at the first error fn returns, or when ctx is done, and returns
-// that error. The set of entries is taken when the call starts; writes made
-// meanwhile are not visited. fn must be safe for concurrent use.
+// latest value, spread over workers goroutines (GOMAXPROCS when workers < 1),
+// in file order. It stops at the first error fn returns, or when ctx is done,
+// and returns that error; during or after Close it returns ErrClosed.
+//
+// The set of entries is taken when the call starts, and writes made meanwhile
+// are not visited. It is one snapshot (a state between writes) unless writes
+// keep interrupting the scan; then each entry is read whole on its own, as
+// Entries reads them. fn must be safe for concurrent use. Entries passed to fn
+// stay valid until Close: fn running while Close runs reads zeros, not a
+// fault (see Close).
 func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry) error) error {
-	g := s.cur.Load()
-	if g == nil {
+	positions, ok := s.snapshot()
+	if !ok {
 		return fmt.Errorf("simdr: for each: %w", ErrClosed)
 	}
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	positions := g.live(g.tail.Load()) // each worker reads the file front to back
 	const chunk = 256
 	var (
 		next    atomic.Int64
@@ -73,7 +120,7 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 						return
 					default:
 					}
-					if err := fn(g.entryAt(l.h, l.v)); err != nil {
+					if err := fn(l.g.entryAt(l.h, l.v)); err != nil {
 						fail(err)
 						return
 					}
@@ -83,6 +130,84 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 	}
 	wg.Wait()
 	return first
+}
+
+// visit is a live key, its index value and the generation it is in.
+type visit struct {
+	g    *gen
+	h, v uint64
+}
+
+// snapshot returns the live entries, sorted by generation and position in
+// the file, each from a state between writes: all from one state when a scan
+// of the index runs without a write being published, else each read on its
+// own. ok is false when the Store is closed.
+func (s *Store) snapshot() (out []visit, ok bool) {
+	for try := 0; try < 3; try++ {
+		q := s.seq.Load()
+		g := s.cur.Load()
+		if g == nil {
+			return nil, false
+		}
+		if q&1 == 0 {
+			out = out[:0]
+			g.ix.Range(func(h, v uint64) bool {
+				out = append(out, visit{g, h, v})
+				return true
+			})
+			if s.seq.Load() == q {
+				sortVisits(out)
+				return out, true
+			}
+		}
+		if s.await(try) {
+			return nil, false
+		}
+	}
+	// Writes keep coming: read each entry whole on its own.
+	g := s.cur.Load()
+	if g == nil {
+		return nil, false
+	}
+	out, ok = out[:0], true
+	g.ix.Range(func(h, _ uint64) bool {
+		for try := 0; ; try++ {
+			if q := s.seq.Load(); q&1 == 0 {
+				cg := s.cur.Load()
+				if cg == nil {
+					ok = false
+					return false
+				}
+				v, live := cg.ix.Get(h)
+				if s.seq.Load() == q {
+					if live {
+						out = append(out, visit{cg, h, v})
+					}
+					return true
+				}
+			}
+			if s.await(try) {
+				ok = false
+				return false
+			}
+		}
+	})
+	if !ok {
+		return nil, false
+	}
+	sortVisits(out)
+	return out, true
+}
+
+// sortVisits sorts by generation, then position: each worker reads a file
+// front to back.
+func sortVisits(vs []visit) {
+	slices.SortFunc(vs, func(a, b visit) int {
+		if a.g != b.g {
+			return cmp.Compare(uintptr(unsafe.Pointer(a.g)), uintptr(unsafe.Pointer(b.g)))
+		}
+		return cmp.Compare(endOf(a.v), endOf(b.v))
+	})
 }
 
 // located is a live key and its index value.

@@ -23,26 +23,29 @@ type Stats struct {
 }
 
 // Stats returns figures about the store. It visits every live key (no lock),
-// so it costs time in proportion to Len. A closed Store gives zero Stats.
+// so it costs time in proportion to Len. The figures are those of one state
+// between writes; writes that keep interrupting the visit make it take the
+// write lock. A closed Store (also during Close) gives zero Stats.
 func (s *Store) Stats() Stats {
-	g := s.cur.Load()
-	if g == nil {
+	var st Stats
+	if !s.stable(func(g *gen) {
+		st = Stats{
+			Entries:    g.ents.Load(),
+			Tombstones: g.tomb.Load(),
+			FileBytes:  g.tail.Load(),
+			IndexBytes: g.ix.Bytes(),
+		}
+		var compacted int64
+		g.ix.Range(func(h, v uint64) bool {
+			n := int64(g.entryAt(h, v).Len())
+			st.LiveKeys++
+			st.LiveBytes += n
+			compacted += n + format.MetaSize + format.Prepad(n+format.MetaSize)
+			return true
+		})
+		st.ReclaimableBytes = max(0, st.FileBytes-compacted)
+	}) {
 		return Stats{}
 	}
-	st := Stats{
-		Entries:    g.ents.Load(),
-		Tombstones: g.tomb.Load(),
-		FileBytes:  g.tail.Load(),
-		IndexBytes: g.ix.Bytes(),
-	}
-	var compacted int64
-	g.ix.Range(func(h, v uint64) bool {
-		n := int64(g.entryAt(h, v).Len())
-		st.LiveKeys++
-		st.LiveBytes += n
-		compacted += n + format.MetaSize + format.Prepad(n+format.MetaSize)
-		return true
-	})
-	st.ReclaimableBytes = max(0, st.FileBytes-compacted)
 	return st
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -29,9 +30,11 @@ type Store struct {
 	fs   vfs.FS
 
 	cur    atomic.Pointer[gen] // what readers use
-	closed atomic.Bool
-	// seq is odd while the writer is changing the index, even otherwise: a
-	// seqlock for GetMany's consistent snapshots.
+	closed atomic.Bool         // set by Close, before it makes seq odd for good
+	// seq is odd while a write is being published (the index, tail and
+	// counters change) and for good once closed, even otherwise: a seqlock.
+	// Every read checks it is even before and unchanged after, so that it sees
+	// writes whole (see publish and Get).
 	seq atomic.Uint64
 
 	cmu      sync.Mutex    // serializes Compact (and Close with it)
@@ -197,57 +200,170 @@ func pack(end int64, n int64) uint64 {
 // endOf returns where the payload of index value v ends in the file.
 func endOf(v uint64) int64 { return int64(v & endMask) }
 
-// Get returns the latest value stored under key, or ErrNotFound. It allocates
-// nothing and takes no lock; see Entry for how long the value stays valid.
+// Get returns the latest value stored under key, or ErrNotFound (ErrClosed
+// during or after Close). It allocates nothing, takes no lock and never waits
+// for I/O; see Entry for how long the value stays valid.
+//
+// Get sees writes whole: once any read, in any goroutine, has seen an effect
+// of a Put, Apply, Delete, Rename or Move, every later Get sees all of it.
+// While a write's index updates are being published (after its bytes are in
+// the file), Get spins, then yields, until they are: it waits for memory
+// stores, never for the disk.
 func (s *Store) Get(key []byte) (Entry, error) {
 	return s.GetHash(format.Hash(key))
 }
 
 // GetHash is Get for a caller that already has the key's hash (see Hash).
 func (s *Store) GetHash(h uint64) (Entry, error) {
-	g := s.cur.Load()
-	if g == nil {
-		return Entry{}, ErrClosed
-	}
-	pos, ok := g.ix.Get(h)
-	if !ok {
-		return Entry{}, ErrNotFound
-	}
-	e := g.entryAt(h, pos)
-	if s.opts.VerifyChecksums {
-		if err := e.Verify(); err != nil {
-			return Entry{}, err
+	for try := 0; ; try++ {
+		if q := s.seq.Load(); q&1 == 0 {
+			g := s.cur.Load()
+			if g == nil {
+				return Entry{}, ErrClosed
+			}
+			v, ok := g.ix.Get(h)
+			var e Entry
+			if ok {
+				e = g.entryAt(h, v)
+			}
+			if s.seq.Load() == q {
+				if !ok {
+					return Entry{}, ErrNotFound
+				}
+				if s.opts.VerifyChecksums {
+					return s.verified(e)
+				}
+				return e, nil
+			}
 		}
+		if s.await(try) {
+			return Entry{}, ErrClosed
+		}
+	}
+}
+
+// verified returns e, or why its bytes do not match their checksum. Bytes
+// that read as zeros because Close ran meanwhile give ErrClosed.
+func (s *Store) verified(e Entry) (Entry, error) {
+	if err := e.Verify(); err != nil {
+		if s.closed.Load() {
+			return Entry{}, ErrClosed
+		}
+		return Entry{}, err
 	}
 	return e, nil
 }
 
-// Has reports whether key has a value (false after Close).
+// await is what a reader does when the index it read changed under it, or
+// is changing (try counts the attempts so far): it reports whether the Store
+// is closed (Close leaves seq odd for good), else it spins a little, then
+// yields its thread to the writer (a 2-core machine may have no other core
+// for it) before the caller reads again.
+//
+//go:noinline
+func (s *Store) await(try int) (closed bool) {
+	if s.closed.Load() {
+		return true
+	}
+	if try >= 4 {
+		runtime.Gosched()
+	}
+	return false
+}
+
+// stable runs read, which must only read g, until it ran on a state between
+// writes: with no write published while it ran. It returns false, without
+// running read to completion on a valid state, when the Store is closed.
+// After a few attempts spoiled by writes it takes the write lock, so that a
+// long read (Stats, a snapshot of every key) cannot starve under a stream of
+// writes: such a read may wait for a write in progress, I/O included.
+func (s *Store) stable(read func(g *gen)) bool {
+	for try := 0; ; try++ {
+		if try == 8 {
+			s.wmu.Lock()
+			defer s.wmu.Unlock()
+			g := s.cur.Load()
+			if g == nil {
+				return false
+			}
+			read(g)
+			return true
+		}
+		if q := s.seq.Load(); q&1 == 0 {
+			g := s.cur.Load()
+			if g == nil {
+				return false
+			}
+			read(g)
+			if s.seq.Load() == q {
+				return true
+			}
+		}
+		if s.await(try) {
+			return false
+		}
+	}
+}
+
+// Has reports whether key has a value (false during and after Close). Like
+// Get, it sees writes whole and never waits for I/O.
 func (s *Store) Has(key []byte) bool {
-	g := s.cur.Load()
-	if g == nil {
-		return false
+	h := format.Hash(key)
+	for try := 0; ; try++ {
+		if q := s.seq.Load(); q&1 == 0 {
+			g := s.cur.Load()
+			if g == nil {
+				return false
+			}
+			_, ok := g.ix.Get(h)
+			if s.seq.Load() == q {
+				return ok
+			}
+		}
+		if s.await(try) {
+			return false
+		}
 	}
-	_, ok := g.ix.Get(format.Hash(key))
-	return ok
 }
 
-// Len returns the number of live keys (0 after Close).
+// Len returns the number of live keys (0 during and after Close). Like Get,
+// it sees writes whole: never a count from the middle of a batch.
 func (s *Store) Len() int {
-	g := s.cur.Load()
-	if g == nil {
-		return 0
+	for try := 0; ; try++ {
+		if q := s.seq.Load(); q&1 == 0 {
+			g := s.cur.Load()
+			if g == nil {
+				return 0
+			}
+			n := g.ix.Len()
+			if s.seq.Load() == q {
+				return n
+			}
+		}
+		if s.await(try) {
+			return 0
+		}
 	}
-	return g.ix.Len()
 }
 
-// Size returns the bytes of valid entries in the file (0 after Close).
+// Size returns the bytes of valid entries in the file (0 during and after
+// Close), as of a state between writes.
 func (s *Store) Size() int64 {
-	g := s.cur.Load()
-	if g == nil {
-		return 0
+	for try := 0; ; try++ {
+		if q := s.seq.Load(); q&1 == 0 {
+			g := s.cur.Load()
+			if g == nil {
+				return 0
+			}
+			n := g.tail.Load()
+			if s.seq.Load() == q {
+				return n
+			}
+		}
+		if s.await(try) {
+			return 0
+		}
 	}
-	return g.tail.Load()
 }
 
 // Path returns the path the Store was opened with.
@@ -274,18 +390,35 @@ func (s *Store) Sync() error {
 	return nil
 }
 
-// Close releases the file, its lock and its mappings. Every Entry and slice
-// the Store handed out becomes invalid. Closing twice returns ErrClosed.
+// Close releases the file, its lock and its mappings. Closing twice returns
+// ErrClosed. Close may run while other goroutines call the Store: it waits
+// for a write or Compact in progress, and every call that starts after it,
+// or that a read in flight finishes after it, returns ErrClosed (false for
+// Has, 0 for Len and Size, zero Stats, nothing from Entries), never a panic.
+//
+// Every Entry and slice the Store handed out becomes invalid. So that a read
+// racing Close, or a stale slice used just after it, cannot crash the
+// process, Close does not punch holes where the file was mapped: it replaces
+// those pages in place with read-only zero pages, which a stale slice reads as
+// zeros (Verify fails on them with ErrChecksum), and unmaps them about two
+// seconds later (mapping.Grace). This costs Close one mmap call per mapping
+// and holds address space, not memory, for that while; only after that does
+// a stale slice fault.
 func (s *Store) Close() error {
 	s.cmu.Lock() // wait for a Compact in progress
 	defer s.cmu.Unlock()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	g := s.cur.Swap(nil)
+	g := s.cur.Load()
 	if g == nil {
 		return ErrClosed
 	}
+	// Closed for good: readers that see seq odd and closed set return
+	// ErrClosed, and every read in flight fails its seq check and retries.
+	// (No write can reopen the window: they all hold wmu and check cur.)
 	s.closed.Store(true)
+	s.seq.Add(1)
+	s.cur.Store(nil)
 	errs := []error{g.close()}
 	for _, o := range s.old {
 		errs = append(errs, o.close())
