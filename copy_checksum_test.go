@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/simdr-go/simdr/internal/vfs/faultfs"
 )
 
 // TestCopiesRefuseDamagedValues: Rename, Copy and Move check a value's
@@ -89,4 +91,52 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// TestMoveFailureChangesNothing: when the copy's sync, the copy's write or
+// the source's tombstone fails, Move fails and both stores are as before,
+// in memory and on disk: the copy is cut off the destination again.
+func TestMoveFailureChangesNothing(t *testing.T) {
+	cases := []struct {
+		name string
+		rule func(src, dst string) faultfs.Rule
+	}{
+		{"copy write", func(_, dst string) faultfs.Rule {
+			return faultfs.Rule{Op: faultfs.WriteAt, Match: dst}
+		}},
+		{"copy sync", func(_, dst string) faultfs.Rule { return faultfs.Rule{Op: faultfs.Sync, Match: dst} }},
+		{"tombstone write", func(src, _ string) faultfs.Rule {
+			return faultfs.Rule{Op: faultfs.WriteAt, Match: src}
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			sp, dp := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
+			ffs := faultfs.New(nil)
+			src := reopenT(t, sp, &Options{fs: ffs})
+			dst := reopenT(t, dp, &Options{fs: ffs})
+			putT(t, src, "k", "precious")
+			putT(t, dst, "other", "x")
+			srcSize, dstSize := fileSize(t, sp), fileSize(t, dp)
+			ffs.Inject(c.rule(sp, dp))
+			if err := src.Move([]byte("k"), dst); err == nil {
+				t.Fatal("Move succeeded through a failure")
+			}
+			ffs.Clear()
+			if getT(t, src, "k") != "precious" || dst.Has([]byte("k")) || dst.Len() != 1 {
+				t.Fatal("the failed Move changed the keys")
+			}
+			if a, b := fileSize(t, sp), fileSize(t, dp); a != srcSize || b != dstSize {
+				t.Fatalf("file sizes %d, %d after the failed Move, want %d, %d", a, b, srcSize, dstSize)
+			}
+			// Both still work, and the Move goes through once the fault is gone.
+			if err := src.Move([]byte("k"), dst); err != nil {
+				t.Fatal(err)
+			}
+			if src.Has([]byte("k")) || getT(t, dst, "k") != "precious" {
+				t.Fatal("the Move after the failure")
+			}
+		})
+	}
 }

@@ -14,7 +14,11 @@ import (
 //
 // An Entry and the slice from Bytes stay valid, and their bytes unchanged,
 // until the Store is closed: through later writes of the same key, growth of
-// the file, and Compact. After Close, using them is a fault.
+// the file, and Compact. After Close they must not be used. Close swaps the
+// file's pages for zero pages rather than unmapping them at once, so that a
+// read racing Close cannot crash the process: for about two seconds after
+// Close a stale Entry reads zeros (Verify then fails with ErrChecksum), and
+// only after that does using it fault.
 type Entry struct {
 	b    []byte // the payload; its capacity covers the metadata after it
 	hash uint64

@@ -71,7 +71,8 @@ func (s *Store) lookup(h uint64) (Entry, error) {
 // ForEachParallel calls fn for every live entry, each key once with its
 // latest value, spread over workers goroutines (GOMAXPROCS when workers < 1),
 // in file order. It stops at the first error fn returns, or when ctx is done,
-// and returns that error; during or after Close it returns ErrClosed.
+// and returns that error; when the Store is closed before or while it runs,
+// it stops and returns ErrClosed.
 //
 // The set of entries is taken when the call starts, and writes made meanwhile
 // are not visited. It is one snapshot (a state between writes) unless writes
@@ -112,6 +113,11 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 				}
 				for _, l := range positions[lo:min(lo+chunk, len(positions))] {
 					if stop.Load() { // checked per entry: fn may be slow
+						return
+					}
+					if s.closed.Load() {
+						// Do not read the mapping long after Close (see Close).
+						fail(fmt.Errorf("simdr: for each: %w", ErrClosed))
 						return
 					}
 					select {

@@ -18,13 +18,17 @@ import (
 
 // Store is an open store file.
 //
-// Concurrency: every method is safe to call from many goroutines. Reads (Get,
-// GetHash, GetMany, Has, Len, Size, Entries, Stats) take no lock: they load the
-// current index and mapping with atomic operations and never wait for a writer.
-// Writes (Put, Apply, Delete, PutReader, Rename, Copy, Move, Compact, Sync,
-// Refresh) are serialized by one mutex inside the Store, and across processes
-// by an exclusive flock on the file. Close must not run concurrently with other
-// calls on the same Store; calls after Close return ErrClosed.
+// Concurrency: every method is safe to call from many goroutines, Close
+// included. Reads (Get, GetHash, GetMany, Has, Len, Size, Entries,
+// ForEachParallel, Stats) take no lock: they load the current index and
+// mapping with atomic operations and check a sequence counter, so that they
+// see every write whole (a batch, a Rename, a Move: all of it or none of it,
+// and once any read has seen part of it, every later read sees all of it).
+// Get, GetHash, Has, Len, Size and Entries never wait for I/O. Writes (Put,
+// Apply, Delete, PutReader, Rename, Copy, Move, Compact, Sync, Refresh) are
+// serialized by one mutex inside the Store, and across processes by an
+// exclusive flock on the file. Calls during or after Close return ErrClosed
+// (see Close).
 type Store struct {
 	path string
 	opts Options
