@@ -320,3 +320,73 @@ func TestMoveBothWays(t *testing.T) {
 		t.Fatalf("after moving both ways: a %d keys, b %d", a.Len(), b.Len())
 	}
 }
+
+// TestEntriesWhileIndexGrowsAndCompacts: Entries ranging while the index
+// grows (each batch adds 1,000 keys) and Compact replaces the generation
+// still yields every key that lives throughout exactly once, each with a
+// value no older than the ones yielded before it.
+func TestEntriesWhileIndexGrowsAndCompacts(t *testing.T) {
+	s, _ := openT(t, nil)
+	everyBatch := map[uint64]bool{Hash([]byte("first")): true, Hash([]byte("last")): true}
+	for j := range wholeFillers {
+		everyBatch[Hash([]byte("filler"+strconv.Itoa(j)))] = true
+	}
+	var b Batch
+	batch := func(i int) {
+		wholeBatch(&b, i)
+		for j := range 1000 {
+			b.Put([]byte("new"+strconv.Itoa(i)+"-"+strconv.Itoa(j)), []byte(strconv.Itoa(i)))
+		}
+		if err := s.Apply(&b); err != nil {
+			t.Error(err)
+		}
+	}
+	batch(0)
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !done.Load() {
+				seen := make(map[uint64]bool, len(everyBatch))
+				last := -1
+				for e := range s.Entries() {
+					if !everyBatch[e.KeyHash()] {
+						continue
+					}
+					if seen[e.KeyHash()] {
+						errs <- fmt.Errorf("Entries yields %x twice", e.KeyHash())
+						return
+					}
+					seen[e.KeyHash()] = true
+					n := num(t, e)
+					if n < last {
+						errs <- fmt.Errorf("Entries yields %d after %d", n, last)
+						return
+					}
+					last = n
+				}
+				if len(seen) != len(everyBatch) {
+					errs <- fmt.Errorf("Entries yields %d of the %d keys that live throughout", len(seen), len(everyBatch))
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 8; i++ {
+		batch(i)
+		if i%4 == 0 {
+			if err := s.Compact(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	done.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}

@@ -23,13 +23,53 @@ import (
 // nothing).
 func (s *Store) Entries() iter.Seq[Entry] {
 	return func(yield func(Entry) bool) {
-		g := s.cur.Load()
-		if g == nil {
+		var (
+			q       uint64  // an even seq: the state the reads below are checked against
+			g       *gen    // the generation ranged over
+			t       uintptr // its table when the range began
+			current bool    // g's table t was the current one at q
+		)
+		// anchor takes q from a state between writes and notes whether t is
+		// still the current table then. It returns false once closed.
+		anchor := func() bool {
+			for try := 0; ; try++ {
+				if q = s.seq.Load(); q&1 == 0 {
+					cg := s.cur.Load()
+					if cg == nil {
+						return false
+					}
+					ct := cg.ix.TableID()
+					if s.seq.Load() == q {
+						if g == nil {
+							g, t = cg, ct
+						}
+						current = cg == g && ct == t
+						return true
+					}
+				}
+				if s.await(try) {
+					return false
+				}
+			}
+		}
+		if !anchor() {
 			return
 		}
-		// The table enumerates keys; each one's entry is read afresh from the
-		// current state (the probe hits the cache line just read).
-		g.ix.Range(func(h, _ uint64) bool {
+		// Every table change on a shared index comes with a seq window (see
+		// publish), so a slot read while seq stays q is of the state at q.
+		// Once a write was published and the table ranged over is no longer
+		// the current one (it grew, or Compact replaced the generation),
+		// each key is looked up afresh instead.
+		g.ix.Range(func(h, v uint64) bool {
+			if current {
+				if s.seq.Load() == q {
+					return yield(g.entryAt(h, v))
+				}
+				if !anchor() {
+					return false
+				}
+				// (h, v) was read before that write: read it again below.
+			}
 			e, err := s.lookup(h)
 			switch {
 			case errors.Is(err, ErrClosed):
