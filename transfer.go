@@ -170,10 +170,16 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 	ready(dg, dst.ops)
 	ready(sg, s.ops)
 	if !first.open() {
-		return ErrClosed // cannot happen: both are held open by their locks
+		// Cannot happen (both locks are held and both Stores were open):
+		// leave nothing unpublished in the files.
+		sa.rollback()
+		da.rollback()
+		return ErrClosed
 	}
 	if !second.open() {
 		first.seq.Add(1)
+		sa.rollback()
+		da.rollback()
 		return ErrClosed
 	}
 	apply(dg, dst.ops, da.tail)
