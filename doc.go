@@ -12,8 +12,9 @@
 //
 // An Entry (and every slice from it) stays valid and unchanged until the Store
 // is closed: later writes append, never overwrite; growth maps a larger region
-// and keeps the old one; Compact keeps the old file mapped. After Close, using
-// an Entry is a memory fault, and so is using one from a file generation
+// and keeps the old one; Compact keeps the old file mapped. After Close an
+// Entry must not be used: it reads zeros for a grace period of about two
+// seconds, then faults (see Store.Close); so must one from a file generation
 // released by ReleaseOld (which a long-running process calls to give back the
 // disk space of the files Compact replaced). The slices are read-only:
 // writing to one faults.
@@ -24,8 +25,9 @@
 // Entries, ForEachParallel and Stats take no lock. Writes are serialized
 // inside the Store, and across processes by an exclusive flock on the file:
 // a second writer gets ErrLocked. Read-only Stores (Options.ReadOnly) may
-// follow the writer from any process and catch up with Refresh. Close must not
-// run concurrently with other calls on the same Store.
+// follow the writer from any process and catch up with Refresh. Readers see
+// every write (a batch, Rename, Move) whole. Close may run beside other calls:
+// they return ErrClosed, never panic.
 //
 // # Durability
 //

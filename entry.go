@@ -14,8 +14,13 @@ import (
 //
 // An Entry and the slice from Bytes stay valid, and their bytes unchanged,
 // until the Store is closed: through later writes of the same key, growth of
-// the file, and Compact. After Close, using them is a fault; so is using them
-// after ReleaseOld released the file generation they point into (see there).
+// the file, and Compact. After Close they must not be used. Close swaps the
+// file's pages for zero pages rather than unmapping them at once, so that a
+// read racing Close cannot crash the process: for about two seconds after
+// Close a stale Entry reads zeros (Verify then fails with ErrChecksum), and
+// only after that does using it fault.
+// Using them after ReleaseOld released the file generation they point into
+// is a fault too (see there).
 //
 // A file cut under the Store: if another process truncates the store file
 // below a value while it is mapped, reading that value's bytes (Bytes,

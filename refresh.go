@@ -84,12 +84,16 @@ func (s *Store) reload() error {
 	return nil
 }
 
-// replace makes ng the current generation, as one step for GetMany's
-// seqlock, and returns the one it replaces, which stays mapped until Close
-// (the caller holds wmu).
+// replace makes ng the current generation, as one step to every reader (one
+// seq window, as publish), and returns the one it replaces, which stays
+// mapped until Close (the caller holds wmu). Readers on the old generation
+// that finish inside or after the window retry on ng.
 func (s *Store) replace(ng *gen) *gen {
 	ng.num = s.cur.Load().num + 1
-	s.seq.Add(1)
+	if !s.open() {
+		ng.close() // closed meanwhile (callers check first): nobody reads ng
+		return nil
+	}
 	old := s.cur.Swap(ng)
 	s.seq.Add(1)
 	s.old = append(s.old, old)

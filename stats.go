@@ -25,51 +25,54 @@ type Stats struct {
 }
 
 // Stats returns figures about the store. It visits every live key (no lock),
-// so it costs time in proportion to Len; figures of writes made meanwhile may
-// or may not be counted. A closed Store gives zero Stats.
+// so it costs time in proportion to Len. The figures are those of one state
+// between writes; writes that keep interrupting the visit make it take the
+// write lock. A closed Store (also during Close) gives zero Stats.
 //
 // Stats reads the metadata of values longer than 32 KiB from the mapping. If
 // another process has cut the file under the Store, such a value whose
 // metadata is gone counts as a live key of 0 bytes (Stats never faults); the
 // Store's next write or Sync fails with ErrCorrupt (see docs/reliability.md).
 func (s *Store) Stats() Stats {
-	g := s.cur.Load()
-	if g == nil {
+	var st Stats
+	if !s.stable(func(g *gen) {
+		st = Stats{
+			Entries:    g.ents.Load(),
+			Tombstones: g.tomb.Load(),
+			FileBytes:  g.tail.Load(),
+			IndexBytes: g.ix.Bytes(),
+		}
+		// Compact writes the live values in file order from offset 0: each
+		// one takes its length and metadata, and every one but the last the
+		// padding that aligns the next payload (which depends on its own end
+		// only).
+		var compacted, lastEnd, lastPad int64
+		g.ix.Range(func(h, v uint64) bool {
+			n := int64(v >> lenShift)
+			if n == 0 {
+				e, err := g.longEntry(h, v)
+				if err != nil {
+					n = -1 // unreadable: a file cut under the Store
+				} else {
+					n = int64(e.Len())
+				}
+			}
+			st.LiveKeys++
+			if n < 0 {
+				return true
+			}
+			st.LiveBytes += n
+			pad := format.Prepad(n + format.MetaSize)
+			compacted += n + format.MetaSize + pad
+			if end := endOf(v); end > lastEnd {
+				lastEnd, lastPad = end, pad
+			}
+			return true
+		})
+		compacted -= lastPad
+		st.ReclaimableBytes = max(0, st.FileBytes-compacted)
+	}) {
 		return Stats{}
 	}
-	st := Stats{
-		Entries:    g.ents.Load(),
-		Tombstones: g.tomb.Load(),
-		FileBytes:  g.tail.Load(),
-		IndexBytes: g.ix.Bytes(),
-	}
-	// Compact writes the live values in file order from offset 0: each one
-	// takes its length and metadata, and every one but the last the padding
-	// that aligns the next payload (which depends on its own end only).
-	var compacted, lastEnd, lastPad int64
-	g.ix.Range(func(h, v uint64) bool {
-		n := int64(v >> lenShift)
-		if n == 0 {
-			e, err := g.longEntry(h, v)
-			if err != nil {
-				n = -1 // unreadable: a file cut under the Store
-			} else {
-				n = int64(e.Len())
-			}
-		}
-		st.LiveKeys++
-		if n < 0 {
-			return true
-		}
-		st.LiveBytes += n
-		pad := format.Prepad(n + format.MetaSize)
-		compacted += n + format.MetaSize + pad
-		if end := endOf(v); end > lastEnd {
-			lastEnd, lastPad = end, pad
-		}
-		return true
-	})
-	compacted -= lastPad
-	st.ReclaimableBytes = max(0, st.FileBytes-compacted)
 	return st
 }

@@ -1,16 +1,23 @@
 package simdr
 
 import (
-	"bytes"
 	"fmt"
 	"os"
+	"unsafe"
+
+	"github.com/simdr-go/simdr/internal/format"
 )
 
 // Rename moves the value of oldKey to newKey in one atomic write: a new entry
-// under newKey with the same bytes (and so the same checksum), and a tombstone
-// for oldKey. Any value newKey had is replaced. A missing oldKey fails with
-// ErrNotFound; renaming a key to itself (or to a key with the same hash) fails
-// with ErrSameKey.
+// under newKey with the same bytes and the same checksum, and a tombstone for
+// oldKey. Readers see it whole: once a read has found the value under newKey,
+// no later read finds it under oldKey. Any value newKey had is replaced. A
+// missing oldKey fails with ErrNotFound; renaming a key to itself (or to a key
+// with the same hash) fails with ErrSameKey.
+//
+// Rename checks the value's stored checksum as it copies the bytes: a damaged
+// value is not written under a fresh checksum; Rename fails with an error
+// matching ErrChecksum that names the value's offset, and changes nothing.
 func (s *Store) Rename(oldKey, newKey []byte) error {
 	oh, nh := Hash(oldKey), Hash(newKey)
 	if oh == nh {
@@ -26,8 +33,13 @@ func (s *Store) Rename(oldKey, newKey []byte) error {
 	if !ok {
 		return fmt.Errorf("simdr: rename: %w", ErrNotFound)
 	}
+	e := g.entryAt(oh, pos)
+	crc, err := checkedSum(e)
+	if err != nil {
+		return fmt.Errorf("simdr: rename: %w", err)
+	}
 	a := s.begin(g)
-	a.put(nh, g.entryAt(oh, pos).Bytes())
+	a.putSum(nh, e.Bytes(), crc)
 	a.del(oh)
 	if err := a.commit(); err != nil {
 		return fmt.Errorf("simdr: rename: %w", err)
@@ -35,79 +47,149 @@ func (s *Store) Rename(oldKey, newKey []byte) error {
 	return nil
 }
 
+// checkedSum computes the checksum of e's bytes, which a copy writes, and
+// fails with ErrChecksum when it is not the one stored with them.
+func checkedSum(e Entry) (uint32, error) {
+	got, want := format.Checksum(e.Bytes()), e.Checksum()
+	if got != want {
+		return 0, fmt.Errorf("value at offset %d: stored crc %08x, computed %08x: not copied: %w", e.Offset(), want, got, ErrChecksum)
+	}
+	return got, nil
+}
+
 // Copy writes the value of key into dst under the same key hash, with the same
-// bytes and checksum. dst must be another store file: the same file, even
-// through another path or a link, fails with ErrSameStore. A missing key
-// fails with ErrNotFound.
+// bytes and the same checksum. dst must be another store file: the same file,
+// even through another path or a link, fails with ErrSameStore. A missing key
+// fails with ErrNotFound. Copy checks the stored checksum as it copies: a
+// damaged value fails with an error matching ErrChecksum that names its
+// offset, and nothing is written. Copy holds both stores' write locks while it
+// writes (see Move for their order).
 func (s *Store) Copy(key []byte, dst *Store) error {
-	_, err := s.copyTo(Hash(key), dst)
-	if err != nil {
+	if err := s.transfer(Hash(key), dst, false); err != nil {
 		return fmt.Errorf("simdr: copy: %w", err)
 	}
 	return nil
 }
 
 // Move copies key into dst (see Copy), makes the copy durable, then deletes
-// key from s. The value is never lost: if the copy fails, s keeps it; if s's
-// value changes while the copy is made, the new value is left in s.
+// key from s, and publishes both at once. The value is never lost, nor seen
+// in both places in the wrong order:
+//
+//   - A reader that has found the value in dst finds it gone from s
+//     afterwards, and one that has found it gone from s finds it in dst
+//     afterwards. (A reader that looks in s first and then in dst may find it
+//     in both, if the Move falls between its two reads, and one that looks in
+//     dst first and then in s may find it in neither, for the same reason.)
+//   - Failures change nothing: if the copy or the tombstone cannot be
+//     written, dst is cut back to where it was and s keeps the value. A
+//     damaged value fails with ErrChecksum, as in Copy.
+//   - A crash leaves the value in s, or in dst, or (between the sync of dst
+//     and the tombstone in s) in both; never in neither.
+//
+// Move holds both stores' write locks, always taken in the same order (by
+// the Stores' addresses), so that Move(a→b) and Move(b→a) at once cannot
+// deadlock. Readers take no lock and wait for neither.
 func (s *Store) Move(key []byte, dst *Store) error {
 	if s.opts.ReadOnly {
 		// Fail before copying: the key could not be deleted from s.
 		return fmt.Errorf("simdr: move: %w", ErrReadOnly)
 	}
-	h := Hash(key)
-	e, err := s.copyTo(h, dst)
-	if err == nil {
-		err = dst.Sync()
-	}
-	if err != nil {
+	if err := s.transfer(Hash(key), dst, true); err != nil {
 		return fmt.Errorf("simdr: move: %w", err)
-	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	g, err := s.writable()
-	if err != nil {
-		return fmt.Errorf("simdr: move: copied, but not deleted from the source: %w", err)
-	}
-	// Changed meanwhile (not merely moved by Compact): keep the newer value.
-	if pos, ok := g.ix.Get(h); !ok || !bytes.Equal(g.entryAt(h, pos).Bytes(), e.Bytes()) {
-		return nil
-	}
-	a := s.begin(g)
-	a.del(h)
-	if err := a.commit(); err != nil {
-		return fmt.Errorf("simdr: move: copied, but not deleted from the source: %w", err)
 	}
 	return nil
 }
 
-// copyTo writes s's value for h into dst and returns the entry copied.
-func (s *Store) copyTo(h uint64, dst *Store) (Entry, error) {
+// transfer copies s's value for h into dst, and with move deletes it from s,
+// publishing both in nested seq windows.
+func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 	if dst == nil {
-		return Entry{}, fmt.Errorf("nil destination: %w", ErrClosed)
+		return fmt.Errorf("nil destination: %w", ErrClosed)
 	}
-	same, err := s.sameFile(dst)
-	if err != nil {
-		return Entry{}, err
+	if s == dst {
+		return ErrSameStore
 	}
-	if same {
-		return Entry{}, ErrSameStore
+	first, second := s, dst
+	if uintptr(unsafe.Pointer(dst)) < uintptr(unsafe.Pointer(s)) {
+		first, second = dst, s // Go does not move heap objects: a fixed order
 	}
-	e, err := s.GetHash(h)
-	if err != nil {
-		return Entry{}, err
-	}
-	return e, dst.putHash(h, e.Bytes())
-}
+	first.wmu.Lock()
+	defer first.wmu.Unlock()
+	second.wmu.Lock()
+	defer second.wmu.Unlock()
 
-// sameFile reports whether s and o are open on the same file.
-func (s *Store) sameFile(o *Store) (bool, error) {
-	if s == o {
-		return true, nil
+	sg := s.cur.Load()
+	if sg == nil {
+		return ErrClosed
 	}
-	a, b := s.cur.Load(), o.cur.Load()
-	if a == nil || b == nil {
-		return false, ErrClosed
+	dg, err := dst.writable()
+	if err != nil {
+		return err
 	}
-	return os.SameFile(a.fi, b.fi), nil
+	if move {
+		if sg, err = s.writable(); err != nil {
+			return err
+		}
+	}
+	if os.SameFile(sg.fi, dg.fi) {
+		return ErrSameStore
+	}
+	pos, ok := sg.ix.Get(h)
+	if !ok {
+		return ErrNotFound
+	}
+	e := sg.entryAt(h, pos)
+	crc, err := checkedSum(e)
+	if err != nil {
+		return err
+	}
+	da := dst.begin(dg)
+	da.putSum(h, e.Bytes(), crc)
+	if !move {
+		return da.commit()
+	}
+	if err := da.finish(); err != nil {
+		return err
+	}
+	// The copy must be durable before the tombstone can be.
+	if !dst.opts.SyncWrites {
+		if da.err = dg.f.Sync(); da.err != nil {
+			dst.syncFailed(da.err)
+			da.rollback()
+			return fmt.Errorf("sync the copy: %w", da.err)
+		}
+	}
+	sa := s.begin(sg)
+	sa.del(h)
+	if err := sa.finish(); err != nil {
+		da.err = err
+		da.rollback()
+		return fmt.Errorf("copied, but not deleted from the source (the copy is rolled back): %w", err)
+	}
+	// Both written: publish both at once, the second store's window inside
+	// the first's, so that a reader of either sees the Move whole.
+	ready(dg, dst.ops)
+	ready(sg, s.ops)
+	if !first.open() {
+		// Cannot happen (both locks are held and both Stores were open):
+		// leave nothing unpublished in the files.
+		sa.rollback()
+		da.rollback()
+		return ErrClosed
+	}
+	if !second.open() {
+		first.seq.Add(1)
+		sa.rollback()
+		da.rollback()
+		return ErrClosed
+	}
+	apply(dg, dst.ops, da.tail)
+	apply(sg, s.ops, sa.tail)
+	second.seq.Add(1)
+	first.seq.Add(1)
+	dst.noteCommit(dg, da.tail)
+	s.noteCommit(sg, sa.tail)
+	da.published()
+	sa.published()
+	return nil
 }

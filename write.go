@@ -31,14 +31,43 @@ func opFor(e format.Entry) pending {
 }
 
 // publish applies ops, oldest first, to g's index and moves g's tail to
-// tail, as one step for GetMany's seqlock (the caller holds wmu).
+// tail, as one step to every reader (the caller holds wmu): readers check
+// seq, which is odd while the index, tail and counters change (see Get).
 func (s *Store) publish(g *gen, ops []pending, tail int64) {
+	ready(g, ops)
+	if !s.open() {
+		return // closed: nothing is read any more
+	}
+	apply(g, ops, tail)
+	s.seq.Add(1)
+	s.noteCommit(g, tail)
+	s.maybeCheckpoint(g, tail)
+}
+
+// ready prepares g's index for ops outside the seq window: it grows the
+// table at most once, and touches every key's home so that the stores in the
+// window do not wait on cache misses one after the other.
+func ready(g *gen, ops []pending) {
 	g.ix.Reserve(len(ops))
 	for _, op := range ops {
 		g.ix.Touch(op.hash)
 	}
-	var tombs int64
+}
+
+// open starts a seq window (the caller holds wmu and ends it with
+// s.seq.Add(1)). It returns false, starting none, when the Store is closed:
+// Close leaves seq odd for good, and nothing may make it even again.
+func (s *Store) open() bool {
+	if s.closed.Load() {
+		return false
+	}
 	s.seq.Add(1)
+	return true
+}
+
+// apply makes ops and tail g's state; it runs inside a seq window.
+func apply(g *gen, ops []pending, tail int64) {
+	var tombs int64
 	for _, op := range ops {
 		if op.del {
 			g.ix.Delete(op.hash, op.pos)
@@ -48,11 +77,8 @@ func (s *Store) publish(g *gen, ops []pending, tail int64) {
 		}
 	}
 	g.tail.Store(tail)
-	s.seq.Add(1)
-	s.noteCommit(g, tail)
 	g.tomb.Add(tombs)
 	g.ents.Add(int64(len(ops)) - tombs)
-	s.maybeCheckpoint(g, tail)
 }
 
 // appender writes entries after a generation's tail. Nothing it writes is
@@ -138,7 +164,11 @@ func (s *Store) checkCut(g *gen, tail int64) error {
 }
 
 // put adds a value entry.
-func (a *appender) put(h uint64, value []byte) {
+func (a *appender) put(h uint64, value []byte) { a.putSum(h, value, format.Checksum(value)) }
+
+// putSum is put for a value whose checksum the caller computed (a copy,
+// which checks the stored one).
+func (a *appender) putSum(h uint64, value []byte, crc uint32) {
 	if a.err != nil {
 		return
 	}
@@ -149,10 +179,11 @@ func (a *appender) put(h uint64, value []byte) {
 		a.flush()
 		a.writeAt(value, a.tail+pad)
 		a.written = end
-		a.s.buf = format.AppendMeta(a.s.buf, format.Meta{Hash: h, Prev: a.tail, CRC: format.Checksum(value)})
 	} else {
-		a.s.buf = format.AppendEntry(a.s.buf, a.tail, h, value)
+		a.s.buf = format.AppendPrepad(a.s.buf, a.tail)
+		a.s.buf = append(a.s.buf, value...)
 	}
+	a.s.buf = format.AppendMeta(a.s.buf, format.Meta{Hash: h, Prev: a.tail, CRC: crc})
 	a.s.ops = append(a.s.ops, pending{hash: h, pos: pack(end, int64(len(value)))})
 	a.tail = end + format.MetaSize
 	if len(a.s.buf) >= flushAt {
@@ -200,6 +231,35 @@ func (a *appender) flush() {
 // publishes the new entries to readers. On failure it rolls the file back; a
 // failed sync also fails the Store (see syncFailed).
 func (a *appender) commit() error {
+	if err := a.finish(); err != nil {
+		return err
+	}
+	s := a.s
+	s.publish(a.g, s.ops, a.tail)
+	a.published()
+	return nil
+}
+
+// published notes, once a's entries are published, the writer's last
+// commit (for checkCut) and lets go of a huge buffer.
+func (a *appender) published() {
+	s := a.s
+	if a.tail > a.start {
+		prev := int64(-1 << 40)
+		if s.last.g == a.g {
+			prev = s.last.end
+		}
+		s.last = lastEntry{g: a.g, end: a.tail, prev: prev, meta: a.meta}
+	}
+	if cap(s.buf) > 4*flushAt {
+		s.buf = nil // do not keep a huge buffer after a huge write
+	}
+}
+
+// finish is commit without the publish: it writes what is buffered, syncs
+// when the Store syncs writes, and maps the new bytes. On failure it rolls
+// the file back. (Move finishes two appenders, then publishes both at once.)
+func (a *appender) finish() error {
 	a.flush()
 	if a.err == nil && a.s.opts.SyncWrites {
 		if err := a.g.f.Sync(); err != nil {
@@ -213,18 +273,6 @@ func (a *appender) commit() error {
 	if a.err != nil {
 		a.rollback()
 		return a.err
-	}
-	s := a.s
-	s.publish(a.g, s.ops, a.tail)
-	if a.tail > a.start {
-		prev := int64(-1 << 40)
-		if s.last.g == a.g {
-			prev = s.last.end
-		}
-		s.last = lastEntry{g: a.g, end: a.tail, prev: prev, meta: a.meta}
-	}
-	if cap(s.buf) > 4*flushAt {
-		s.buf = nil // do not keep a huge buffer after a huge write
 	}
 	return nil
 }

@@ -308,5 +308,11 @@ func (ix *Index) Range(fn func(h, pos uint64) bool) {
 	})
 }
 
+// TableID identifies the current table: it changes whenever a new table is
+// published (growing, Shrink), and a table replaced never comes back. Range
+// reads the table current when it starts; a caller that read TableID just
+// before can tell later whether that table is still the current one.
+func (ix *Index) TableID() uintptr { return uintptr(unsafe.Pointer(ix.t.Load())) }
+
 // Bytes returns the memory the current table holds.
 func (ix *Index) Bytes() int { return len(ix.t.Load().groups) * int(unsafe.Sizeof(group{})) }

@@ -7,6 +7,11 @@
 // mapping through the page cache. When the file outgrows the reservation, a new,
 // larger mapping is made and published; the old ones stay mapped until Close, so
 // every slice handed out stays valid.
+//
+// Close does not leave holes where the file was: it replaces the file's pages,
+// in place and in one step, with read-only anonymous zero pages, and unmaps
+// those only after a grace period (see Close). A read racing Close, or a stale
+// slice used soon after it, reads zeros instead of faulting.
 package mapping
 
 import (
@@ -15,6 +20,8 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +39,7 @@ type Map struct {
 	mu   sync.Mutex
 	all  [][]byte // every mapping made, unmapped at Close
 	done bool
+	shut atomic.Bool // done, for Grow's lock-free check
 }
 
 // New maps fd with room for at least size bytes. A size over MaxMap fails
@@ -79,14 +87,15 @@ func reserve(size int64, intSize int) int64 {
 }
 
 // Bytes returns the current mapping. Its length is the reservation, not the
-// file's size: only bytes below the file's size may be read.
+// file's size: only bytes below the file's size may be read. After Close it
+// returns the same slice, which reads zeros for Grace and then faults.
 func (m *Map) Bytes() []byte { return *m.cur.Load() }
 
 // Grow makes sure the mapping covers size bytes, mapping a larger region if it
 // must. Only one goroutine (the writer) calls Grow at a time. A size over
 // MaxMap fails with an error matching ErrTooLarge that names the limit.
 func (m *Map) Grow(size int64) error {
-	if p := m.cur.Load(); p != nil && int64(len(*p)) >= size {
+	if p := m.cur.Load(); p != nil && int64(len(*p)) >= size && !m.shut.Load() {
 		return nil
 	}
 	m.mu.Lock()
@@ -98,10 +107,12 @@ func (m *Map) Grow(size int64) error {
 	if r == 0 {
 		return fmt.Errorf("%d bytes, over the %d bytes (%d MiB) a %d-bit process maps: %w", size, int64(MaxMap), int64(MaxMap)>>20, strconv.IntSize, ErrTooLarge)
 	}
-	b, err := unix.Mmap(m.fd, 0, int(r), unix.PROT_READ, unix.MAP_SHARED)
+	n := uintptr(r)
+	p, err := unix.MmapPtr(m.fd, 0, nil, n, unix.PROT_READ, unix.MAP_SHARED)
 	if err != nil {
 		return err
 	}
+	b := unsafe.Slice((*byte)(p), n)
 	m.all = append(m.all, b)
 	m.cur.Store(&b)
 	return nil
@@ -110,7 +121,18 @@ func (m *Map) Grow(size int64) error {
 // Advise passes an madvise hint for the current mapping (best effort).
 func (m *Map) Advise(advice int) error { return unix.Madvise(m.Bytes(), advice) }
 
-// Close unmaps every mapping. Slices into them must not be used afterwards.
+// Close ends the mapping; Grow fails afterwards. Bytes keeps returning the
+// same slice, so that a reader racing Close never slices out of bounds.
+//
+// Each mapping's pages up to the file's current size are replaced, in place
+// and atomically (mmap with MAP_FIXED), by read-only anonymous zero pages,
+// and the rest of the reservation is unmapped at once. The zero pages are
+// unmapped Grace later (or sooner when more than MaxRetired regions wait, so
+// that closing many Maps cannot exhaust vm.max_map_count). Until then, a read
+// racing Close, or a slice used after it, reads zeros instead of faulting;
+// afterwards it faults. The zero pages cost address space and one kernel
+// mapping each, no memory: untouched, they hold no page, and a read maps the
+// shared zero page.
 func (m *Map) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -118,14 +140,96 @@ func (m *Map) Close() error {
 		return nil
 	}
 	m.done = true
-	var none []byte
-	m.cur.Store(&none) // Bytes after Close: empty, never a dangling slice
+	m.shut.Store(true)
+	keep := int64(-1) // what a slice may point into: the file's size, page-rounded
+	var st unix.Stat_t
+	if unix.Fstat(m.fd, &st) == nil {
+		page := int64(unix.Getpagesize())
+		keep = (st.Size + page - 1) / page * page
+	}
 	var first error
-	for _, b := range m.all {
-		if err := unix.Munmap(b); err != nil && first == nil {
+	note := func(err error) {
+		if err != nil && first == nil {
 			first = err
+		}
+	}
+	for _, b := range m.all {
+		p, n := unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b))
+		z := n
+		if keep >= 0 && uintptr(keep) < n {
+			z = uintptr(keep)
+		}
+		if z > 0 {
+			_, err := unix.MmapPtr(-1, 0, p, z, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED)
+			if err != nil {
+				// Could not swap in zeros: unmap now, as before.
+				note(unix.MunmapPtr(p, n))
+				continue
+			}
+			retire(p, z)
+		}
+		if z < n {
+			note(unix.MunmapPtr(unsafe.Add(p, z), n-z))
 		}
 	}
 	m.all = nil
 	return first
+}
+
+// Grace is how long the zero pages that replace a closed Map's file pages stay
+// mapped (see Close): far longer than any read in flight takes to see that its
+// Store is closed, short enough that closing many Maps in a row holds few
+// mappings at once.
+var Grace = 2 * time.Second
+
+// MaxRetired bounds how many regions of zero pages wait for their grace
+// period to end; past it the oldest are unmapped early. It keeps closed Maps
+// to a small share of the default vm.max_map_count (65,530).
+var MaxRetired = 8192
+
+type region struct {
+	p    unsafe.Pointer
+	n    uintptr
+	free time.Time // unmapped at or after this time
+}
+
+var retired struct {
+	sync.Mutex
+	q []region // oldest first
+}
+
+// retire schedules the zero pages [p, p+n) for unmapping after Grace.
+func retire(p unsafe.Pointer, n uintptr) {
+	retired.Lock()
+	retired.q = append(retired.q, region{p, n, time.Now().Add(Grace)})
+	sweepLocked(time.Now())
+	retired.Unlock()
+	time.AfterFunc(Grace, sweep)
+}
+
+func sweep() {
+	retired.Lock()
+	sweepLocked(time.Now())
+	retired.Unlock()
+}
+
+// sweepLocked unmaps the regions whose grace has ended, and the oldest ones
+// beyond MaxRetired.
+func sweepLocked(now time.Time) {
+	i := 0
+	for ; i < len(retired.q); i++ {
+		r := retired.q[i]
+		if len(retired.q)-i <= MaxRetired && now.Before(r.free) {
+			break
+		}
+		unix.MunmapPtr(r.p, r.n) // best effort: nothing to report it to
+	}
+	retired.q = append(retired.q[:0], retired.q[i:]...)
+}
+
+// Retired returns how many regions of zero pages wait to be unmapped (for tests).
+func Retired() int {
+	retired.Lock()
+	defer retired.Unlock()
+	return len(retired.q)
 }
