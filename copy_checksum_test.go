@@ -130,7 +130,15 @@ func TestMoveFailureChangesNothing(t *testing.T) {
 			if a, b := fileSize(t, sp), fileSize(t, dp); a != srcSize || b != dstSize {
 				t.Fatalf("file sizes %d, %d after the failed Move, want %d, %d", a, b, srcSize, dstSize)
 			}
-			// Both still work, and the Move goes through once the fault is gone.
+			// Both still work, and the Move goes through once the fault is
+			// gone. A failed sync is sticky (ErrFailed until reopened).
+			if c.name == "copy sync" {
+				if err := src.Move([]byte("k"), dst); !errors.Is(err, ErrFailed) {
+					t.Fatalf("Move after a failed sync of the copy: %v, want ErrFailed", err)
+				}
+				dst.Close()
+				dst = reopenT(t, dp, &Options{fs: ffs})
+			}
 			if err := src.Move([]byte("k"), dst); err != nil {
 				t.Fatal(err)
 			}

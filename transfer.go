@@ -33,12 +33,18 @@ func (s *Store) Rename(oldKey, newKey []byte) error {
 	if !ok {
 		return fmt.Errorf("simdr: rename: %w", ErrNotFound)
 	}
-	e := g.entryAt(oh, pos)
+	a := s.begin(g) // checks first that the file was not cut under the Store
+	if a.err != nil {
+		return fmt.Errorf("simdr: rename: %w", a.err)
+	}
+	e, err := g.entry(oh, pos)
+	if err != nil {
+		return fmt.Errorf("simdr: rename: %w", err)
+	}
 	crc, err := checkedSum(e)
 	if err != nil {
 		return fmt.Errorf("simdr: rename: %w", err)
 	}
-	a := s.begin(g)
 	a.putSum(nh, e.Bytes(), crc)
 	a.del(oh)
 	if err := a.commit(); err != nil {
@@ -50,7 +56,10 @@ func (s *Store) Rename(oldKey, newKey []byte) error {
 // checkedSum computes the checksum of e's bytes, which a copy writes, and
 // fails with ErrChecksum when it is not the one stored with them.
 func checkedSum(e Entry) (uint32, error) {
-	got, want := format.Checksum(e.Bytes()), e.Checksum()
+	var got, want uint32
+	if guardFault(func() { got, want = format.Checksum(e.Bytes()), e.Checksum() }) {
+		return 0, fmt.Errorf("value at offset %d: reading it faulted: the file was cut under the store: %w", e.Offset(), ErrCorrupt)
+	}
 	if got != want {
 		return 0, fmt.Errorf("value at offset %d: stored crc %08x, computed %08x: not copied: %w", e.Offset(), want, got, ErrChecksum)
 	}
@@ -138,7 +147,13 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 	if !ok {
 		return ErrNotFound
 	}
-	e := sg.entryAt(h, pos)
+	if err := s.checkCut(sg, sg.tail.Load()); err != nil {
+		return err // the source file was cut under the Store
+	}
+	e, err := sg.entry(h, pos)
+	if err != nil {
+		return err
+	}
 	crc, err := checkedSum(e)
 	if err != nil {
 		return err
