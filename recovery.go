@@ -8,27 +8,34 @@ import (
 	"github.com/simdr-go/simdr/internal/lock"
 )
 
-// recoverTail finds where the valid entries of a file of size bytes end (see
-// format.FindTail) and, for a writer, cuts off whatever follows: a torn write
-// or garbage. A non-empty file with no valid chain is ErrCorrupt unless
-// Options.Repair allows cutting it to empty. A read-only Store never writes:
-// it ignores what follows the tail.
+// recoverTail finds where the valid entries of a file of size bytes end and
+// decides what to do with the bytes past that point (see classifyTail):
+//   - a torn tail (the write a crash left unfinished, junk, or pages a power
+//     cut lost): a writer cuts it off, a read-only Store ignores it;
+//   - a damaged chain (intact entries above the break that cutting would
+//     lose): Open fails with ErrCorrupt and the file is left byte for byte as
+//     it was, unless Options.Repair salvages them (see repair);
+//   - a damaged first value under a sound chain: the file opens whole.
+//
+// A non-empty file with no valid chain is ErrCorrupt unless Options.Repair
+// salvages what it can (possibly nothing: the file becomes empty).
 //
 // A whole file (the usual case) is checked and collected into c in one walk;
 // otherwise c is left empty and buildIndex walks the chain found.
 func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
 	data := g.m.Bytes()[:size]
 	var (
-		tail  int64
+		L     int64
 		found bool
+		cls   format.TailClass
 	)
 	find := func() {
 		if format.WalkChain(data, 0, size, c.add) {
-			tail, found, c.done = size, true, true
+			L, found, c.done = size, true, true
 			return
 		}
 		c.reset()
-		tail, found = format.FindTail(data, 0)
+		L, found, cls = s.classifyTail(g, data)
 	}
 	if s.opts.ReadOnly {
 		// The writer may cut the file while we scan its end (see guardFault).
@@ -37,6 +44,18 @@ func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
 		}
 	} else {
 		find()
+	}
+	if L == size {
+		return size, nil
+	}
+	if s.opts.Repair && !s.opts.ReadOnly {
+		return s.repair(g, data, L)
+	}
+	switch cls.Kind {
+	case format.FirstDamaged:
+		return size, nil
+	case format.Broken:
+		return 0, damageError(cls)
 	}
 	if !found && s.opts.ReadOnly && !s.opts.Repair {
 		// A writer may be writing the file's first entry: while one holds
@@ -48,15 +67,58 @@ func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
 	if !found && !s.opts.Repair {
 		return 0, fmt.Errorf("no valid entry chain in %d bytes: %w", size, ErrCorrupt)
 	}
-	if tail < size && !s.opts.ReadOnly {
-		if err := g.f.Truncate(tail); err != nil {
-			return 0, fmt.Errorf("cut torn tail at %d: %w", tail, err)
+	if L < size && !s.opts.ReadOnly {
+		if err := g.f.Truncate(L); err != nil {
+			return 0, fmt.Errorf("cut torn tail at %d: %w", L, err)
 		}
 		if err := g.f.Sync(); err != nil {
-			return 0, fmt.Errorf("cut torn tail at %d: %w", tail, err)
+			return 0, fmt.Errorf("cut torn tail at %d: %w", L, err)
 		}
 	}
-	return tail, nil
+	return L, nil
+}
+
+// classifyTail finds the end L of the longest valid chain of data (the
+// whole file, which does not end in one) and classifies the bytes past it
+// (format.ClassifyTail). found is false when no valid chain exists (L is 0).
+//
+// The state file's hint (stateHint), when it has one and the chain up to the
+// writer's committed tail holds, says where to look: if every byte past the
+// committed tail is the writer's own uncommitted write, that is the tail,
+// with no scan; otherwise the scan starts from the committed tail, which is
+// known to be a valid chain end. When the chain below the committed tail does
+// not hold, the scan is the plain one; but bytes up to that tail were
+// committed, so a sound run of entries ending there is damage below it even
+// when the end of the file is torn.
+func (s *Store) classifyTail(g *gen, data []byte) (L int64, found bool, cls format.TailClass) {
+	size := int64(len(data))
+	floor := int64(0)
+	committed, own, hinted := s.stateHint(g, size)
+	hinted = hinted && committed >= 0 && committed <= size
+	if hinted && format.Chain(data, 0, committed) {
+		if own {
+			return committed, true, format.TailClass{Kind: format.Torn, L: committed, Top: size, Break: size}
+		}
+		floor = committed
+		hinted = false // nothing below it to doubt
+	}
+	L, found = format.FindTail(data, floor)
+	cls = format.ClassifyTail(data, floor, L, size)
+	if cls.Kind == format.Torn && hinted && committed > L {
+		if c2 := format.ClassifyTail(data, 0, L, committed); c2.Kind != format.Torn {
+			cls = c2
+		}
+	}
+	return L, found, cls
+}
+
+// damageError describes a damaged chain that Open refuses to cut.
+func damageError(c format.TailClass) error {
+	return fmt.Errorf("chain damaged at offset %d: the entry that should end there does not decode or verify, "+
+		"yet %d intact entries (%d bytes, offsets %d to %d) chain down to it; the longest valid chain ends at %d, "+
+		"and cutting the file back to it would lose them, so the file is left as it was: "+
+		"open with Options.Repair (`simdr FILE repair`) to keep every intact entry: %w",
+		c.Break, c.Entries, c.Top-c.Break, c.Break, c.Top, c.L, ErrCorrupt)
 }
 
 // buildIndex walks g's chain newest first: the first time a key hash is met
