@@ -45,11 +45,15 @@ func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
 	} else {
 		find()
 	}
+	if s.opts.Repair && !s.opts.ReadOnly {
+		if L == size && !damaged(data) {
+			return size, nil
+		}
+		c.reset()
+		return s.repair(g, data, L)
+	}
 	if L == size {
 		return size, nil
-	}
-	if s.opts.Repair && !s.opts.ReadOnly {
-		return s.repair(g, data, L)
 	}
 	switch cls.Kind {
 	case format.FirstDamaged:
@@ -110,6 +114,16 @@ func (s *Store) classifyTail(g *gen, data []byte) (L int64, found bool, cls form
 		}
 	}
 	return L, found, cls
+}
+
+// damaged reports whether an entry of the valid chain that ends data fails
+// its checksum (a tombstone: its byte). Open does not read the values below
+// the newest entry; Repair does, because a damaged prev can link to another
+// entry's end below and hide the entries between (the chain still holds).
+func damaged(data []byte) bool {
+	bad := false
+	format.Audit(data, int64(len(data)), func(_ format.Entry, intact bool) { bad = bad || !intact })
+	return bad
 }
 
 // damageError describes a damaged chain that Open refuses to cut.

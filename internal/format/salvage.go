@@ -194,67 +194,64 @@ func (s *Salvaged) InPlace() bool {
 	return len(s.Dropped) == 0 || (len(s.Dropped) == 1 && s.Dropped[0].Off == s.End)
 }
 
-// Salvage finds every intact entry of a damaged file, in order: the valid
-// chain below L (L = FindTail(data, 0)), whose values are kept even where
-// their checksum fails (their links hold; Verify lists them), then, above L,
-// a scan forward from each known boundary T (the end of the last entry kept):
-//   - a tombstone at T: metadata at T+1 storing TombstoneCRC, and either
-//     the zero byte at T or a link to T (only the byte is damaged);
+// Salvage finds every intact entry of a damaged file, in order. It trusts
+// no link it has not checked: it scans forward from byte 0, and from each
+// known boundary T (the end of the last entry kept) takes
+//   - a run of entries whose checksums all hold and whose links land exactly
+//     on one another, when one begins at T: the run that ends the file, and
+//     the one that ends at L (L = FindTail(data, 0), the longest valid
+//     chain), each walked down from its top as far as it holds;
+//   - otherwise a tombstone at T: metadata at T+1 storing TombstoneCRC, and
+//     either the zero byte at T or a link to T (only the byte is damaged);
 //   - otherwise the first metadata above T that stores the checksum of the
 //     bytes from T's aligned payload start up to it: the entry that begins
 //     at T, its payload intact whatever its stored prev says (the payload
 //     checksum tells which boundary below is the right one);
-//   - or, first met, metadata linking to a boundary p above T that verifies:
-//     the next intact entry. The bytes from T to p are kept when they are
-//     entries linked from p down to exactly T (damaged values whose links
-//     hold), and dropped otherwise.
+//   - or, met first, metadata linking to a boundary p above T whose entry
+//     verifies: the next intact entry. The bytes from T to p are kept when
+//     they are entries linked from p down to exactly T (damaged values whose
+//     links on both sides hold: dropping them would bring back an older
+//     value of their key), and dropped otherwise.
 //
 // What follows the last entry found is dropped. The work is linear in the
-// bytes scanned (a table CRC per byte above L), plus a bounded cost per
-// candidate link. Damaged tombstones are kept and marked Heal. Limits: a
+// bytes scanned (a table CRC per byte outside the runs), plus a bounded cost
+// per candidate link. Damaged tombstones are kept and marked Heal. Limit: a
 // value that itself holds store entries at matching offsets can be taken
 // apart into them where the chain around it is damaged.
 func Salvage(data []byte, L int64) Salvaged {
 	n := int64(len(data))
 	var out Salvaged
-	var low []Entry
-	Walk(data, 0, L, func(e Entry) bool {
-		low = append(low, e)
-		return true
-	})
-	slices.Reverse(low)
-	for _, e := range low {
-		out.keep(data, e)
+	type at struct {
+		run []Entry
+		i   int
 	}
-	T := out.End
-	if T != L { // L is not a valid chain end: start from scratch
-		out = Salvaged{}
-		T = 0
-	}
-	// The intact run that ends the file (see ClassifyTail), bottom up, by
-	// the boundary each entry begins at: reached, it is taken whole.
-	var run []Entry
-	for t := n; t > T; {
-		e, ok := sound(data, t)
-		if !ok || e.Prev < T {
-			break
+	runAt := map[int64]at{}
+	for _, top := range []int64{n, L} {
+		var run []Entry
+		for t := top; t > 0; {
+			e, ok := sound(data, t)
+			if !ok {
+				break
+			}
+			run = append(run, e)
+			t = e.Prev
 		}
-		run = append(run, e)
-		t = e.Prev
-	}
-	slices.Reverse(run)
-	runAt := make(map[int64]int, len(run))
-	for i, e := range run {
-		runAt[e.Prev] = i
+		slices.Reverse(run)
+		for i, e := range run {
+			if _, dup := runAt[e.Prev]; !dup {
+				runAt[e.Prev] = at{run, i}
+			}
+		}
 	}
 	sc := scanner{data: data}
+	T := int64(0)
 	for T+TombstoneSize <= n {
-		if i, ok := runAt[T]; ok {
-			for _, e := range run[i:] {
+		if r, ok := runAt[T]; ok {
+			for _, e := range r.run[r.i:] {
 				out.keep(data, e)
 			}
 			T = out.End
-			break
+			continue
 		}
 		e, p, ok := sc.next(T)
 		if !ok {
@@ -299,7 +296,10 @@ func linked(data []byte, T, p int64) []Entry {
 	u := p
 	for u > T {
 		d, ok := Decode(data, u)
-		if !ok || d.Prev < T || allZero(data[d.End:u]) {
+		if !ok || d.Prev < T || allZero(data[d.End:u]) || d.Tombstone && d.CRC != TombstoneCRC {
+			// A one-byte entry holding 0x00 whose checksum is not
+			// TombstoneCRC may be a damaged one-byte value as well as a
+			// damaged tombstone: keeping it either way could invent.
 			return nil
 		}
 		ds = append(ds, d)
