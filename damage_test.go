@@ -2,8 +2,17 @@ package simdr
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/simdr-go/simdr/internal/format"
 )
 
 // checkBroken writes raw, which holds intact entries above a damaged link,
@@ -40,4 +49,476 @@ func (c *relRecoveryChecker) checkBroken(what string, raw []byte, want map[uint6
 			t.Fatalf("%s (%+v): %d keys in %d bytes, want %d keys in %d bytes", what, opts, len(got), gotSize, len(want), size)
 		}
 	}
+}
+
+// ---- Damage is not a torn tail (issue 11, section 1) ----
+
+// dmgEntry is an entry as written: its key hash, its value (nil for a
+// tombstone) and where it lies.
+type dmgEntry struct {
+	h          uint64
+	val        []byte
+	prev       int64 // where it begins (its stored prev)
+	start, end int64 // its payload; the metadata follows
+}
+
+func (e dmgEntry) next() int64 { return e.end + format.MetaSize }
+
+// dmgBuild writes ops (a nil value deletes a live key) into a new store at
+// path and returns the file and its entries, oldest first.
+func dmgBuild(t *testing.T, path string, ops []relModelEntry, opts *Options) ([]byte, []dmgEntry) {
+	t.Helper()
+	os.Remove(path)
+	s, err := Open(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		if op.val == nil {
+			err = s.DeleteHash(op.h)
+		} else {
+			err = s.putHash(op.h, op.val)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ws []dmgEntry
+	format.Walk(raw, 0, int64(len(raw)), func(e format.Entry) bool {
+		w := dmgEntry{h: e.Hash, prev: e.Prev, start: e.Start, end: e.End}
+		if !e.Tombstone {
+			w.val = raw[e.Start:e.End]
+		}
+		ws = append(ws, w)
+		return true
+	})
+	slices.Reverse(ws)
+	if len(ws) != len(ops) {
+		t.Fatalf("%d entries in the file, %d written", len(ws), len(ops))
+	}
+	return raw, ws
+}
+
+// dmgSeen is an entry of an opened store's chain.
+type dmgSeen struct {
+	h     uint64
+	tomb  bool
+	val   []byte
+	start int64
+}
+
+// dmgChain returns the chain of s, oldest first.
+func dmgChain(s *Store) []dmgSeen {
+	data := s.cur.Load().m.Bytes()[:s.Size()]
+	var got []dmgSeen
+	format.Walk(data, 0, s.Size(), func(e format.Entry) bool {
+		g := dmgSeen{h: e.Hash, tomb: e.Tombstone, start: e.Start}
+		if !e.Tombstone {
+			g.val = bytes.Clone(data[e.Start:e.End])
+		}
+		got = append(got, g)
+		return true
+	})
+	slices.Reverse(got)
+	return got
+}
+
+// dmgState is the state a chain shows: the latest value of each key hash.
+func dmgState(got []dmgSeen) map[uint64][]byte {
+	m := map[uint64][]byte{}
+	for _, g := range got {
+		if g.tomb {
+			delete(m, g.h)
+		} else {
+			m[g.h] = g.val
+		}
+	}
+	return m
+}
+
+// dmgOutcome is what became of the damaged entry d in an opened store.
+type dmgOutcome struct {
+	dMissing bool // d is not in the chain (cut, or dropped by Repair)
+	dChanged bool // d is in the chain with another key hash or other bytes
+	hidden   int  // untouched entries missing below d (see dmgMatch)
+}
+
+// dmgMatch checks that got is ws with at most the damaged entry d changed
+// or missing (missing only as the last entry, unless repaired), and with
+// the entries j < d for which hide(j) holds possibly missing: those a prev
+// damaged onto another entry's end hides (the chain holds; a limit of Open,
+// which does not read values below the newest). offsets requires every
+// entry at its old offset (a file not rewritten).
+func dmgMatch(ws []dmgEntry, got []dmgSeen, d int, offsets, repaired bool, hide func(j int) bool) (dmgOutcome, error) {
+	var o dmgOutcome
+	same := func(g dmgSeen, w dmgEntry) bool {
+		return g.h == w.h && g.tomb == (w.val == nil) && (g.tomb || bytes.Equal(g.val, w.val)) && (!offsets || g.start == w.start)
+	}
+	i, j := 0, 0
+	for j < len(ws) && i < len(got) {
+		g, w := got[i], ws[j]
+		switch {
+		case same(g, w):
+			i, j = i+1, j+1
+		case j < d && hide(j):
+			o.hidden++
+			j++
+		case j == d && g.tomb == (w.val == nil) && (i+1 == len(got) || j+1 < len(ws) && same(got[i+1], ws[j+1])):
+			o.dChanged = true
+			i, j = i+1, j+1
+		case j == d:
+			o.dMissing = true
+			j++
+		default:
+			return o, fmt.Errorf("entry %d of the chain (hash %x at %d) is not entry %d written (hash %x at %d)", i, g.h, g.start, j, w.h, w.start)
+		}
+	}
+	if i < len(got) {
+		return o, fmt.Errorf("%d entries in the chain past the %d written", len(got)-i, len(ws))
+	}
+	for ; j < len(ws); j++ {
+		if j != d {
+			return o, fmt.Errorf("written entry %d (of %d) is missing", j, len(ws))
+		}
+		o.dMissing = true
+	}
+	if o.dMissing && d != len(ws)-1 && !repaired {
+		return o, fmt.Errorf("entry %d is missing, below intact entries", d)
+	}
+	return o, nil
+}
+
+// dmgLayouts are the files of the damaged-file matrix: 3 entries (a value,
+// a value, a tombstone), and 100 entries mixing values of every shape (one
+// byte, all zeros, ending 64-aligned, up to 3 KiB), overwrites and deletes,
+// some tombstones right after a 64-aligned end.
+func dmgLayouts() map[string][]relModelEntry {
+	r := rand.New(rand.NewPCG(7, 11))
+	h := func(i int) uint64 { return Hash(fmt.Appendf(nil, "key%d", i)) }
+	val := func(n int) []byte {
+		v := make([]byte, n)
+		for i := range v {
+			v[i] = byte(r.Uint32()) | 1
+		}
+		return v
+	}
+	three := []relModelEntry{{h(1), val(50)}, {h(2), val(130)}, {h: h(1)}}
+	var hundred []relModelEntry
+	live := map[int]bool{}
+	for i := 0; len(hundred) < 100; i++ {
+		k := r.IntN(30)
+		if live[k] && i%5 == 4 {
+			hundred = append(hundred, relModelEntry{h: h(k)})
+			live[k] = false
+			continue
+		}
+		var v []byte
+		switch i % 9 {
+		case 0:
+			v = val(1)
+		case 1:
+			v = make([]byte, 100) // all zeros
+		case 2, 3:
+			v = val(44) // from an aligned start, ends 64-aligned
+		case 4:
+			v = val(1000 + r.IntN(2000))
+		default:
+			v = val(2 + r.IntN(300))
+		}
+		hundred = append(hundred, relModelEntry{h(k), v})
+		live[k] = true
+	}
+	return map[string][]relModelEntry{"3 entries": three, "100 entries": hundred}
+}
+
+// dmgTable counts the outcomes of the damaged-file matrix, per damaged field.
+type dmgTable map[[2]string]map[string]int
+
+func (tb dmgTable) add(row, col, outcome string) {
+	k := [2]string{row, col}
+	if tb[k] == nil {
+		tb[k] = map[string]int{}
+	}
+	tb[k][outcome]++
+}
+
+// TestDamagedEntryMatrix damages every entry of a 3-entry and a 100-entry
+// file: every byte of every metadata record (xor 0xff, and one bit), and one
+// byte of every payload (a tombstone's zero byte). Each file is opened
+// read-only, as the writer and with Repair. Nothing intact may be lost:
+// without Repair the store opens with every untouched entry (the damaged one
+// changed, listed by Verify, or cut when it is the last) or fails with
+// ErrCorrupt leaving the file as it was; with Repair every untouched entry is
+// back, in order. Nothing is invented: the chain is the entries written, the
+// damaged one aside, and no deleted key comes back. With SIMDR_DAMAGE_TABLE
+// set to a path, the outcome table of docs/reliability.md is written there.
+func TestDamagedEntryMatrix(t *testing.T) {
+	dir := relFastDir(t)
+	path := filepath.Join(dir, "m.simdr")
+	tb := dmgTable{}
+	cases := 0
+	for _, name := range []string{"3 entries", "100 entries"} {
+		raw, ws := dmgBuild(t, filepath.Join(dir, "base.simdr"), dmgLayouts()[name], nil)
+		for d, w := range ws {
+			pos := "a middle entry"
+			switch d {
+			case 0:
+				pos = "the first entry"
+			case len(ws) - 1:
+				pos = "the last entry"
+			}
+			kind := "value"
+			if w.val == nil {
+				kind = "tombstone"
+			}
+			type flip struct {
+				off  int64
+				mask byte
+			}
+			var flips []flip
+			for b := range int64(format.MetaSize) {
+				flips = append(flips, flip{w.end + b, 0xff}, flip{w.end + b, 1 << (b % 8)})
+			}
+			flips = append(flips, flip{w.start + (w.end-w.start)/2, 0xff})
+			for _, f := range flips {
+				field := "payload byte"
+				switch b := f.off - w.end; {
+				case w.val == nil && b < 0:
+					field = "tombstone byte"
+				case b < 0:
+				case b < 8:
+					field = "key hash"
+				case b < 16:
+					field = "prev"
+				default:
+					field = "checksum"
+				}
+				bad := slices.Clone(raw)
+				bad[f.off] ^= f.mask
+				what := fmt.Sprintf("%s: %s of entry %d (%s) ^%#x at %d", name, field, d, kind, f.mask, f.off)
+				rw, rep := dmgCase(t, what, path, bad, ws, d, field)
+				row := fmt.Sprintf("%s of %s (%s)", field, pos, kind)
+				tb.add(row, "open", rw)
+				tb.add(row, "repair", rep)
+				cases++
+			}
+		}
+	}
+	t.Logf("%d damaged files, each opened read-only, as the writer and with Repair", cases)
+	if out := os.Getenv("SIMDR_DAMAGE_TABLE"); out != "" {
+		if err := os.WriteFile(out, []byte(tb.markdown()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// markdown renders the table, rows sorted.
+func (tb dmgTable) markdown() string {
+	rows := map[string]bool{}
+	for k := range tb {
+		rows[k[0]] = true
+	}
+	names := slices.Sorted(func(yield func(string) bool) {
+		for r := range rows {
+			if !yield(r) {
+				return
+			}
+		}
+	})
+	cell := func(m map[string]int) string {
+		var parts []string
+		for _, o := range slices.Sorted(func(yield func(string) bool) {
+			for o := range m {
+				if !yield(o) {
+					return
+				}
+			}
+		}) {
+			parts = append(parts, fmt.Sprintf("%s (%d)", o, m[o]))
+		}
+		return strings.Join(parts, "; ")
+	}
+	var b strings.Builder
+	b.WriteString("| damaged byte | Open, read-only and writable | Open with Repair |\n|---|---|---|\n")
+	for _, r := range names {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", r, cell(tb[[2]string{r, "open"}]), cell(tb[[2]string{r, "repair"}]))
+	}
+	return b.String()
+}
+
+// dmgCase opens the damaged file bad (entry d damaged in field) read-only,
+// as the writer and with Repair, checks every promise, and returns what
+// Open and Repair did.
+func dmgCase(t *testing.T, what, path string, bad []byte, ws []dmgEntry, d int, field string) (openOutcome, repairOutcome string) {
+	t.Helper()
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A prev damaged onto the end of another entry below still makes a
+	// chain; the entries between are hidden (Open does not read values
+	// below the newest; Verify lists the damaged one, Repair brings them
+	// back).
+	hideFrom := d
+	if field == "prev" {
+		p := int64(binary.LittleEndian.Uint64(bad[ws[d].end+8:]))
+		for k := range d - 1 {
+			if ws[k].next() == p {
+				hideFrom = k + 1
+			}
+		}
+	}
+	hide := func(j int) bool { return j >= hideFrom && j < d }
+	var roGot []dmgSeen
+	for _, ro := range []bool{true, false} {
+		s, err := Open(path, &Options{ReadOnly: ro})
+		after, _ := os.ReadFile(path)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("%s (read-only %v): Open = %v", what, ro, err)
+			}
+			if !bytes.Equal(after, bad) {
+				t.Fatalf("%s (read-only %v): the failed open changed the file", what, ro)
+			}
+			if !ro && roGot != nil {
+				t.Fatalf("%s: read-only open worked, writable failed: %v", what, err)
+			}
+			openOutcome = "ErrCorrupt, file untouched"
+			continue
+		}
+		got := dmgChain(s)
+		o, err := dmgMatch(ws, got, d, true, false, hide)
+		if err != nil {
+			s.Close()
+			t.Fatalf("%s (read-only %v): %v", what, ro, err)
+		}
+		dmgCheckStore(t, what, s, got, ws, d, o, field)
+		size := s.Size()
+		s.Close()
+		if want := bad[:size]; ro && !bytes.Equal(after, bad) || !ro && !bytes.Equal(after, want) {
+			t.Fatalf("%s (read-only %v): the file is %d bytes after the open, want %d", what, ro, len(after), size)
+		}
+		if ro {
+			roGot = got
+		} else if roGot == nil || len(roGot) != len(got) {
+			t.Fatalf("%s: the read-only and writable opens differ", what)
+		}
+		openOutcome = dmgDescribe(o, ws[d], field, false)
+	}
+	// Repair (from the damaged bytes again: the writable open may have cut).
+	if err := os.WriteFile(path, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, &Options{Repair: true})
+	if err != nil {
+		t.Fatalf("%s: repair: %v", what, err)
+	}
+	got := dmgChain(s)
+	o, err := dmgMatch(ws, got, d, false, true, func(int) bool { return false })
+	if err != nil {
+		s.Close()
+		t.Fatalf("%s: repaired: %v", what, err)
+	}
+	dmgCheckStore(t, what+" (repaired)", s, got, ws, d, o, field)
+	s.Close()
+	s, err = Open(path, nil)
+	if err != nil {
+		t.Fatalf("%s: open after repair: %v", what, err)
+	}
+	if again := dmgChain(s); len(again) != len(got) {
+		t.Fatalf("%s: the repaired file opens as something else", what)
+	}
+	s.Close()
+	return openOutcome, dmgDescribe(o, ws[d], field, true)
+}
+
+// dmgCheckStore checks an opened store against its chain: the state is the
+// chain's (nothing resurrected), and Verify lists exactly the damaged entry
+// when it shows bytes that fail their checksum, nothing else.
+func dmgCheckStore(t *testing.T, what string, s *Store, got []dmgSeen, ws []dmgEntry, d int, o dmgOutcome, field string) {
+	t.Helper()
+	want := dmgState(got)
+	n := 0
+	for e := range s.Entries() {
+		n++
+		if v, ok := want[e.KeyHash()]; !ok || !bytes.Equal(v, e.Bytes()) {
+			t.Fatalf("%s: key hash %x shows a value its chain does not end with", what, e.KeyHash())
+		}
+	}
+	if n != len(want) || s.Len() != n {
+		t.Fatalf("%s: %d live keys, the chain has %d", what, n, len(want))
+	}
+	if ws[d].val == nil && !o.dMissing && field != "key hash" {
+		// The tombstone is there: its key is live only if written again.
+		full := map[uint64][]byte{}
+		for _, w := range ws {
+			if w.val == nil {
+				delete(full, w.h)
+			} else {
+				full[w.h] = w.val
+			}
+		}
+		if _, live := want[ws[d].h]; live != (full[ws[d].h] != nil) {
+			t.Fatalf("%s: the deleted key is back", what)
+		}
+	}
+	var listed []int64
+	if err := s.Verify(); err != nil {
+		var ve *VerifyError
+		if !errors.As(err, &ve) || ve.BrokenAt != -1 || !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrChecksum) {
+			t.Fatalf("%s: Verify = %v", what, err)
+		}
+		listed = append(ve.Bad, ve.BadTombstones...)
+	}
+	// Verify lists the entries whose bytes fail their checksum: only the
+	// damaged one may, and it must when shown with touched payload or
+	// checksum bytes.
+	var expect []int64
+	for _, g := range got {
+		if g.tomb {
+			continue
+		}
+		if crc := format.ReadMeta(s.cur.Load().m.Bytes()[g.start+int64(len(g.val)):]).CRC; crc != format.Checksum(g.val) {
+			expect = append(expect, g.start)
+		}
+	}
+	data := s.cur.Load().m.Bytes()
+	for _, g := range got {
+		if g.tomb && data[g.start] != 0 {
+			expect = append(expect, g.start)
+		}
+	}
+	slices.Sort(listed)
+	slices.Sort(expect)
+	if !slices.Equal(listed, expect) || len(listed) > 1 || len(listed) == 1 && !o.dChanged && field != "checksum" && field != "tombstone byte" {
+		t.Fatalf("%s: Verify lists %v, want %v (the damaged entry only)", what, listed, expect)
+	}
+}
+
+// dmgDescribe names an outcome for the table.
+func dmgDescribe(o dmgOutcome, w dmgEntry, field string, repaired bool) string {
+	switch {
+	case o.hidden > 0:
+		return "opens; the entries between its damaged prev and the true one are hidden, Verify lists it (limit)"
+	case o.dMissing && repaired:
+		return "entry dropped"
+	case o.dMissing:
+		return "opens without the entry (cut)"
+	case o.dChanged && field == "key hash":
+		return "entry under another key hash (limit)"
+	case o.dChanged:
+		return "opens; value damaged, listed by Verify"
+	case field == "checksum" && w.val != nil || field == "tombstone byte":
+		if repaired {
+			return "entry kept" + map[bool]string{true: ", listed by Verify", false: ", healed"}[w.val != nil]
+		}
+		return "opens; entry listed by Verify"
+	case repaired:
+		return "every entry kept"
+	}
+	return "opens whole"
 }

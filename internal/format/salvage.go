@@ -89,8 +89,12 @@ type TailClass struct {
 //     leaves), whose checksum fails, while floor and L are 0: FirstDamaged;
 //   - the bytes where the run breaks (the metadata of the entry that should
 //     end at Break, and that entry's payload above L) reach a 4 KiB-aligned
-//     page that is zero from there to its end (to the file's end at most): a
-//     power cut lost that page, Torn;
+//     page that is zero from L (or the page's start) to its end (to the
+//     file's end at most): a power cut lost that page, Torn; unless the
+//     evidence says the link, not the page, is damaged: the lowest entry of
+//     the run begins exactly where an entry linked to L would (its prev was
+//     damaged in the bits the pre-pad absorbs), or the entry ending at Break
+//     verifies when linked to L (its zero bytes are its value);
 //   - otherwise Broken.
 //
 // It reads only the run and the bytes at the break; it does not write.
@@ -100,13 +104,14 @@ func ClassifyTail(data []byte, floor, L, top int64) TailClass {
 		return c
 	}
 	t := top
+	var low Entry // the lowest entry of the run
 	for t > floor {
 		e, ok := sound(data, t)
 		if !ok || e.Prev < floor || e.Start < L {
 			break
 		}
 		c.Entries++
-		t = e.Prev
+		low, t = e, e.Prev
 	}
 	c.Break = t
 	if c.Entries == 0 {
@@ -123,23 +128,35 @@ func ClassifyTail(data []byte, floor, L, top int64) TailClass {
 		c.Kind = FirstDamaged
 		return c
 	}
+	// The bytes of the entry that should end at t: its metadata, and when
+	// it decodes, its payload above L (from an aligned start: not the
+	// zero pre-pad after L).
 	lo := max(t-MetaSize, 0)
 	if fok {
-		lo = min(lo, max(f.Start, L))
+		lo = min(lo, max(f.Start, L+Prepad(L)))
 	}
-	if lostPage(data, lo, t) {
+	// A lowest entry whose payload starts where an entry linked to L would
+	// has its prev damaged in the bits the pre-pad absorbs (the zero bytes
+	// there are pre-pad, not a lost page).
+	// And an entry ending at t whose payload verifies from L's aligned end
+	// is intact with a damaged prev (the payload checksum tells which
+	// boundary below is the right one): its zero bytes are its value.
+	relink := fok && !f.Tombstone && L+Prepad(L) < f.End && Checksum(data[L+Prepad(L):f.End]) == f.CRC
+	if !relink && (low.Tombstone || low.Start != L+Prepad(L)) && lostPage(data, L, lo, t) {
 		return c
 	}
 	c.Kind = Broken
 	return c
 }
 
-// lostPage reports whether a page overlapping [lo, hi) is zero from where
-// that range enters it to its end (or the end of data).
-func lostPage(data []byte, lo, hi int64) bool {
+// lostPage reports whether a page overlapping [lo, hi) is zero from L (or
+// its start) to its end (or the end of data): what a power cut leaves of a
+// page written since the last sync, which was at or below L (the bytes
+// synced are a valid chain).
+func lostPage(data []byte, L, lo, hi int64) bool {
 	n := int64(len(data))
 	for p := lo &^ (PageSize - 1); p < hi; p += PageSize {
-		if allZero(data[max(p, lo):min(p+PageSize, n)]) {
+		if allZero(data[max(p, L):min(p+PageSize, n)]) {
 			return true
 		}
 	}
