@@ -522,3 +522,237 @@ func dmgDescribe(o dmgOutcome, w dmgEntry, field string, repaired bool) string {
 	}
 	return "opens whole"
 }
+
+// dmgFlipBit flips bit of the byte at off in the file at path.
+func dmgFlipBit(t *testing.T, path string, off int64, bit uint) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[off] ^= 1 << bit
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedLinkKeepsIntactEntries is issue 11's repro: 1,000 Puts with
+// SyncWrites, then one bit of entry 10's prev flipped. Open used to cut the
+// file to the first 10 entries, fsynced (990 intact entries gone), read-only
+// opens showed 10 keys. Now both fail with ErrCorrupt naming the offset,
+// leaving the file as it was, and Repair relinks the entry in place: 1,000
+// keys back.
+func TestDamagedLinkKeepsIntactEntries(t *testing.T) {
+	// (Bits whose flip lands on another entry's end are the limit the
+	// matrix shows: the chain still holds, hiding the entries between.)
+	for _, bit := range []uint{0, 3, 5, 40} {
+		t.Run(fmt.Sprint("bit", bit), func(t *testing.T) {
+			path := filepath.Join(relFastDir(t), "k.simdr")
+			var ops []relModelEntry
+			m := map[uint64][]byte{}
+			for i := range 1000 {
+				k, v := fmt.Appendf(nil, "key%d", i), fmt.Appendf(nil, "value %d", i)
+				ops = append(ops, relModelEntry{Hash(k), v})
+				m[Hash(k)] = v
+			}
+			raw, ws := dmgBuild(t, path, ops, &Options{SyncWrites: true})
+			dmgFlipBit(t, path, ws[10].end+8+int64(bit/8), bit%8)
+			bad, _ := os.ReadFile(path)
+			for _, ro := range []bool{false, true} {
+				_, err := Open(path, &Options{ReadOnly: ro})
+				if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), fmt.Sprintf("ends at %d", ws[9].next())) || !strings.Contains(err.Error(), "989 intact") && !strings.Contains(err.Error(), "990 intact") || !strings.Contains(err.Error(), "Repair") {
+					t.Fatalf("Open (read-only %v) = %v, want ErrCorrupt naming the break, the 989 or 990 entries above and Repair", ro, err)
+				}
+				if after, _ := os.ReadFile(path); !bytes.Equal(after, bad) {
+					t.Fatalf("the failed open (read-only %v) changed the file", ro)
+				}
+			}
+			s, err := Open(path, &Options{Repair: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := relSnapshot(t, s)
+			rep := s.Repaired()
+			s.Close()
+			if !relSameState(got, m) {
+				t.Fatalf("repaired: %d keys, want 1000", len(got))
+			}
+			if rep == nil || rep.Kept != 1000 || rep.Relinked != 1 || len(rep.Dropped) != 0 || rep.Rewritten || rep.NewSize != int64(len(raw)) {
+				t.Fatalf("Repaired() = %+v", rep)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, raw) {
+				t.Fatal("the repaired file is not the file as written")
+			}
+		})
+	}
+}
+
+// TestDamagedOldValueOpens: a flipped bit in the first entry of the Rust
+// vector small.bin (alpha's first value, overwritten since) made simdr refuse
+// the file ("no valid entry chain"), and Repair truncated it to 0 bytes. The
+// Rust original reads every live value. Now it opens (read-only and as the
+// writer, the file untouched), every live value reads right, Verify lists the
+// bad one, and Repair keeps every entry.
+func TestDamagedOldValueOpens(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "small.bin")
+	raw, err := os.ReadFile(filepath.Join("testdata", "vectors", "small.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[1] ^= 0x04 // "hello" → "hallo"
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"alpha": "HELLO again, overwritten", "gamma": "\x01\x02\x03"}
+	for _, opts := range []*Options{{ReadOnly: true}, nil, {Repair: true}} {
+		s, err := Open(path, opts)
+		if err != nil {
+			t.Fatalf("Open(%+v) = %v", opts, err)
+		}
+		for k, v := range want {
+			if e, err := s.Get([]byte(k)); err != nil || string(e.Bytes()) != v {
+				t.Fatalf("Open(%+v): Get(%s) = %q, %v", opts, k, e.Bytes(), err)
+			}
+		}
+		if s.Has([]byte("beta")) || s.Len() != 2 {
+			t.Fatalf("Open(%+v): beta is back or Len %d", opts, s.Len())
+		}
+		var ve *VerifyError
+		if err := s.Verify(); !errors.As(err, &ve) || !slices.Equal(ve.Bad, []int64{0}) || !errors.Is(err, ErrChecksum) || !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("Open(%+v): Verify = %v, want offset 0 listed", opts, err)
+		}
+		if s.Repaired() != nil {
+			t.Fatalf("Repaired() = %+v: nothing to change", s.Repaired())
+		}
+		s.Close()
+		if after, _ := os.ReadFile(path); !bytes.Equal(after, raw) {
+			t.Fatalf("Open(%+v) changed the file", opts)
+		}
+	}
+}
+
+// TestDamagedTombstoneStaysDeleted: a tombstone whose zero byte flips used
+// to bring its key back as the value "\x01" (prev 64-aligned: the byte read
+// as a one-byte value) or to break the chain (the byte read as nothing);
+// as the newest entry, the tombstone was cut and the old value came back.
+// Now the key stays deleted, Verify lists the tombstone, Repair heals it.
+func TestDamagedTombstoneStaysDeleted(t *testing.T) {
+	k, other := []byte("gone"), []byte("other")
+	for _, tc := range []struct {
+		name    string
+		aligned bool // the tombstone's prev is a multiple of 64
+		last    bool // the tombstone is the newest entry
+	}{{"unaligned middle", false, false}, {"unaligned last", false, true}, {"aligned middle", true, false}, {"aligned last", true, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "t.simdr")
+			n := 30
+			if tc.aligned {
+				n = 44 // from offset 0, the entry ends at 64
+			}
+			ops := []relModelEntry{{Hash(k), bytes.Repeat([]byte("v"), n)}, {h: Hash(k)}}
+			if !tc.last {
+				ops = append(ops, relModelEntry{Hash(other), []byte("still here")})
+			}
+			_, ws := dmgBuild(t, path, ops, nil)
+			if tomb := ws[1]; (tomb.prev%64 == 0) != tc.aligned {
+				t.Fatalf("tombstone at %d", tomb.prev)
+			}
+			dmgFlipBit(t, path, ws[1].start, 0)
+			for _, opts := range []*Options{{ReadOnly: true}, nil, {Repair: true}} {
+				s, err := Open(path, opts)
+				if err != nil {
+					t.Fatalf("Open(%+v) = %v", opts, err)
+				}
+				if _, err := s.Get(k); !errors.Is(err, ErrNotFound) || s.Has(k) {
+					t.Fatalf("Open(%+v): Get(%s) = %v: the deleted key is back", opts, k, err)
+				}
+				if !tc.last {
+					if e, err := s.Get(other); err != nil || string(e.Bytes()) != "still here" {
+						t.Fatalf("Open(%+v): Get(other) = %v", opts, err)
+					}
+				}
+				err = s.Verify()
+				if opts != nil && opts.Repair {
+					if err != nil || s.Repaired() == nil || s.Repaired().Healed != 1 {
+						t.Fatalf("repaired: Verify = %v, Repaired = %+v", err, s.Repaired())
+					}
+				} else {
+					var ve *VerifyError
+					if !errors.As(err, &ve) || !slices.Equal(ve.BadTombstones, []int64{ws[1].start}) || len(ve.Bad) != 0 || !errors.Is(err, ErrCorrupt) {
+						t.Fatalf("Open(%+v): Verify = %v, want the tombstone at %d listed", opts, err, ws[1].start)
+					}
+				}
+				s.Close()
+			}
+		})
+	}
+}
+
+// TestRepairSalvagesAroundDamage: several damaged regions in one file (a
+// payload and its metadata overwritten with junk, a prev damaged, a torn
+// tail after them): Repair keeps every untouched entry, in order, writing
+// them into a new file (entries move down over the dropped bytes), keeps the
+// file's mode, and reports what it dropped.
+func TestRepairSalvagesAroundDamage(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "r.simdr")
+	var ops []relModelEntry
+	for i := range 200 {
+		ops = append(ops, relModelEntry{Hash(fmt.Appendf(nil, "k%d", i)), bytes.Repeat([]byte{byte(i) | 1}, 10+i*7%300)})
+	}
+	raw, ws := dmgBuild(t, path, ops, nil)
+	bad := slices.Clone(raw)
+	junk := func(from, to int64) {
+		for i := from; i < to; i++ {
+			bad[i] = byte(i*131) | 0x80
+		}
+	}
+	junk(ws[20].start+3, ws[21].start+5) // entry 20's tail, its metadata and entry 21's start
+	bad[ws[50].end+8] ^= 0x40            // entry 50's prev
+	junk(ws[120].end, ws[120].next())    // entry 120's metadata
+	bad = append(bad, bytes.Repeat([]byte{7}, 100)...)
+	if err := os.WriteFile(path, bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, nil); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open = %v, want ErrCorrupt", err)
+	}
+	s, err := Open(path, &Options{Repair: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := dmgChain(s)
+	rep := s.Repaired()
+	s.Close()
+	lost := map[int]bool{20: true, 21: true, 120: true}
+	var want []dmgEntry
+	for i, w := range ws {
+		if !lost[i] {
+			want = append(want, w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("repaired: %d entries, want %d", len(got), len(want))
+	}
+	for i, g := range got {
+		if g.h != want[i].h || !bytes.Equal(g.val, want[i].val) {
+			t.Fatalf("repaired entry %d is not the one written", i)
+		}
+	}
+	if rep == nil || !rep.Rewritten || rep.Kept != len(want) || len(rep.Dropped) != 3 || rep.Relinked == 0 || rep.OldSize != int64(len(bad)) {
+		t.Fatalf("Repaired() = %+v", rep)
+	}
+	if d := rep.Dropped[2]; d.Off+d.Len != int64(len(bad)) {
+		t.Fatalf("the torn tail is not the last range dropped: %+v", rep.Dropped)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != rep.NewSize {
+		t.Fatalf("repaired file: %v, %v (report %+v)", fi.Mode(), err, rep)
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 1 {
+		t.Fatalf("files left beside the store: %v", names)
+	}
+}

@@ -57,7 +57,9 @@ func (s *Store) recoverTail(g *gen, size int64, c *collector) (int64, error) {
 	}
 	switch cls.Kind {
 	case format.FirstDamaged:
-		return size, nil
+		// The chain holds but for the first value: the tail is the top of
+		// the run (below a torn write, if any, cut as below).
+		L, found = cls.Top, true
 	case format.Broken:
 		return 0, damageError(cls)
 	}

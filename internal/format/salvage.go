@@ -1,6 +1,7 @@
 package format
 
 import (
+	"encoding/binary"
 	"hash/crc32"
 	"slices"
 )
@@ -64,8 +65,9 @@ func (k TailKind) String() string {
 // TailClass is ClassifyTail's verdict.
 type TailClass struct {
 	Kind TailKind
-	// L and Top are the arguments: the end of the longest valid chain, and
-	// where the walk began.
+	// L is the end of the longest valid chain; Top is where the run of
+	// intact entries begins (the top asked for, or the highest intact entry
+	// below it when the top is torn).
 	L, Top int64
 	// Break is the lowest offset the run of intact entries from Top reaches:
 	// the prev of its lowest entry, where the entry that should end there
@@ -92,13 +94,35 @@ type TailClass struct {
 //     page that is zero from L (or the page's start) to its end (to the
 //     file's end at most): a power cut lost that page, Torn; unless the
 //     evidence says the link, not the page, is damaged: the lowest entry of
-//     the run begins exactly where an entry linked to L would (its prev was
+//     the run begins exactly where an entry linked to L would and links to
+//     an offset that no run of tombstones from L reaches (its prev was
 //     damaged in the bits the pre-pad absorbs), or the entry ending at Break
 //     verifies when linked to L (its zero bytes are its value);
 //   - otherwise Broken.
 //
-// It reads only the run and the bytes at the break; it does not write.
+// When no intact entry ends at top (a torn write), the walk is made from
+// the highest intact entry below top instead (found by a bounded scan, see
+// highestSound), so that a torn write on top of damage does not hide the
+// damage; Top is then that entry's end, and the bytes above it are torn.
+//
+// It reads the run, the bytes at the break and, under a torn top, the bytes
+// from top down to the highest intact entry; it does not write.
 func ClassifyTail(data []byte, floor, L, top int64) TailClass {
+	c := classify(data, floor, L, top)
+	if c.Entries == 0 && top <= int64(len(data)) {
+		// A torn write may lie on top of damage: walk from the highest
+		// intact entry below it.
+		if h, ok := highestSound(data, floor, L, top); ok {
+			if c2 := classify(data, floor, L, h); c2.Kind != Torn {
+				return c2
+			}
+		}
+	}
+	return c
+}
+
+// classify is ClassifyTail walking from top only.
+func classify(data []byte, floor, L, top int64) TailClass {
 	c := TailClass{Kind: Torn, L: L, Top: top, Break: top}
 	if top <= L || top > int64(len(data)) {
 		return c
@@ -135,18 +159,64 @@ func ClassifyTail(data []byte, floor, L, top int64) TailClass {
 	if fok {
 		lo = min(lo, max(f.Start, L+Prepad(L)))
 	}
-	// A lowest entry whose payload starts where an entry linked to L would
-	// has its prev damaged in the bits the pre-pad absorbs (the zero bytes
-	// there are pre-pad, not a lost page).
-	// And an entry ending at t whose payload verifies from L's aligned end
-	// is intact with a damaged prev (the payload checksum tells which
-	// boundary below is the right one): its zero bytes are its value.
+	// Two kinds of evidence that the link, not a page, is damaged:
+	//   - the lowest entry's payload starts where an entry linked to L
+	//     would, and its prev is not L plus a whole number of tombstones
+	//     (the only entries that could lie between without moving its
+	//     start): its prev was damaged in the bits the pre-pad absorbs, and
+	//     the zero bytes there are pre-pad;
+	//   - the entry ending at t verifies when linked to L: it is intact with
+	//     a damaged prev (the payload checksum tells which boundary below is
+	//     the right one), and its zero bytes are its value.
+	prepadFlip := !low.Tombstone && low.Start == L+Prepad(L) && (t-L)%TombstoneSize != 0
 	relink := fok && !f.Tombstone && L+Prepad(L) < f.End && Checksum(data[L+Prepad(L):f.End]) == f.CRC
-	if !relink && (low.Tombstone || low.Start != L+Prepad(L)) && lostPage(data, L, lo, t) {
+	if !prepadFlip && !relink && lostPage(data, L, lo, t) {
 		return c
 	}
 	c.Kind = Broken
 	return c
+}
+
+// maxCandidates bounds the checksums highestSound computes.
+const maxCandidates = 4096
+
+// highestSound returns the end of the highest sound entry in (L, top) whose
+// payload lies above L and floor, scanning down from top. Most offsets fail
+// on the prev link at once; it gives up after maxCandidates checksums (a
+// crafted tail), so that its cost stays linear in top-L with a small
+// constant: each long checksum is derived from running ones (prefixCRC).
+func highestSound(data []byte, floor, L, top int64) (int64, bool) {
+	pc := prefixCRC{base: L}
+	lo := max(L, floor)
+	checks := 0
+	for t := top - 1; t >= lo+TombstoneSize; t-- {
+		if p := int64(binary.LittleEndian.Uint64(data[t-12 : t-4])); p < lo || p >= t-MetaSize {
+			continue
+		}
+		e, ok := Decode(data, t)
+		if !ok || e.Start < lo || allZero(data[e.End:t]) {
+			continue
+		}
+		if checks++; checks > maxCandidates {
+			return 0, false
+		}
+		if e.Tombstone {
+			if e.CRC == TombstoneCRC {
+				return t, true
+			}
+			continue
+		}
+		var sum uint32
+		if e.End-e.Start < 64<<10 {
+			sum = Checksum(data[e.Start:e.End])
+		} else {
+			sum = pc.rangeCRC(data, e.Start, e.End)
+		}
+		if sum == e.CRC {
+			return t, true
+		}
+	}
+	return 0, false
 }
 
 // lostPage reports whether a page overlapping [lo, hi) is zero from L (or
@@ -378,29 +448,30 @@ func (sc *scanner) valid(e Entry) bool {
 	return sc.pre.rangeCRC(sc.data, e.Start, e.End) == e.CRC
 }
 
-// prefixCRC keeps the running CRC of data from 0 every step bytes, extended
-// as needed, and derives the CRC of any long range from the two at its ends,
-// so that checking a candidate costs at most two steps of data.
+// prefixCRC keeps the running CRC of data from base every step bytes,
+// extended as needed, and derives the CRC of any long range from the two at
+// its ends, so that checking a candidate costs at most two steps of data.
 type prefixCRC struct {
+	base  int64
 	step  int64
-	marks []uint32 // marks[i]: Checksum(data[:i*step])
+	marks []uint32 // marks[i]: Checksum(data[base : base+i*step])
 }
 
-// upto returns Checksum(data[:x]).
+// upto returns Checksum(data[base:x]).
 func (c *prefixCRC) upto(data []byte, x int64) uint32 {
 	if c.marks == nil {
-		c.step = max(4096, int64(len(data))>>18+1)
+		c.step = max(4096, (int64(len(data))-c.base)>>18+1)
 		c.marks = []uint32{0}
 	}
-	for i := int64(len(c.marks)); i <= x/c.step; i++ {
-		p := (i - 1) * c.step
+	for i := int64(len(c.marks)); i <= (x-c.base)/c.step; i++ {
+		p := c.base + (i-1)*c.step
 		c.marks = append(c.marks, crc32.Update(c.marks[i-1], ieee, data[p:p+c.step]))
 	}
-	i := x / c.step
-	return crc32.Update(c.marks[i], ieee, data[i*c.step:x])
+	i := (x - c.base) / c.step
+	return crc32.Update(c.marks[i], ieee, data[c.base+i*c.step:x])
 }
 
-// rangeCRC returns Checksum(data[a:b]).
+// rangeCRC returns Checksum(data[a:b]), base ≤ a ≤ b.
 func (c *prefixCRC) rangeCRC(data []byte, a, b int64) uint32 {
 	return c.upto(data, b) ^ shiftCRC(c.upto(data, a), b-a)
 }
