@@ -37,7 +37,7 @@ func TestVerifyBrokenChainAndTombstone(t *testing.T) {
 	}
 	s.Close()
 	raw, _ := os.ReadFile(f)
-	raw[tomb] = 1        // the tombstone's zero byte
+	raw[tomb] = 1         // the tombstone's zero byte
 	raw[ends[10]-12] ^= 8 // entry 10's prev
 	os.WriteFile(f, raw, 0o644)
 
