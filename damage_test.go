@@ -265,6 +265,9 @@ func TestDamagedEntryMatrix(t *testing.T) {
 	for _, name := range []string{"3 entries", "100 entries"} {
 		raw, ws := dmgBuild(t, filepath.Join(dir, "base.simdr"), dmgLayouts()[name], nil)
 		for d, w := range ws {
+			if d%dmgSample != 0 && d != len(ws)-1 {
+				continue
+			}
 			pos := "a middle entry"
 			switch d {
 			case 0:

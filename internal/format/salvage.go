@@ -285,9 +285,10 @@ func (s *Salvaged) InPlace() bool {
 // no link it has not checked: it scans forward from byte 0, and from each
 // known boundary T (the end of the last entry kept) takes
 //   - a run of entries whose checksums all hold and whose links land exactly
-//     on one another, when one begins at T: the run that ends the file, and
-//     the one that ends at L (L = FindTail(data, 0), the longest valid
-//     chain), each walked down from its top as far as it holds;
+//     on one another, when one begins at T: the run that ends the file,
+//     walked down from its top as far as it holds, and the stretches of the
+//     chain that ends at L (L = FindTail(data, 0), the longest valid chain)
+//     between entries that fail their checksum;
 //   - otherwise a tombstone at T: metadata at T+1 storing TombstoneCRC, and
 //     either the zero byte at T or a link to T (only the byte is damaged);
 //   - otherwise the first metadata above T that stores the checksum of the
@@ -313,16 +314,7 @@ func Salvage(data []byte, L int64) Salvaged {
 		i   int
 	}
 	runAt := map[int64]at{}
-	for _, top := range []int64{n, L} {
-		var run []Entry
-		for t := top; t > 0; {
-			e, ok := sound(data, t)
-			if !ok {
-				break
-			}
-			run = append(run, e)
-			t = e.Prev
-		}
+	add := func(run []Entry) {
 		slices.Reverse(run)
 		for i, e := range run {
 			if _, dup := runAt[e.Prev]; !dup {
@@ -330,6 +322,34 @@ func Salvage(data []byte, L int64) Salvaged {
 			}
 		}
 	}
+	// The runs: from the top of the file as far as it holds, and the chain
+	// from L cut into its sound stretches (an entry that fails its checksum
+	// ends one; its links are followed, not trusted).
+	var run []Entry
+	for t := n; t > 0; {
+		e, ok := sound(data, t)
+		if !ok {
+			break
+		}
+		run = append(run, e)
+		t = e.Prev
+	}
+	add(run)
+	run = nil
+	for t := L; t > 0; {
+		e, ok := Decode(data, t)
+		if !ok || allZero(data[e.End:t]) {
+			break
+		}
+		if e.Valid(data) {
+			run = append(run, e)
+		} else {
+			add(run)
+			run = nil
+		}
+		t = e.Prev
+	}
+	add(run)
 	sc := scanner{data: data}
 	T := int64(0)
 	for T+TombstoneSize <= n {
