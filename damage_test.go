@@ -515,6 +515,8 @@ func dmgDescribe(o dmgOutcome, w dmgEntry, field string, repaired bool) string {
 		return "entry under another key hash (limit)"
 	case o.dChanged:
 		return "opens; value damaged, listed by Verify"
+	case repaired && w.val == nil && (field == "checksum" || field == "tombstone byte"):
+		return "tombstone kept, healed"
 	case field == "checksum" && w.val != nil || field == "tombstone byte":
 		if repaired {
 			return "entry kept" + map[bool]string{true: ", listed by Verify", false: ", healed"}[w.val != nil]

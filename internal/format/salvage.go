@@ -291,6 +291,8 @@ func (s *Salvaged) InPlace() bool {
 //     between entries that fail their checksum;
 //   - otherwise a tombstone at T: metadata at T+1 storing TombstoneCRC, and
 //     either the zero byte at T or a link to T (only the byte is damaged);
+//     or the zero byte, a link to T and a checksum that is not one a
+//     one-byte value could have (only the checksum is damaged);
 //   - otherwise the first metadata above T that stores the checksum of the
 //     bytes from T's aligned payload start up to it: the entry that begins
 //     at T, its payload intact whatever its stored prev says (the payload
@@ -298,8 +300,8 @@ func (s *Salvaged) InPlace() bool {
 //   - or, met first, metadata linking to a boundary p above T whose entry
 //     verifies: the next intact entry. The bytes from T to p are kept when
 //     they are entries linked from p down to exactly T (damaged values whose
-//     links on both sides hold: dropping them would bring back an older
-//     value of their key), and dropped otherwise.
+//     links on both sides hold, and tombstones as above: dropping them would
+//     bring back an older value of their key), and dropped otherwise.
 //
 // What follows the last entry found is dropped. The work is linear in the
 // bytes scanned (a table CRC per byte outside the runs), plus a bounded cost
@@ -403,10 +405,7 @@ func linked(data []byte, T, p int64) []Entry {
 	u := p
 	for u > T {
 		d, ok := Decode(data, u)
-		if !ok || d.Prev < T || allZero(data[d.End:u]) || d.Tombstone && d.CRC != TombstoneCRC {
-			// A one-byte entry holding 0x00 whose checksum is not
-			// TombstoneCRC may be a damaged one-byte value as well as a
-			// damaged tombstone: keeping it either way could invent.
+		if !ok || d.Prev < T || allZero(data[d.End:u]) || d.Tombstone && d.CRC != TombstoneCRC && !tombCRCDamaged(d.CRC) {
 			return nil
 		}
 		ds = append(ds, d)
@@ -415,6 +414,21 @@ func linked(data []byte, T, p int64) []Entry {
 	slices.Reverse(ds)
 	return ds
 }
+
+// oneByteCRCs holds the checksums of the 255 one-byte values.
+var oneByteCRCs = func() map[uint32]bool {
+	m := make(map[uint32]bool, 255)
+	for b := 1; b < 256; b++ {
+		m[Checksum([]byte{byte(b)})] = true
+	}
+	return m
+}()
+
+// tombCRCDamaged reports whether a one-byte entry holding 0x00 and storing
+// crc (not TombstoneCRC) is a tombstone whose checksum is damaged rather
+// than a one-byte value whose byte became 0x00 (its checksum would be that
+// of its one nonzero byte) or a lost page (a zero checksum).
+func tombCRCDamaged(crc uint32) bool { return crc != 0 && !oneByteCRCs[crc] }
 
 // scanner finds, for Salvage, the next intact entry at or above a boundary.
 type scanner struct {
@@ -431,9 +445,8 @@ func (sc *scanner) next(T int64) (Entry, int64, bool) {
 	data := sc.data
 	n := int64(len(data))
 	if T+TombstoneSize <= n {
-		meta := data[T+1 : T+TombstoneSize]
-		m, b := ReadMeta(meta), data[T]
-		if m.CRC == TombstoneCRC && (m.Prev == T || b == 0) {
+		m, b := ReadMeta(data[T+1:T+TombstoneSize]), data[T]
+		if m.CRC == TombstoneCRC && (m.Prev == T || b == 0) || m.Prev == T && b == 0 && tombCRCDamaged(m.CRC) {
 			return Entry{Meta: m, Start: T, End: T + 1, Tombstone: true}, T, true
 		}
 	}
