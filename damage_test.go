@@ -513,6 +513,8 @@ func dmgDescribe(o dmgOutcome, w dmgEntry, field string, repaired bool) string {
 		return "opens without the entry (cut)"
 	case o.dChanged && field == "key hash":
 		return "entry under another key hash (limit)"
+	case o.dChanged && repaired:
+		return "damaged value kept (its links hold), listed by Verify"
 	case o.dChanged:
 		return "opens; value damaged, listed by Verify"
 	case repaired && w.val == nil && (field == "checksum" || field == "tombstone byte"):
