@@ -190,7 +190,24 @@ func highestSound(data []byte, floor, L, top int64) (int64, bool) {
 	lo := max(L, floor)
 	checks := 0
 	for t := top - 1; t >= lo+TombstoneSize; t-- {
-		if p := int64(binary.LittleEndian.Uint64(data[t-12 : t-4])); p < lo || p >= t-MetaSize {
+		if data[t-5] != 0 { // the top byte of prev: offsets stay below 2^48
+			continue
+		}
+		p := int64(binary.LittleEndian.Uint64(data[t-12 : t-4]))
+		if p < lo || p >= t-MetaSize {
+			continue
+		}
+		if p == 0 && binary.LittleEndian.Uint64(data[t-20:t-12]) == 0 && binary.LittleEndian.Uint32(data[t-4:t]) == 0 {
+			// All-zero metadata (a file grown without its data): skip to
+			// the first window below that holds a nonzero byte.
+			j := t - MetaSize
+			for j >= 8 && binary.LittleEndian.Uint64(data[j-8:j]) == 0 {
+				j -= 8
+			}
+			for j > 0 && data[j-1] == 0 {
+				j--
+			}
+			t = j + MetaSize // the loop's t-- takes in data[j-1]
 			continue
 		}
 		e, ok := Decode(data, t)
