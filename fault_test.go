@@ -85,8 +85,8 @@ func TestVerifyFindsFlippedPayload(t *testing.T) {
 	}
 	err = s.Verify()
 	var ve *VerifyError
-	if !errors.As(err, &ve) || !errors.Is(err, ErrChecksum) || errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Verify = %v, want a *VerifyError matching ErrChecksum only", err)
+	if !errors.As(err, &ve) || !errors.Is(err, ErrChecksum) || !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Verify = %v, want a *VerifyError matching ErrChecksum and ErrCorrupt", err)
 	}
 	slices.Sort(ve.Bad)
 	if !slices.Equal(ve.Bad, []int64{offs[1], offs[2]}) || ve.BrokenAt != -1 {
@@ -714,12 +714,24 @@ func (c *relRecoveryChecker) check(what string, raw []byte, want map[uint64][]by
 		}
 	}
 	if corrupt {
+		// Repair keeps what is intact (often nothing: the file becomes
+		// empty; a relinked entry when only its prev was damaged), and
+		// the repaired file opens as it is. damage_test.go checks that
+		// nothing is invented or lost.
 		s, err := Open(c.path, &Options{Repair: true})
 		if err != nil {
 			t.Fatalf("%s: repair: %v", what, err)
 		}
-		if s.Len() != 0 || s.Size() != 0 {
-			t.Fatalf("%s: repair left %d keys in %d bytes", what, s.Len(), s.Size())
+		got, size := relSnapshot(t, s), s.Size()
+		if err := s.Verify(); err != nil && !errors.Is(err, ErrChecksum) {
+			t.Fatalf("%s: repaired file: Verify = %v", what, err)
+		}
+		s.Close()
+		if s, err = Open(c.path, nil); err != nil {
+			t.Fatalf("%s: open after repair: %v", what, err)
+		}
+		if s.Size() != size || !relSameState(relSnapshot(t, s), got) {
+			t.Fatalf("%s: the repaired file opens as something else", what)
 		}
 		s.Close()
 	}
@@ -762,6 +774,13 @@ func TestDamagedFiles(t *testing.T) {
 				want := maps.Clone(prevState)
 				relApplyEntries(want, []relModelEntry{last})
 				c.check(what, raw, want, full)
+				continue
+			}
+			if p := prev ^ 1<<(bit-64); bit < 128 && l.last[n-1].val != nil && p < full && p+format.Prepad(p) == prev+format.Prepad(prev) {
+				// A flip in the pre-pad bits of prev: the entry is intact
+				// (same payload), only its link is damaged. Open refuses
+				// to cut it; Repair relinks it.
+				c.checkBroken(what, raw, fullState, full)
 				continue
 			}
 			c.check(what, raw, prevState, prev)
@@ -895,26 +914,46 @@ func TestOpenTornNumericTail(t *testing.T) {
 	}
 }
 
-// TestFirstEntryDamaged: Open checks the checksum of the file's first entry
-// (a lost write can zero a later entry's metadata so that it reads as a first
-// entry). A damaged first value therefore leaves no valid chain: Open fails
-// with ErrCorrupt and leaves the file alone; Repair would cut the file to the
-// longest valid prefix, which is empty.
+// TestFirstEntryDamaged: the chain checks the checksum of the file's first
+// entry (a lost write can zero a later entry's metadata so that it reads as a
+// first entry), so a damaged first value leaves no valid chain. Yet when the
+// chain above it is intact from the end of the file, the store opens whole
+// (read-only too, the file untouched): Verify lists the first value.
 func TestFirstEntryDamaged(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "first.simdr")
 	s, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	relBaseStore(t, s)
+	m := relBaseStore(t, s)
 	s.Close()
 	relFlipByte(t, path, 5)
 	raw, _ := os.ReadFile(path)
-	if _, err := Open(path, nil); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("Open = %v, want ErrCorrupt", err)
-	}
-	if after, _ := os.ReadFile(path); !bytes.Equal(after, raw) {
-		t.Fatal("the failed open changed the file")
+	for _, ro := range []bool{true, false} {
+		s, err := Open(path, &Options{ReadOnly: ro})
+		if err != nil {
+			t.Fatalf("Open (read-only %v) = %v", ro, err)
+		}
+		var ve *VerifyError
+		if err := s.Verify(); !errors.As(err, &ve) || !slices.Equal(ve.Bad, []int64{0}) || ve.BrokenAt != -1 {
+			t.Fatalf("Verify = %v, want the first value listed", err)
+		}
+		if s.Size() != int64(len(raw)) {
+			t.Fatalf("opened %d bytes of %d", s.Size(), len(raw))
+		}
+		for h, v := range m {
+			e, err := s.GetHash(h)
+			if err != nil {
+				t.Fatalf("GetHash(%x) = %v", h, err)
+			}
+			if e.Offset() != 0 && !bytes.Equal(e.Bytes(), v) {
+				t.Fatalf("GetHash(%x) shows other bytes", h)
+			}
+		}
+		s.Close()
+		if after, _ := os.ReadFile(path); !bytes.Equal(after, raw) {
+			t.Fatal("the open changed the file")
+		}
 	}
 }
 
@@ -1014,6 +1053,7 @@ func relCheckPowerImage(t *testing.T, what, path string, raw []byte, written []r
 		t.Fatal(err)
 	}
 	s, err := Open(path, nil)
+	repaired := false
 	if err != nil {
 		if !errors.Is(err, ErrCorrupt) || synced > 0 {
 			t.Fatalf("%s: open: %v", what, err)
@@ -1021,6 +1061,7 @@ func relCheckPowerImage(t *testing.T, what, path string, raw []byte, written []r
 		if s, err = Open(path, &Options{Repair: true}); err != nil {
 			t.Fatalf("%s: repair: %v", what, err)
 		}
+		repaired = true
 	}
 	defer s.Close()
 	bad := map[int64]bool{}
@@ -1040,6 +1081,22 @@ func relCheckPowerImage(t *testing.T, what, path string, raw []byte, written []r
 		return true
 	})
 	slices.Reverse(got)
+	if repaired {
+		// Repair keeps every intact entry it finds, also above lost pages:
+		// the entries written, in order, some perhaps missing.
+		j := 0
+		for i, e := range got {
+			for j < len(written) && (written[j].h != e.Hash || (written[j].val == nil) != e.Tombstone ||
+				(!e.Tombstone && !bad[e.Start] && !bytes.Equal(data[e.Start:e.End], written[j].val))) {
+				j++
+			}
+			if j == len(written) {
+				t.Fatalf("%s: repaired entry %d is not one written, in order", what, i)
+			}
+			j++
+		}
+		return 0
+	}
 	if len(got) < synced || len(got) > len(written) {
 		t.Fatalf("%s: %d entries, want %d to %d", what, len(got), synced, len(written))
 	}

@@ -33,10 +33,30 @@ type Options struct {
 	// every value read.
 	VerifyChecksums bool
 
-	// Repair lets Open cut a file in which no valid entry chain can be found
-	// back to its longest valid prefix, which may be empty. Without it such a
-	// file fails to open with ErrCorrupt and is left untouched. (A torn tail
-	// after valid entries is always cut back, Repair or not.)
+	// Repair lets Open salvage a damaged file. Without it, Open cuts only a
+	// torn tail (the write a crash left unfinished, or bytes appended after
+	// the last entry); a file whose chain is damaged below intact entries,
+	// or that holds no valid chain at all, fails with ErrCorrupt and is left
+	// byte for byte as it was.
+	//
+	// With Repair, every intact entry survives, in its order: the entries
+	// of the longest valid chain, then every entry above it whose checksum
+	// holds, found by scanning forward from each entry's end (an entry whose
+	// stored prev is damaged is found by its payload checksum and relinked;
+	// past damaged bytes, the scan resumes at the next entry that verifies).
+	// A value whose checksum fails is kept, with its stored checksum, when
+	// the entries on both sides link to it (dropping it would bring back an
+	// older value of its key); a tombstone whose byte or checksum is damaged
+	// is written whole (its key stays deleted). Everything else is dropped:
+	// a torn tail is still just cut, and a file with no intact entry becomes
+	// empty. When nothing below the last kept entry is dropped, the links are
+	// rewritten in place and the file cut and synced; otherwise the kept
+	// entries are written into a new file beside it, which is synced and
+	// renamed over the store (mode kept, owner kept when allowed, a symlink
+	// followed, the directory synced). A file with other hard links is not
+	// replaced: the open fails. Store.Repaired reports what changed (sizes,
+	// dropped ranges, kept and relinked counts). A read-only open never
+	// repairs. Copy the file first if its damaged bytes matter.
 	Repair bool
 
 	// CheckpointBytes is how much new data (bytes appended to the file)

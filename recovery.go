@@ -8,27 +8,34 @@ import (
 	"github.com/simdr-go/simdr/internal/lock"
 )
 
-// recoverTail finds where the valid entries of a file of size bytes end (see
-// format.FindTail) and, for a writer, cuts off whatever follows: a torn write
-// or garbage. A non-empty file with no valid chain is ErrCorrupt unless
-// Options.Repair allows cutting it to empty. A read-only Store never writes:
-// it ignores what follows the tail.
+// recoverTail finds where the valid entries of a file of size bytes end and
+// decides what to do with the bytes past that point (see classifyTail):
+//   - a torn tail (the write a crash left unfinished, junk, or pages a power
+//     cut lost): a writer cuts it off, a read-only Store ignores it;
+//   - a damaged chain (intact entries above the break that cutting would
+//     lose): Open fails with ErrCorrupt and the file is left byte for byte as
+//     it was, unless Options.Repair salvages them (see repair);
+//   - a damaged first value under a sound chain: the file opens whole.
+//
+// A non-empty file with no valid chain is ErrCorrupt unless Options.Repair
+// salvages what it can (possibly nothing: the file becomes empty).
 //
 // A whole file (the usual case) is checked and collected into c in one walk;
 // otherwise c is left empty and buildIndex walks the chain found.
 func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, error) {
 	data := g.m.Bytes()[:size]
 	var (
-		tail  int64
+		L     int64
 		found bool
+		cls   format.TailClass
 	)
 	find := func() {
 		if format.WalkChain(data, floor, size, c.add) {
-			tail, found, c.done = size, true, true
+			L, found, c.done = size, true, true
 			return
 		}
 		c.reset()
-		tail, found = format.FindTail(data, floor)
+		L, found, cls = s.classifyTail(g, data, floor)
 	}
 	if guardFault(find) {
 		if s.opts.ReadOnly {
@@ -39,6 +46,24 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 		// cannot supply its pages (a sparse file on a full tmpfs).
 		return 0, fmt.Errorf("reading the file's %d bytes faulted (SIGBUS): it was cut by another process, or its pages cannot be read (a sparse file on a full tmpfs?): %w", size, ErrCorrupt)
 	}
+	if s.opts.Repair && !s.opts.ReadOnly {
+		if L == size && !damaged(data) {
+			return size, nil
+		}
+		c.reset()
+		return s.repair(g, data, L)
+	}
+	if L == size {
+		return size, nil
+	}
+	switch cls.Kind {
+	case format.FirstDamaged:
+		// The chain holds but for the first value: the tail is the top of
+		// the run (below a torn write, if any, cut as below).
+		L, found = cls.Top, true
+	case format.Broken:
+		return 0, damageError(cls)
+	}
 	if !found && s.opts.ReadOnly && !s.opts.Repair {
 		// A writer may be writing the file's first entry: while one holds
 		// the lock, a follower sees an empty store until Refresh.
@@ -47,20 +72,75 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 		}
 	}
 	if !found && floor > 0 {
-		found, tail = true, floor // the checkpoint's tail is a sound chain end
+		found, L = true, floor // the checkpoint's tail is a sound chain end
 	}
 	if !found && !s.opts.Repair {
 		return 0, fmt.Errorf("no valid entry chain in %d bytes: %w", size, ErrCorrupt)
 	}
-	if tail < size && !s.opts.ReadOnly {
-		if err := g.f.Truncate(tail); err != nil {
-			return 0, fmt.Errorf("cut torn tail at %d: %w", tail, err)
+	if L < size && !s.opts.ReadOnly {
+		if err := g.f.Truncate(L); err != nil {
+			return 0, fmt.Errorf("cut torn tail at %d: %w", L, err)
 		}
 		if err := g.f.Sync(); err != nil {
-			return 0, fmt.Errorf("cut torn tail at %d: %w", tail, err)
+			return 0, fmt.Errorf("cut torn tail at %d: %w", L, err)
 		}
 	}
-	return tail, nil
+	return L, nil
+}
+
+// classifyTail finds the end L of the longest valid chain of data (the
+// whole file, which does not end in one) and classifies the bytes past it
+// (format.ClassifyTail). found is false when no valid chain exists (L is 0).
+//
+// The state file's hint (stateHint), when it has one and the chain up to the
+// writer's committed tail holds, says where to look: if every byte past the
+// committed tail is the writer's own uncommitted write, that is the tail,
+// with no scan; otherwise the scan starts from the committed tail, which is
+// known to be a valid chain end. When the chain below the committed tail does
+// not hold, the scan is the plain one; but bytes up to that tail were
+// committed, so a sound run of entries ending there is damage below it even
+// when the end of the file is torn.
+//
+// floor, when not 0, is the tail an index checkpoint covers: a chain end
+// known to be sound, below which nothing is examined.
+func (s *Store) classifyTail(g *gen, data []byte, floor int64) (L int64, found bool, cls format.TailClass) {
+	size := int64(len(data))
+	committed, own, hinted := s.stateHint(g, size)
+	hinted = hinted && committed >= floor && committed <= size
+	if hinted && format.Chain(data, floor, committed) {
+		if own {
+			return committed, true, format.TailClass{Kind: format.Torn, L: committed, Top: size, Break: size}
+		}
+		floor = committed
+		hinted = false // nothing below it to doubt
+	}
+	L, found = format.FindTail(data, floor)
+	cls = format.ClassifyTail(data, floor, L, size)
+	if cls.Kind == format.Torn && hinted && committed > L {
+		if c2 := format.ClassifyTail(data, floor, L, committed); c2.Kind != format.Torn {
+			cls = c2
+		}
+	}
+	return L, found, cls
+}
+
+// damaged reports whether an entry of the valid chain that ends data fails
+// its checksum (a tombstone: its byte). Open does not read the values below
+// the newest entry; Repair does, because a damaged prev can link to another
+// entry's end below and hide the entries between (the chain still holds).
+func damaged(data []byte) bool {
+	bad := false
+	format.Audit(data, int64(len(data)), func(_ format.Entry, intact bool) { bad = bad || !intact })
+	return bad
+}
+
+// damageError describes a damaged chain that Open refuses to cut.
+func damageError(c format.TailClass) error {
+	return fmt.Errorf("chain damaged at offset %d: the entry that should end there does not decode or verify, "+
+		"yet %d intact entries (%d bytes, offsets %d to %d) chain down to it; the longest valid chain ends at %d, "+
+		"and cutting the file back to it would lose them, so the file is left as it was: "+
+		"open with Options.Repair (`simdr FILE repair`) to keep every intact entry: %w",
+		c.Break, c.Entries, c.Top-c.Break, c.Break, c.Top, c.L, ErrCorrupt)
 }
 
 // buildIndex walks g's chain newest first: the first time a key hash is met

@@ -1,5 +1,19 @@
 package simdr
 
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/simdr-go/simdr/internal/format"
+	"github.com/simdr-go/simdr/internal/lock"
+	"github.com/simdr-go/simdr/internal/mapping"
+)
+
 // Range is a span of bytes in a store file.
 type Range struct {
 	Off int64 `json:"offset"`
@@ -17,10 +31,200 @@ type RepairReport struct {
 	// be rewritten (a damaged prev field, or entries moved down over a gap).
 	Relinked int `json:"relinked"`
 	// Dropped lists the byte ranges of the old file that held no intact
-	// entry and were left out.
-	Dropped []Range `json:"dropped"`
+	// entry and were left out. DroppedBytes is their total length.
+	Dropped      []Range `json:"dropped"`
+	DroppedBytes int64   `json:"dropped_bytes"`
+	// Healed is the number of damaged tombstones (their zero byte or their
+	// checksum changed) written whole again: their key stays deleted.
+	Healed int `json:"healed"`
+	// Damaged lists the offsets, in the repaired file, of values kept with
+	// a checksum that fails: their links on both sides were sound, so they
+	// are kept as they were, stored checksum included (Verify lists them,
+	// VerifyChecksums makes Get fail on them), rather than dropped, which
+	// would bring back an older value of their key.
+	Damaged []int64 `json:"damaged"`
+	// Rewritten is true when the entries were written into a new file that
+	// replaced the old one (entries had to move down over dropped bytes);
+	// false when the repair rewrote links in place and cut the file.
+	Rewritten bool `json:"rewritten"`
 }
 
 // Repaired returns what Open with Options.Repair changed, or nil when the
 // file needed no repair (or Repair was not set).
 func (s *Store) Repaired() *RepairReport { return s.repaired }
+
+// repair salvages the file of g, whose data does not end in a valid chain
+// (the longest ends at L): every intact entry is kept, in order (see
+// format.Salvage). When no bytes below the last kept entry are dropped, the
+// damaged links and tombstones are rewritten in place and the file is cut
+// after the last kept entry; otherwise the kept entries are written into a
+// new file (fresh links and pre-pads, the same payloads, key hashes and
+// checksums), which is synced and renamed over the path (keeping the mode),
+// the directory synced, and g switched to it. It returns the new tail.
+func (s *Store) repair(g *gen, data []byte, L int64) (int64, error) {
+	size := int64(len(data))
+	sv := format.Salvage(data, L)
+	rep := &RepairReport{OldSize: size, NewSize: sv.End, Kept: len(sv.Kept), Dropped: []Range{}, Damaged: []int64{}}
+	for _, d := range sv.Dropped {
+		rep.Dropped = append(rep.Dropped, Range{d.Off, d.Len})
+		rep.DroppedBytes += d.Len
+	}
+	var err error
+	if sv.InPlace() {
+		err = s.repairInPlace(g, &sv, rep)
+	} else {
+		err = s.rewrite(g, data, &sv, rep)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("repair: %w", err)
+	}
+	if rep.OldSize != rep.NewSize || rep.Relinked > 0 || rep.Healed > 0 || rep.Rewritten {
+		s.repaired = rep
+	}
+	return rep.NewSize, nil
+}
+
+// repairInPlace rewrites the links and tombstones sv marks, cuts the file
+// at sv.End and syncs it.
+func (s *Store) repairInPlace(g *gen, sv *format.Salvaged, rep *RepairReport) error {
+	var b [format.MetaSize]byte
+	for _, k := range sv.Kept {
+		if k.Damaged {
+			rep.Damaged = append(rep.Damaged, k.Start)
+		}
+		if !k.Relink && !k.Heal {
+			continue
+		}
+		m := k.Meta
+		m.Prev = k.Link
+		if k.Heal {
+			m.CRC = format.TombstoneCRC
+			if _, err := g.f.WriteAt([]byte{0}, k.Start); err != nil {
+				return err
+			}
+			rep.Healed++
+		}
+		if k.Relink {
+			rep.Relinked++
+		}
+		format.PutMeta(b[:], m)
+		if _, err := g.f.WriteAt(b[:], k.End); err != nil {
+			return err
+		}
+	}
+	if sv.End < rep.OldSize {
+		if err := g.f.Truncate(sv.End); err != nil {
+			return err
+		}
+	}
+	return g.f.Sync()
+}
+
+// rewrite writes the entries sv keeps into a new file, renames it over the
+// store's path and switches g to it.
+func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairReport) error {
+	fi, err := g.f.Stat()
+	if err != nil {
+		return err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return fmt.Errorf("%s has %d hard links, which replacing it would break: copy it to a file of its own and repair that", s.path, st.Nlink)
+	}
+	target := s.path
+	if p, err := filepath.EvalSymlinks(s.path); err == nil {
+		target = p // replace the file, not a symlink to it
+	}
+	var rnd [6]byte
+	rand.Read(rnd[:])
+	tmp := target + ".repair-" + hex.EncodeToString(rnd[:])
+	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	renamed := false
+	defer func() {
+		if !renamed {
+			f.Close()
+			s.fs.Remove(tmp)
+		}
+	}()
+	if err := lock.Exclusive(f.Fd(), 0); err != nil {
+		return fmt.Errorf("lock new file: %w", err)
+	}
+	os.Chmod(tmp, fi.Mode().Perm()) // OpenFile's mode went through the umask
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		os.Chown(tmp, int(st.Uid), int(st.Gid)) // best effort: keep owner and group
+	}
+	var (
+		buf  []byte
+		off  int64 // bytes of buf flushed
+		tail int64
+	)
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		if _, err := f.WriteAt(buf, off); err != nil {
+			return err
+		}
+		off += int64(len(buf))
+		buf = buf[:0]
+		return nil
+	}
+	for _, k := range sv.Kept {
+		if k.Prev != tail {
+			rep.Relinked++
+		}
+		if k.Tombstone {
+			if k.Heal {
+				rep.Healed++
+			}
+			buf = format.AppendTombstone(buf, tail, k.Hash)
+			tail += format.TombstoneSize
+		} else {
+			buf = format.AppendPrepad(buf, tail)
+			if k.Damaged {
+				rep.Damaged = append(rep.Damaged, tail+format.Prepad(tail))
+			}
+			buf = append(buf, data[k.Start:k.End]...)
+			buf = format.AppendMeta(buf, format.Meta{Hash: k.Hash, Prev: tail, CRC: k.CRC})
+			tail += format.EntrySize(tail, int(k.End-k.Start))
+		}
+		if len(buf) >= 1<<20 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	nfi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	m, err := mapping.New(f.Fd(), tail)
+	if err != nil {
+		return fmt.Errorf("mmap: %w", err)
+	}
+	if err := s.fs.Rename(tmp, target); err != nil {
+		m.Close()
+		return err
+	}
+	renamed = true
+	// g now holds the new file, locked; the old one (unlinked) is released.
+	old := g.f
+	g.m.Close()
+	g.f, g.m, g.fi = f, m, nfi
+	old.Close()
+	rep.NewSize, rep.Rewritten = tail, true
+	if err := s.fs.SyncDir(filepath.Dir(target)); err != nil {
+		g.m.Close()
+		g.f.Close()
+		return errors.Join(errors.New("repaired, but the directory sync failed"), err)
+	}
+	return nil
+}

@@ -80,9 +80,13 @@ type gen struct {
 // Opening walks the entry chain back from the end of the file and builds the
 // in-memory index. A torn tail (a crash mid-write) or bytes appended after the
 // last entry are cut off (ignored when read-only), so the store opens at its
-// last complete entry. A non-empty file with no valid chain fails with
-// ErrCorrupt and is left untouched, unless opts.Repair is set. Another writer
-// holding the file fails the open with ErrLocked (see Options.LockTimeout).
+// last complete entry. A damaged chain (intact entries above a link that does
+// not hold, which cutting would lose) and a non-empty file with no valid
+// chain fail with ErrCorrupt, naming the damaged offset, and leave the file
+// untouched, unless opts.Repair is set (see Options.Repair). A damaged first
+// value under a sound chain does not stop the open (Verify lists it).
+// Another writer holding the file fails the open with ErrLocked (see
+// Options.LockTimeout).
 func Open(path string, opts *Options) (*Store, error) {
 	s := &Store{path: path}
 	if opts != nil {
@@ -203,7 +207,10 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 	}
 	g := &gen{f: f, m: m, fi: fi}
 	// With a checkpoint of the index, only what was written after it is walked.
-	ck := s.openCheckpoint(g, size)
+	var ck *checkpoint
+	if !s.opts.Repair { // a repair reads the whole file
+		ck = s.openCheckpoint(g, size)
+	}
 	var floor int64
 	if ck != nil {
 		floor = ck.h.tail

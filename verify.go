@@ -7,11 +7,15 @@ import (
 	"github.com/simdr-go/simdr/internal/format"
 )
 
-// VerifyError lists what Verify found wrong. It matches ErrChecksum when some
-// values fail their checksum and ErrCorrupt when the chain itself is broken.
+// VerifyError lists what Verify found wrong. It always matches ErrCorrupt
+// (an entry of the file is damaged); it also matches ErrChecksum when some
+// values or tombstones fail their checksum.
 type VerifyError struct {
 	// Bad holds the offsets of the values whose checksum does not match.
 	Bad []int64
+	// BadTombstones holds the offsets of damaged tombstones: a delete
+	// marker whose byte is not 0x00 (it still deletes its key).
+	BadTombstones []int64
 	// BrokenAt is the end of the last entry the chain could be followed to
 	// when it breaks before reaching the start of the file; -1 when whole.
 	BrokenAt int64
@@ -28,40 +32,53 @@ func (e *VerifyError) Error() string {
 		}
 		fmt.Fprintf(&b, " @%d", off)
 	}
+	if len(e.BadTombstones) > 0 {
+		fmt.Fprintf(&b, "; %d damaged tombstones", len(e.BadTombstones))
+		for i, off := range e.BadTombstones {
+			if i == 10 {
+				fmt.Fprintf(&b, " …")
+				break
+			}
+			fmt.Fprintf(&b, " @%d", off)
+		}
+	}
 	if e.BrokenAt >= 0 {
 		fmt.Fprintf(&b, "; chain broken below offset %d", e.BrokenAt)
 	}
 	return b.String()
 }
 
-// Unwrap lets errors.Is match ErrChecksum and ErrCorrupt.
+// Unwrap lets errors.Is match ErrCorrupt, and ErrChecksum when a checksum
+// fails.
 func (e *VerifyError) Unwrap() []error {
-	var errs []error
-	if len(e.Bad) > 0 {
+	errs := []error{ErrCorrupt}
+	if len(e.Bad) > 0 || len(e.BadTombstones) > 0 {
 		errs = append(errs, ErrChecksum)
-	}
-	if e.BrokenAt >= 0 {
-		errs = append(errs, ErrCorrupt)
 	}
 	return errs
 }
 
 // Verify walks every entry of the file, overwritten and deleted ones included,
-// from the tail back to the first, recomputing each checksum and checking each
-// link of the chain. It returns nil, or a *VerifyError listing the bad offsets.
-// It reads the file as it is when called; writes made meanwhile are not checked.
+// from the tail back to the first, recomputing each checksum (a tombstone's
+// byte included) and checking each link of the chain. It returns nil, or a
+// *VerifyError listing the bad offsets. It reads the file as it is when
+// called; writes made meanwhile are not checked.
 func (s *Store) Verify() error {
 	g := s.cur.Load()
 	if g == nil {
 		return fmt.Errorf("simdr: verify: %w", ErrClosed)
 	}
 	verr := &VerifyError{}
-	verr.BrokenAt = format.Check(g.m.Bytes(), g.tail.Load(), func(e format.Entry, valid bool) {
-		if !valid {
+	verr.BrokenAt = format.Audit(g.m.Bytes(), g.tail.Load(), func(e format.Entry, intact bool) {
+		switch {
+		case intact:
+		case e.Tombstone:
+			verr.BadTombstones = append(verr.BadTombstones, e.Start)
+		default:
 			verr.Bad = append(verr.Bad, e.Start)
 		}
 	})
-	if len(verr.Bad) == 0 && verr.BrokenAt < 0 {
+	if len(verr.Bad) == 0 && len(verr.BadTombstones) == 0 && verr.BrokenAt < 0 {
 		return nil
 	}
 	return verr

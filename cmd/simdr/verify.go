@@ -16,12 +16,14 @@ var cmdVerify = &command{
 	help: `
 Walks every entry of FILE, overwritten and deleted ones included, from the last
 back to the first: recomputes each value's CRC-32 against the one stored with
-it and checks each link of the backward chain. Lists the offsets of bad values,
-where the chain breaks, and bytes after the last complete entry (a torn write
-or a damaged last entry, which the next writable open would cut). Exits 1 if it
-finds anything. Shows a progress bar on stderr when stderr is a terminal. FILE
-must exist and is only read (it may be verified while another process writes
-to it).`,
+it, checks each tombstone's byte, and checks each link of the backward chain.
+Lists the offsets of bad values and damaged tombstones; a broken chain (intact
+entries above a damaged link, which Open refuses to cut: ` + "`simdr FILE repair`" + `
+keeps them all), with where it breaks and what lies above; and bytes after the
+last complete entry (a torn write or a damaged last entry, which the next
+writable open would cut). Exits 1 if it finds anything. Shows a progress bar on
+stderr when stderr is a terminal. FILE must exist and is only read (it may be
+verified while another process writes to it).`,
 	examples: []string{`simdr data.simdr verify`, `simdr data.simdr verify --json`},
 	minArgs:  0, maxArgs: 0, json: true,
 	run: runVerify,
@@ -35,14 +37,24 @@ type verifyReport struct {
 	Tombstones    int64   `json:"tombstones"`
 	CheckedBytes  int64   `json:"checked_bytes"`
 	BadOffsets    []int64 `json:"bad_offsets"`
-	ChainBrokenAt *int64  `json:"chain_broken_at"`
-	TrailingBytes int64   `json:"trailing_bytes"`
+	BadTombstones []int64 `json:"bad_tombstones"`
+	// ChainBrokenAt is where the chain breaks: the offset the lowest intact
+	// entry above a damaged link links to (IntactAbove* say what lies above
+	// it), or where a walk of the chain stops.
+	ChainBrokenAt      *int64 `json:"chain_broken_at"`
+	IntactAboveBytes   int64  `json:"intact_above_bytes"`
+	IntactAboveEntries int    `json:"intact_above_entries"`
+	// ValidChainEnd is where the longest valid chain ends when the chain is
+	// broken (what Open would have cut to, before refusing).
+	ValidChainEnd *int64 `json:"valid_chain_end,omitempty"`
+	TrailingBytes int64  `json:"trailing_bytes"`
 }
 
-// runVerify checks the file the way Store.Verify does, with the same code
-// (internal/format: FindTail, the recovery of a read-only open, then Check,
-// the walk Store.Verify makes), over a private read-only mapping of one open
-// file, so that it can show progress and count what it checked.
+// runVerify checks the file the way Open and Store.Verify do, with the same
+// code (internal/format: FindTail and ClassifyTail, the recovery of a
+// read-only open, then the walk Store.Verify makes), over a private
+// read-only mapping of one open file, so that it can show progress and count
+// what it checked.
 func runVerify(a *app, file string, _ []string) (err error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -56,37 +68,78 @@ func runVerify(a *app, file string, _ []string) (err error) {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("verify: %s is not a regular file", file)
 	}
-	rep := verifyReport{File: file, BadOffsets: []int64{}}
+	rep := verifyReport{File: file, BadOffsets: []int64{}, BadTombstones: []int64{}}
 	if n := fi.Size(); n > 0 {
 		data, err := unix.Mmap(int(f.Fd()), 0, int(n), unix.PROT_READ, unix.MAP_SHARED)
 		if err != nil {
 			return fmt.Errorf("verify: mmap: %w", err)
 		}
 		defer unix.Munmap(data)
-		size, found := format.FindTail(data, 0) // where a reader sees the entries end
-		if !found {
-			return fmt.Errorf("verify: %s: no valid entry chain in %d bytes: %w", file, n, simdr.ErrCorrupt)
+		L, found := format.FindTail(data, 0) // where a reader sees the entries end
+		cls := format.TailClass{Kind: format.Torn, L: L, Top: n, Break: n}
+		if L < n {
+			cls = format.ClassifyTail(data, 0, L, n)
 		}
-		rep.CheckedBytes, rep.TrailingBytes = size, n-size
-		p := a.newProgress("verifying", size)
+		// The runs to walk, each from its top down to its bottom.
+		type run struct{ top, bottom int64 }
+		var runs []run
+		switch cls.Kind {
+		case format.Broken:
+			runs = append(runs, run{cls.Top, cls.Break})
+			if L > 0 {
+				runs = append(runs, run{L, 0})
+			}
+			rep.ChainBrokenAt = &cls.Break
+			rep.IntactAboveBytes, rep.IntactAboveEntries = cls.Top-cls.Break, cls.Entries
+			rep.ValidChainEnd = &cls.L
+			rep.TrailingBytes = n - cls.Top
+		case format.FirstDamaged:
+			runs = append(runs, run{cls.Top, 0})
+			rep.TrailingBytes = n - cls.Top
+		default:
+			if !found {
+				return fmt.Errorf("verify: %s: no valid entry chain in %d bytes: %w", file, n, simdr.ErrCorrupt)
+			}
+			runs = append(runs, run{L, 0})
+			rep.TrailingBytes = n - L
+		}
+		for _, r := range runs {
+			rep.CheckedBytes += r.top - r.bottom
+		}
+		p := a.newProgress("verifying", rep.CheckedBytes)
 		p.start()
-		broken := format.Check(data, size, func(e format.Entry, valid bool) {
-			if e.Tombstone {
-				rep.Tombstones++
-			} else {
-				rep.Entries++
+		var done int64
+		for _, r := range runs {
+			t := r.top
+			for t > r.bottom {
+				e, ok := format.Decode(data, t)
+				if !ok {
+					if rep.ChainBrokenAt == nil {
+						rep.ChainBrokenAt = &t
+					}
+					break
+				}
+				intact := e.Intact(data)
+				switch {
+				case e.Tombstone:
+					rep.Tombstones++
+					if !intact {
+						rep.BadTombstones = append(rep.BadTombstones, e.Start)
+					}
+				default:
+					rep.Entries++
+					if !intact {
+						rep.BadOffsets = append(rep.BadOffsets, e.Start)
+					}
+				}
+				p.done.Store(done + r.top - e.Prev)
+				t = e.Prev
 			}
-			if !valid {
-				rep.BadOffsets = append(rep.BadOffsets, e.Start)
-			}
-			p.done.Store(size - e.Prev)
-		})
-		if broken >= 0 {
-			rep.ChainBrokenAt = &broken
+			done += r.top - r.bottom
 		}
 		p.finish()
 	}
-	rep.OK = len(rep.BadOffsets) == 0 && rep.ChainBrokenAt == nil && rep.TrailingBytes == 0
+	rep.OK = len(rep.BadOffsets) == 0 && len(rep.BadTombstones) == 0 && rep.ChainBrokenAt == nil && rep.TrailingBytes == 0
 	if a.o.json {
 		if err := a.printJSON(rep); err != nil {
 			return err
@@ -96,11 +149,21 @@ func runVerify(a *app, file string, _ []string) (err error) {
 		for _, off := range rep.BadOffsets {
 			fmt.Fprintf(w, "BAD CHECKSUM     value at offset %d\n", off)
 		}
-		if rep.ChainBrokenAt != nil {
+		for _, off := range rep.BadTombstones {
+			fmt.Fprintf(w, "BAD TOMBSTONE    at offset %d: its byte is not 0x00 (it still deletes its key)\n", off)
+		}
+		switch {
+		case rep.ChainBrokenAt != nil && rep.ValidChainEnd != nil:
+			fmt.Fprintf(w, "CHAIN BROKEN     at offset %d: %d intact entries (%s, offsets %d to %d) chain down to it, but no intact entry ends there; "+
+				"the longest valid chain ends at %d. Open refuses the file rather than cut them: `simdr %s repair` keeps every intact entry\n",
+				*rep.ChainBrokenAt, rep.IntactAboveEntries, formatBytes(rep.IntactAboveBytes),
+				*rep.ChainBrokenAt, *rep.ChainBrokenAt+rep.IntactAboveBytes, *rep.ValidChainEnd, file)
+		case rep.ChainBrokenAt != nil:
 			fmt.Fprintf(w, "CHAIN BROKEN     below offset %d: the entries before it cannot be reached\n", *rep.ChainBrokenAt)
 		}
 		if rep.TrailingBytes > 0 {
-			fmt.Fprintf(w, "TRAILING BYTES   %d after the last complete entry (offset %d): a torn write or a damaged last entry (or an append in progress); a writable open cuts them\n", rep.TrailingBytes, rep.CheckedBytes)
+			end := fi.Size() - rep.TrailingBytes
+			fmt.Fprintf(w, "TRAILING BYTES   %d after the last complete entry (offset %d): a torn write or a damaged last entry (or an append in progress); a writable open cuts them\n", rep.TrailingBytes, end)
 		}
 		status := "OK"
 		if !rep.OK {
@@ -108,7 +171,7 @@ func runVerify(a *app, file string, _ []string) (err error) {
 		}
 		fmt.Fprintf(w, "%s: %s: %s, %s, %s checked; %s\n", file, status,
 			plural(rep.Entries, "value"), plural(rep.Tombstones, "tombstone"), formatBytes(rep.CheckedBytes),
-			plural(int64(len(rep.BadOffsets)), "bad checksum"))
+			plural(int64(len(rep.BadOffsets)+len(rep.BadTombstones)), "bad checksum"))
 	}
 	if !rep.OK {
 		return errReported

@@ -116,7 +116,12 @@ func Decode(data []byte, tail int64) (e Entry, ok bool) {
 	if m.Prev < 0 || m.Prev >= end {
 		return Entry{}, false
 	}
-	if end-m.Prev == 1 && data[m.Prev] == 0 {
+	if end-m.Prev == 1 && (data[m.Prev] == 0 || m.CRC == TombstoneCRC) {
+		// A one-byte entry holding 0x00 is a tombstone. One whose byte is
+		// not 0x00 but whose checksum is TombstoneCRC is a damaged tombstone:
+		// only the byte 0x00 has that checksum, so no one-byte value carries
+		// it. It stays a tombstone (the key stays deleted, never a value
+		// "\x01"); Intact tells it apart.
 		e.Start, e.Tombstone = m.Prev, true
 		return e, true
 	}
@@ -127,10 +132,22 @@ func Decode(data []byte, tail int64) (e Entry, ok bool) {
 	return e, true
 }
 
-// Valid reports whether e's checksum matches its bytes in data.
+// Valid reports whether e's checksum matches its bytes in data. For a
+// tombstone it checks the stored checksum only (TombstoneCRC): a damaged
+// tombstone, whose byte is not 0x00, is Valid (it still links the chain and
+// deletes its key) but not Intact.
 func (e Entry) Valid(data []byte) bool {
 	if e.Tombstone {
 		return e.CRC == TombstoneCRC
+	}
+	return Checksum(data[e.Start:e.End]) == e.CRC
+}
+
+// Intact reports whether e is whole in data: a value whose checksum matches
+// its bytes, or a tombstone with its checksum and its zero byte.
+func (e Entry) Intact(data []byte) bool {
+	if e.Tombstone {
+		return e.CRC == TombstoneCRC && data[e.Start] == 0
 	}
 	return Checksum(data[e.Start:e.End]) == e.CRC
 }
