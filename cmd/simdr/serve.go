@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -73,8 +74,15 @@ func runServe(a *app, file string, _ []string) (err error) {
 		return err
 	}
 	defer closeStore(s, &err)
-	a.info("simdr: serving %s on http://%s (Ctrl-C to stop)", file, cfg.Addr)
-	err = server.ListenAndServe(ctx, s, cfg)
+	// Listen before printing the address, so that the line names the port
+	// actually bound (--addr 127.0.0.1:0 picks a free one) and a client that
+	// reads it can connect at once.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	a.info("simdr: serving %s on http://%s (Ctrl-C to stop)", file, ln.Addr())
+	err = server.Serve(ctx, ln, s, cfg)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("serve: %w", err)
 	}
