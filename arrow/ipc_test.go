@@ -257,3 +257,46 @@ func BenchmarkIPCReadCopy(b *testing.B) {
 		rr.Release()
 	}
 }
+
+// A dictionary-encoded column: its indices and its dictionary's buffers
+// (from the stream's dictionary batch) both point into the entry.
+func TestIPCDictionaryZeroCopy(t *testing.T) {
+	s := openStore(t)
+	dt := &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int16, ValueType: arrow.BinaryTypes.String}
+	schema := arrow.NewSchema([]arrow.Field{{Name: "tag", Type: dt}}, nil)
+	bld := array.NewDictionaryBuilder(memory.NewGoAllocator(), dt).(*array.BinaryDictionaryBuilder)
+	for i := range 40 {
+		if err := bld.AppendString([]string{"red", "green", "blue"}[i%3]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	col := bld.NewArray()
+	bld.Release()
+	defer col.Release()
+	rec := array.NewRecordBatch(schema, []arrow.Array{col}, int64(col.Len()))
+	defer rec.Release()
+	if err := PutIPC(s, []byte("dict"), schema, rec); err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Get([]byte("dict"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, recs, err := ReadAll(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recs[0].Release()
+	if !array.RecordEqual(recs[0], rec) {
+		t.Fatal("dictionary record differs")
+	}
+	got := recs[0].Column(0).(*array.Dictionary)
+	if in, out := buffersInside(t, e, recs); in != 1 || out != 0 {
+		t.Fatalf("indices: %d inside, %d outside", in, out)
+	}
+	for _, buf := range got.Dictionary().Data().Buffers() {
+		if buf != nil && buf.Len() > 0 && !BufferInside(e, buf) {
+			t.Fatal("dictionary buffer copied")
+		}
+	}
+}
