@@ -30,6 +30,15 @@
 // what must outlive the store (for example with array.Concatenate, or by
 // encoding it again).
 //
+// # Cost
+//
+// Building an array over a value costs a few small allocations (the array
+// headers), whatever the value's size: over a 1 MiB value of int64s,
+// Int64s takes about 0.4 µs where copying the value into Arrow memory takes
+// 0.6-0.95 ms (BenchmarkInt64sZeroCopy/Copy, 2-core machine), and reading a
+// 1 MiB record batch back with NewReader takes 7-9 µs against 0.9-1.2 ms
+// for the stock ipc.NewReader (BenchmarkIPCReadZeroCopy/Copy).
+//
 // Elements are read in the machine's byte order (little-endian on amd64 and
 // arm64), as simdr.View reads them.
 package simdrarrow

@@ -8,6 +8,7 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/endian"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/simdr-go/simdr"
@@ -298,5 +299,29 @@ func TestIPCDictionaryZeroCopy(t *testing.T) {
 		if buf != nil && buf.Len() > 0 && !BufferInside(e, buf) {
 			t.Fatal("dictionary buffer copied")
 		}
+	}
+}
+
+// A stream in the other byte order would have to be swapped in place, which
+// the read-only mapping forbids: it is refused, not faulted on.
+func TestIPCOtherEndianRefused(t *testing.T) {
+	s := openStore(t)
+	other := endian.BigEndian
+	if endian.IsBigEndian {
+		other = endian.LittleEndian
+	}
+	schema := arrow.NewSchemaWithEndian([]arrow.Field{{Name: "v", Type: arrow.PrimitiveTypes.Int64}}, nil, other)
+	b := array.NewInt64Builder(memory.NewGoAllocator())
+	b.AppendValues([]int64{1, 2, 3}, nil)
+	col := b.NewArray()
+	defer col.Release()
+	rec := array.NewRecordBatch(schema, []arrow.Array{col}, 3)
+	defer rec.Release()
+	if err := PutIPC(s, []byte("be"), schema, rec); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := s.Get([]byte("be"))
+	if _, _, err := ReadAll(e); !errors.Is(err, ErrIPC) {
+		t.Fatalf("other byte order: %v, want ErrIPC", err)
 	}
 }
