@@ -266,7 +266,9 @@ class Reader:
         for h in self._order:
             yield h, self._value(self._index[h])
 
-    __iter__ = hashes
+    def __iter__(self):
+        """Iterate over the live key hashes, newest first."""
+        return iter(self._order)
 
     def offset(self, key):
         """The file offset of key's value (64-byte aligned), or None."""
