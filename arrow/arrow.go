@@ -70,18 +70,23 @@ func Buffer(e simdr.Entry) *memory.Buffer {
 // the array's data buffer is the value's bytes in the mapping. dt must be a
 // fixed-width type of whole bytes (the integer and floating-point types,
 // Float16, Date32/64, Time32/64, Timestamp, Duration, Decimal32/64/128/256,
-// FixedSizeBinary, the interval types); Boolean (bit-packed) and variable
-// width types fail with ErrType. A value whose length is not a multiple of
+// FixedSizeBinary, the interval types); Boolean (bit-packed), dictionary,
+// extension, nested and variable-width types fail with ErrType. A value whose length is not a multiple of
 // the element size fails with an error matching simdr.ErrViewSize; the zero
 // Entry (a missing key) fails with simdr.ErrNotFound. The array lives as
 // long as e; releasing it frees nothing.
 func Array(e simdr.Entry, dt arrow.DataType) (arrow.Array, error) {
 	fw, ok := dt.(arrow.FixedWidthDataType)
-	if !ok || dt.ID() == arrow.BOOL || fw.BitWidth()%8 != 0 || fw.BitWidth() == 0 {
+	if !ok || fw.BitWidth()%8 != 0 || fw.BitWidth() == 0 {
 		return nil, fmt.Errorf("simdrarrow: array of %v: %w", dt, ErrType)
 	}
-	if layout := dt.Layout(); len(layout.Buffers) != 2 {
-		return nil, fmt.Errorf("simdrarrow: array of %v (%d buffers): %w", dt, len(layout.Buffers), ErrType)
+	switch dt.ID() {
+	case arrow.BOOL, arrow.DICTIONARY, arrow.EXTENSION, arrow.NULL:
+		// bit-packed; needs a dictionary; needs its storage type
+		return nil, fmt.Errorf("simdrarrow: array of %v: %w", dt, ErrType)
+	}
+	if layout := dt.Layout(); len(layout.Buffers) != 2 || layout.Buffers[1].Kind != arrow.KindFixedWidth || layout.Buffers[1].ByteWidth != fw.BitWidth()/8 {
+		return nil, fmt.Errorf("simdrarrow: array of %v (layout %v): %w", dt, dt.Layout(), ErrType)
 	}
 	if !e.Exists() {
 		return nil, fmt.Errorf("simdrarrow: array of %v from an absent entry: %w", dt, simdr.ErrNotFound)

@@ -129,6 +129,9 @@ func TestArrayTypes(t *testing.T) {
 		{"timestamp", func(e simdr.Entry) (arrow.Array, error) { return Array(e, arrow.FixedWidthTypes.Timestamp_ns) }, 4, func(a arrow.Array) bool {
 			return a.(*array.Timestamp).Value(0) == 1
 		}},
+		{"decimal128", func(e simdr.Entry) (arrow.Array, error) {
+			return Array(e, &arrow.Decimal128Type{Precision: 38, Scale: 0})
+		}, 2, func(a arrow.Array) bool { return a.(*array.Decimal128).Value(0).LowBits() == 1 }},
 		{"fixed_size_binary", func(e simdr.Entry) (arrow.Array, error) {
 			return Array(e, &arrow.FixedSizeBinaryType{ByteWidth: 16})
 		}, 2, func(a arrow.Array) bool { return a.(*array.FixedSizeBinary).Value(1)[0] == 0 }},
@@ -170,6 +173,9 @@ func TestArrayErrors(t *testing.T) {
 		{"string", e, arrow.BinaryTypes.String, ErrType},
 		{"list", e, arrow.ListOf(arrow.PrimitiveTypes.Int8), ErrType},
 		{"null", e, arrow.Null, ErrType},
+		{"dictionary", e, &arrow.DictionaryType{IndexType: arrow.PrimitiveTypes.Int8, ValueType: arrow.BinaryTypes.String}, ErrType},
+		{"fixed_size_list", e, arrow.FixedSizeListOf(5, arrow.PrimitiveTypes.Int8), ErrType},
+		{"run_end_encoded", e, arrow.RunEndEncodedOf(arrow.PrimitiveTypes.Int32, arrow.PrimitiveTypes.Int8), ErrType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

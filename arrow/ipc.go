@@ -25,6 +25,9 @@ var ErrIPC = errors.New("simdrarrow: bad Arrow IPC stream")
 // as a value. Every record must have the given schema. The result is never
 // empty, so it can always be stored.
 func EncodeIPC(schema *arrow.Schema, recs ...arrow.RecordBatch) ([]byte, error) {
+	if schema == nil {
+		return nil, errors.New("simdrarrow: encode: nil schema")
+	}
 	var buf bytes.Buffer
 	w := ipc.NewWriter(&buf, ipc.WithSchema(schema))
 	for i, rec := range recs {
