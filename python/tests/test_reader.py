@@ -2,6 +2,7 @@ import base64
 import glob
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -193,3 +194,27 @@ def test_reader_sees_what_the_server_wrote(server):
         assert len(r) == len(c) == 2
         assert r.file_size == c.file_size()
     c.close()
+
+
+def test_every_byte_flip_agrees_with_go(simdr_bin, tmp_path):
+    """Flip each byte of small.bin: the reader opens it exactly as the Go
+    engine does (same tail, live keys, entries), or both refuse it."""
+    with open(os.path.join(VECTORS, "small.bin"), "rb") as f:
+        good = f.read()
+    path = str(tmp_path / "flip.simdr")
+    for i in range(len(good)):
+        b = bytearray(good)
+        b[i] ^= 0x41
+        with open(path, "wb") as f:
+            f.write(b)
+        p = subprocess.run([simdr_bin, path, "--json", "info"], capture_output=True, timeout=30)
+        try:
+            r = Reader(path)
+        except CorruptError:
+            assert p.returncode != 0, f"byte {i}: Go opened what the reader refused"
+            continue
+        with r:
+            assert p.returncode == 0, f"byte {i}: the reader opened what Go refused: {p.stderr!r}"
+            info = json.loads(p.stdout)
+            got = (r.tail, len(r), r.entries, r.tombstones)
+            assert got == (info["file_bytes"], info["live_keys"], info["entries"], info["tombstones"]), f"byte {i}"
