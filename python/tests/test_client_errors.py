@@ -77,3 +77,36 @@ def test_headers_sent(fake):
     assert h1["Content-Type"] == "application/json"
     assert json.loads(b1) == {"from_b64": "YQ==", "to_b64": "Yg=="}
     assert (m2, p2, b2) == ("PUT", "/v1/keys/k%2F%00", b"v")
+
+
+class _ClosingHandler(_Handler):
+    """Answers keep-alive (HTTP/1.1, no Connection: close) and then drops the
+    connection, as a server whose idle timeout fired does."""
+    protocol_version = "HTTP/1.1"
+    conns = set()
+
+    def _any(self):
+        type(self).conns.add(self.client_address)
+        super()._any()
+        self.close_connection = True
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+
+def test_reconnects_after_server_closed_idle_connection():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosingHandler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        _ClosingHandler.answer = (200, "application/json", b'{"len": 3, "size": 99}')
+        c = Client(f"http://127.0.0.1:{srv.server_address[1]}")
+        assert len(c) == 3
+        assert c._pool, "the keep-alive connection is pooled"
+        import time
+        time.sleep(0.1)  # the server has closed it by now
+        assert c.file_size() == 99  # sent again on a new connection
+        assert len(_ClosingHandler.conns) == 2
+        c.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
