@@ -1,0 +1,112 @@
+"""The client against a stand-in server: generic JSON errors, headers sent."""
+
+import http.server
+import json
+import threading
+
+import pytest
+
+from simdr import Client, NotFound, SimdrError, Unauthorized
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    seen = []
+    answer = (200, "application/json", b"{}")
+
+    def _any(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        type(self).seen.append((self.command, self.path, dict(self.headers), body))
+        status, ctype, out = type(self).answer
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def fake():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    _Handler.seen = []
+    yield srv, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("status,ctype,body,cls,code", [
+    (507, "application/json", b'{"error":"no space left on device","code":"no_space"}', SimdrError, "no_space"),
+    (403, "application/json", b'{"error":"cross-origin request refused","code":"forbidden"}', SimdrError, "forbidden"),
+    (401, "application/json", b'{"error":"bad token","code":"unauthorized"}', Unauthorized, "unauthorized"),
+    (502, "text/html", b"<html>bad gateway</html>", SimdrError, ""),
+    (500, "application/json", b'["not", "an", "object"]', SimdrError, ""),
+    (404, "application/json", b'{"error":"no such endpoint","code":"no_route"}', SimdrError, "no_route"),
+])
+def test_generic_errors(fake, status, ctype, body, cls, code):
+    _, url = fake
+    _Handler.answer = (status, ctype, body)
+    c = Client(url)
+    with pytest.raises(cls) as e:
+        c.write("k", b"v")
+    assert e.value.status == status and e.value.code == code
+    assert str(status) in str(e.value) and e.value.message
+    assert not isinstance(e.value, NotFound) or code == ""
+
+
+def test_headers_sent(fake):
+    srv, url = fake
+    port = srv.server_address[1]
+    _Handler.answer = (204, "application/json", b"")
+    c = Client(url, token="tok")
+    c.rename("a", "b")
+    c.write(b"k/\x00", b"v")
+    for method, path, headers, body in _Handler.seen:
+        assert headers["Host"] == f"127.0.0.1:{port}"
+        assert "Origin" not in headers
+        assert headers["Authorization"] == "Bearer tok"
+    (m1, p1, h1, b1), (m2, p2, h2, b2) = _Handler.seen
+    assert (m1, p1) == ("POST", "/v1/rename")
+    assert h1["Content-Type"] == "application/json"
+    assert json.loads(b1) == {"from_b64": "YQ==", "to_b64": "Yg=="}
+    assert (m2, p2, b2) == ("PUT", "/v1/keys/k%2F%00", b"v")
+
+
+class _ClosingHandler(_Handler):
+    """Answers keep-alive (HTTP/1.1, no Connection: close) and then drops the
+    connection, as a server whose idle timeout fired does."""
+    protocol_version = "HTTP/1.1"
+    conns = set()
+
+    def _any(self):
+        type(self).conns.add(self.client_address)
+        super()._any()
+        self.close_connection = True
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+
+def test_reconnects_after_server_closed_idle_connection():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosingHandler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        _ClosingHandler.answer = (200, "application/json", b'{"len": 3, "size": 99}')
+        c = Client(f"http://127.0.0.1:{srv.server_address[1]}")
+        assert len(c) == 3
+        assert c._pool, "the keep-alive connection is pooled"
+        import time
+        time.sleep(0.1)  # the server has closed it by now
+        assert c.file_size() == 99  # sent again on a new connection
+        assert len(_ClosingHandler.conns) == 2
+        c.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
