@@ -43,6 +43,8 @@ type Store struct {
 	chunk    []byte        // PutReader's buffer
 	failed   error         // set when a failed write could not be rolled back
 	repaired *RepairReport // what Open's repair changed, nil when nothing
+
+	sf stateFile // the shared state file beside the store (statefile.go)
 }
 
 // gen is one file generation: a file, its mapping and the index into it.
@@ -74,6 +76,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	s.fs = s.opts.fsys()
 	g, err := s.openGen()
 	if err != nil {
+		s.closeState(nil)
 		return nil, fmt.Errorf("simdr: open %s: %w", path, err)
 	}
 	s.cur.Store(g)
@@ -146,6 +149,7 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		return nil, fmt.Errorf("mmap: %w", err)
 	}
 	g := &gen{f: f, m: m, fi: fi}
+	s.openState(fi) // before recovery, which asks it (stateHint)
 	var c collector
 	tail, err := s.recoverTail(g, size, &c)
 	if err != nil {
@@ -154,6 +158,7 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 	}
 	g.tail.Store(tail)
 	g.buildIndex(&c)
+	s.stateLoaded(g, size)
 	return g, nil
 }
 
@@ -286,7 +291,7 @@ func (s *Store) Close() error {
 		return ErrClosed
 	}
 	s.closed.Store(true)
-	errs := []error{g.close()}
+	errs := []error{s.closeState(g), g.close()}
 	for _, o := range s.old {
 		errs = append(errs, o.close())
 	}
