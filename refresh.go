@@ -184,6 +184,7 @@ func (s *Store) replace(ng *gen) *gen {
 	old := s.cur.Swap(ng)
 	s.seq.Add(1)
 	s.old = append(s.old, old)
+	s.noteReplace(ng)
 	return old
 }
 

@@ -83,7 +83,9 @@ func (s *Store) reopenState(fi os.FileInfo) {
 	s.sf.all = append(s.sf.all, f)
 	s.sf.mu.Unlock()
 	s.sf.f.Store(f)
-	s.sf.g = nil
+	if !s.opts.ReadOnly {
+		s.sf.g = nil // written afresh by stateLoaded
+	}
 }
 
 // stateLoaded is called when load has recovered and indexed g, of size
@@ -160,6 +162,20 @@ func (s *Store) switchState(f *shm.File, g *gen) {
 	f.Store(c)
 	f.SetInflight(c.Tail)
 	s.sf.g, s.sf.tail, s.sf.infl = g, c.Tail, c.Tail
+}
+
+// noteReplace is called when ng replaces the current generation (the
+// caller holds wmu): after a Compact, the writer's state names the new file
+// and followers asleep in Wait wake up to move to it.
+func (s *Store) noteReplace(ng *gen) {
+	f := s.sf.f.Load()
+	if f == nil || s.opts.ReadOnly {
+		return
+	}
+	s.switchState(f, ng)
+	if f = s.sf.f.Load(); f != nil {
+		f.Bump()
+	}
 }
 
 // noteInflight records, before the writer writes bytes up to upto past its

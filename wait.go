@@ -1,0 +1,125 @@
+package simdr
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+)
+
+// How long Wait sleeps between checks when nothing will wake it: without a
+// state file (waitPoll), and as a backstop while the writer would wake it
+// (waitBackstop).
+const (
+	waitPoll     = 20 * time.Millisecond
+	waitBackstop = time.Second
+)
+
+// Wait blocks until the writer has committed beyond what this Store has seen
+// (Refresh then brings a read-only Store up to date), and returns nil; or
+// until ctx is done (it returns ctx.Err()), or the Store is closed (ErrClosed).
+// It returns at once if such a commit is already there, or if this Store's
+// file was replaced by a Compact. It may return early, with nothing new to
+// see: callers loop on Wait and Refresh.
+//
+// Across processes it sleeps on the commit counter in the state file beside
+// the store (a futex): the writer wakes it at its next commit (about 0.1 ms
+// here), and it uses no CPU while idle. Without a usable state file (see
+// Refresh) it checks the file's size every 20 ms instead, and a follower that
+// may only read the state file (another user's) sleeps on it 20 ms at a time.
+// On a writable Store it waits for another goroutine's write.
+func (s *Store) Wait(ctx context.Context) error {
+	g := s.cur.Load()
+	if g == nil {
+		return fmt.Errorf("simdr: wait: %w", ErrClosed)
+	}
+	seen := g.tail.Load()
+	var wake func() bool // stops the ctx hook
+	defer func() {
+		if wake != nil {
+			wake()
+		}
+	}()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if s.closed.Load() {
+			return fmt.Errorf("simdr: wait: %w", ErrClosed)
+		}
+		if s.cur.Load() != g || g.tail.Load() != seen {
+			return nil
+		}
+		f := s.sf.f.Load()
+		if f == nil && s.opts.ReadOnly {
+			s.openState(g.fi) // the writer may have made it since
+			f = s.sf.f.Load()
+		}
+		if f == nil {
+			if s.waitChanged(g) {
+				return nil
+			}
+			t := time.NewTimer(waitPoll)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		if wake == nil {
+			wake = context.AfterFunc(ctx, f.Wake)
+		}
+		word := f.Word() // before the check: a commit after it changes the word
+		timeout := waitPoll
+		if c, ok := s.waitState(g); ok {
+			if c != seen || s.waitReplaced(g) {
+				return nil
+			}
+			if f.Writable() {
+				timeout = waitBackstop
+			}
+		} else if s.waitChanged(g) {
+			return nil
+		}
+		f.Sleep(word, timeout)
+	}
+}
+
+// waitState returns the writer's committed tail when the state vouches for
+// g's file (see vouched).
+func (s *Store) waitState(g *gen) (int64, bool) {
+	if !s.opts.ReadOnly {
+		c, _, ok := s.stateCommit(g)
+		return c.Tail, ok
+	}
+	size, err := g.f.Size()
+	if err != nil {
+		return 0, false
+	}
+	c, ok := s.vouched(g, size)
+	return c.Tail, ok
+}
+
+// waitReplaced reports whether a follower's path names another file than
+// g's (a Compact).
+func (s *Store) waitReplaced(g *gen) bool {
+	if !s.opts.ReadOnly {
+		return false // the writer moves itself
+	}
+	pi, err := s.fs.Stat(s.path)
+	return err != nil || !os.SameFile(pi, g.fi)
+}
+
+// waitChanged is Wait's check without the state: the path names another
+// file, or the file's size differs from what the last Refresh saw.
+func (s *Store) waitChanged(g *gen) bool {
+	if !s.opts.ReadOnly {
+		return false // a writer's commits move g's tail
+	}
+	if s.waitReplaced(g) {
+		return true
+	}
+	size, err := g.f.Size()
+	return err != nil || size != s.sf.seenSize.Load()
+}
