@@ -224,8 +224,10 @@ func (s *Store) noteCommit(g *gen, tail int64) {
 		f.Store(c) // first the commit, then the bound: a crash between leaves both true
 		s.sf.tail = tail
 	}
-	f.SetInflight(tail)
-	s.sf.infl = tail
+	if s.sf.infl != tail { // a write that ended at its tail (most) left it there
+		f.SetInflight(tail)
+		s.sf.infl = tail
+	}
 	f.Bump()
 }
 
