@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"time"
+
+	"github.com/simdr-go/simdr/internal/format"
 )
 
 // How long Wait sleeps between checks when nothing will wake it: without a
@@ -122,4 +125,70 @@ func (s *Store) waitChanged(g *gen) bool {
 	}
 	size, err := g.f.Size()
 	return err != nil || size != s.sf.seenSize.Load()
+}
+
+// Change is one entry committed to the store: a value stored under a key
+// hash, or a deletion of one.
+type Change struct {
+	KeyHash uint64
+	Deleted bool  // a tombstone
+	Len     int   // the value's length (0 for a deletion)
+	Offset  int64 // where the value starts in the file (the tombstone's byte for a deletion)
+}
+
+// Cursor marks a point in a Store's history, for Changes: a tail of the
+// file the Store had open. The zero Cursor marks no point.
+type Cursor struct {
+	g    *gen
+	tail int64
+}
+
+// Tail returns the file offset the cursor marks (a Size the Store had).
+func (c Cursor) Tail() int64 { return c.tail }
+
+// Cursor returns the point this Store is at now (its Size, in its current
+// file). It is the zero Cursor after Close.
+func (s *Store) Cursor() Cursor {
+	g := s.cur.Load()
+	if g == nil {
+		return Cursor{}
+	}
+	return Cursor{g: g, tail: g.tail.Load()}
+}
+
+// Changes returns the entries committed after cursor from, oldest first, and
+// the cursor they end at (where the Store is now). A follower calls Refresh
+// first. When the Store has moved to another file since from was taken (a
+// Compact, a reopen after the file was cut back), or from is the zero
+// Cursor, Changes fails with an error matching ErrNotFound: the caller starts
+// again from Cursor(). The slice is the caller's.
+func (s *Store) Changes(from Cursor) ([]Change, Cursor, error) {
+	g := s.cur.Load()
+	if g == nil {
+		return nil, Cursor{}, fmt.Errorf("simdr: changes: %w", ErrClosed)
+	}
+	to := Cursor{g: g, tail: g.tail.Load()}
+	if from.g != g {
+		return nil, to, fmt.Errorf("simdr: changes: the store is on another file than the cursor: %w", ErrNotFound)
+	}
+	data := g.m.Bytes()[:to.tail]
+	var out []Change
+	t := to.tail
+	for t > from.tail {
+		e, ok := format.Decode(data, t)
+		if !ok {
+			break
+		}
+		c := Change{KeyHash: e.Hash, Deleted: e.Tombstone, Offset: e.Start}
+		if !e.Tombstone {
+			c.Len = int(e.End - e.Start)
+		}
+		out = append(out, c)
+		t = e.Prev
+	}
+	if t != from.tail { // cannot happen: the chain holds every tail g had
+		return nil, to, fmt.Errorf("simdr: changes since %d: not an entry boundary: %w", from.tail, ErrCorrupt)
+	}
+	slices.Reverse(out)
+	return out, to, nil
 }

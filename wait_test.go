@@ -171,3 +171,56 @@ func TestWaitAcrossProcesses(t *testing.T) {
 	t.Logf("commit→wake over %d of %d commits: p50 %v, p99 %v, max %v; CPU while idle: %v in 2 s", len(lat), n,
 		lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1], cpu)
 }
+
+// TestChanges: the entries committed after a cursor, oldest first, for the
+// writer and a follower; ErrNotFound across a Compact and for the zero
+// Cursor.
+func TestChanges(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	w := ccOpen(t, path, nil)
+	ccPut(t, w, "a", "1")
+	r := ccOpen(t, path, &Options{ReadOnly: true})
+	wc, rc := w.Cursor(), r.Cursor()
+	ccPut(t, w, "b", "22")
+	var b Batch
+	b.Put([]byte("c"), []byte("333"))
+	b.Delete([]byte("a"))
+	if err := w.Apply(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	want := []Change{{KeyHash: Hash([]byte("b")), Len: 2}, {KeyHash: Hash([]byte("c")), Len: 3}, {KeyHash: Hash([]byte("a")), Deleted: true}}
+	for _, s := range []*Store{w, r} {
+		from := wc
+		if s == r {
+			from = rc
+		}
+		got, to, err := s.Changes(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) || to.Tail() != w.Size() {
+			t.Fatalf("changes: %+v to %d", got, to.Tail())
+		}
+		for i := range want {
+			got[i].Offset = 0
+			if got[i] != want[i] {
+				t.Fatalf("change %d: %+v, want %+v", i, got[i], want[i])
+			}
+		}
+		if more, _, err := s.Changes(to); err != nil || len(more) != 0 {
+			t.Fatalf("changes at the end: %v %v", more, err)
+		}
+	}
+	if _, _, err := w.Changes(Cursor{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("zero cursor: %v", err)
+	}
+	if err := w.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := w.Changes(wc); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("after Compact: %v", err)
+	}
+}

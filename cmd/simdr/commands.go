@@ -38,6 +38,7 @@ func init() {
 	commands = []*command{
 		cmdWrite, cmdRead, cmdDelete, cmdRename, cmdCopy, cmdMove, cmdCompact,
 		cmdInfo, cmdMetadata, cmdVerify, cmdList, cmdImport, cmdExport, cmdServe,
+		cmdWatch,
 	}
 }
 
