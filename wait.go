@@ -30,7 +30,9 @@ const (
 // here), and it uses no CPU while idle. Without a usable state file (see
 // Refresh) it checks the file's size every 20 ms instead, and a follower that
 // may only read the state file (another user's) sleeps on it 20 ms at a time.
-// On a writable Store it waits for another goroutine's write.
+// On a writable Store it waits for another goroutine's write after the call
+// (a loop that must not miss one compares Cursor with where it stands before
+// calling Wait).
 func (s *Store) Wait(ctx context.Context) error {
 	g := s.cur.Load()
 	if g == nil {

@@ -73,6 +73,7 @@ func newHandler(store *simdr.Store, cfg Config) *handler {
 		{"POST", "/v1/sync", h.sync},
 		{"GET", "/healthz", h.healthz},
 		{"GET", "/metrics", h.serveMetrics},
+		{"GET", "/v1/watch", h.watch}, // server/watch.go
 	}
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.method+" "+rt.path, rt.fn)

@@ -63,7 +63,7 @@ func watch(ctx context.Context, a *app, s *simdr.Store) error {
 	cur := s.Cursor()
 	a.info("watching %s from byte %d (Ctrl-C stops)", s.Path(), cur.Tail())
 	for {
-		if err := s.Wait(ctx); err != nil {
+		if err := s.Wait(ctx); err != nil { // a follower's Wait sees what it has not refreshed yet
 			if ctx.Err() != nil {
 				return nil
 			}
