@@ -114,7 +114,9 @@ func (s *Store) stateLoaded(g *gen, size int64) {
 // or when Open fails, g nil). The writer leaves the
 // state naming its last commit, with nothing in flight.
 func (s *Store) closeState(g *gen) error {
-	if f := s.sf.f.Load(); f != nil && !s.opts.ReadOnly && g != nil && s.sf.g == g {
+	// (After a failed rollback the bytes past the tail are still the
+	// writer's own: the bound stays.)
+	if f := s.sf.f.Load(); f != nil && !s.opts.ReadOnly && g != nil && s.sf.g == g && s.failed == nil {
 		f.SetInflight(s.sf.tail)
 	}
 	s.sf.f.Store(nil)
