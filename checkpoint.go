@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"math"
 	"os"
-	"syscall"
 	"unsafe"
 
 	"github.com/simdr-go/simdr/internal/format"
@@ -86,14 +85,6 @@ func decodeCkHeader(b []byte) (ckHeader, bool) {
 	return h, h.tail >= 0 && h.groups > 0 && h.used >= h.live && h.live >= 0 && h.ents >= 0 && h.tomb >= 0
 }
 
-// fileID returns the device and inode of fi (0, 0 where the system has none).
-func fileID(fi os.FileInfo) (dev, ino uint64) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return uint64(st.Dev), st.Ino
-	}
-	return 0, 0
-}
-
 // metaAt returns the 20 bytes of metadata that end at tail in data (zeros
 // for tail 0).
 func metaAt(data []byte, tail int64) (m [format.MetaSize]byte) {
@@ -129,7 +120,7 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 		return nil
 	}
 	h, ok := decodeCkHeader(hb)
-	dev, ino := fileID(g.fi)
+	dev, ino, _, _ := fileID(g.fi)
 	if !ok || h.dev != dev || h.ino != ino || h.tail > size ||
 		metaAt(g.m.Bytes()[:size], h.tail) != h.meta {
 		return nil
@@ -211,7 +202,7 @@ func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64, quiet bool) (err
 	if err := g.f.Sync(); err != nil {
 		return err
 	}
-	dev, ino := fileID(g.fi)
+	dev, ino, _, _ := fileID(g.fi)
 	h := ckHeader{dev: dev, ino: ino, tail: tail, meta: metaAt(g.m.Bytes(), tail), ents: ents, tomb: tomb}
 	path := checkpointPath(s.path)
 	tmp := path + ".tmp"

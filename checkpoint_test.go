@@ -285,7 +285,7 @@ func retarget(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.dev, h.ino = fileID(fi)
+	h.dev, h.ino, _, _ = fileID(fi)
 	copy(b, h.encode()[:ckHeaderSize])
 	if err := os.WriteFile(ck, b, 0o600); err != nil {
 		t.Fatal(err)

@@ -58,6 +58,8 @@ type Store struct {
 	ckTail    int64          // the tail the last background checkpoint covers (guarded by wmu)
 	ckGen     *gen           // the generation it is of
 	ckEntries int64          // the entries it covers
+
+	sf stateFile // the shared state file beside the store (statefile.go)
 }
 
 // gen is one file generation: a file, its mapping and the index into it.
@@ -95,6 +97,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	s.fs = s.opts.fsys()
 	g, err := s.openGen()
 	if err != nil {
+		s.closeState(nil)
 		return nil, fmt.Errorf("simdr: open %s: %w", path, err)
 	}
 	s.cur.Store(g)
@@ -206,6 +209,7 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		return nil, fmt.Errorf("mmap: %w", err)
 	}
 	g := &gen{f: f, m: m, fi: fi}
+	s.openState(fi) // before recovery, which asks it (stateHint)
 	// With a checkpoint of the index, only what was written after it is walked.
 	var ck *checkpoint
 	if !s.opts.Repair { // a repair reads the whole file
@@ -242,6 +246,7 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		g.collect(&c, 0)
 	}
 	g.buildIndex(&c)
+	s.stateLoaded(g, size)
 	return g, nil
 }
 
@@ -573,7 +578,7 @@ func (s *Store) Close() error {
 	s.closed.Store(true)
 	s.seq.Add(1)
 	s.cur.Store(nil)
-	errs := []error{g.close()}
+	errs := []error{s.closeState(g), g.close()}
 	for _, o := range s.old {
 		errs = append(errs, o.close())
 	}

@@ -97,6 +97,7 @@ func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
 		{"GET", "/metrics", h.serveMetrics},
 		{"POST", "/v1/verify", h.verify},
 		{"GET", "/v1/entries", h.entries},
+		{"GET", "/v1/watch", h.watch}, // server/watch.go
 	}
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.method+" "+rt.path, rt.fn)

@@ -223,6 +223,7 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 		MaxHeaderBytes:    1 << 20,
 		Protocols:         new(http.Protocols),
 	}
+	srv.RegisterOnShutdown(h.stopWatches) // server/watch.go: end the event streams
 	srv.Protocols.SetHTTP1(true)
 	if tlsOn {
 		srv.Protocols.SetHTTP2(true)

@@ -43,6 +43,7 @@ func init() {
 		cmdWrite, cmdRead, cmdDelete, cmdRename, cmdCopy, cmdMove, cmdCompact,
 		cmdHas, cmdBatch, cmdRepair, cmdShell, cmdBackup,
 		cmdInfo, cmdMetadata, cmdVerify, cmdList, cmdImport, cmdExport, cmdServe,
+		cmdWatch,
 	}
 }
 
