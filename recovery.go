@@ -30,6 +30,17 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 		cls   format.TailClass
 	)
 	find := func() {
+		// The state file, when it vouches that every byte past the writer's
+		// committed tail is its own unfinished write, decides first: those
+		// bytes may hold records a value forged, even a whole chain.
+		if committed, own, ok := s.stateHint(g, size); ok && own && committed >= floor && committed < size {
+			if format.WalkChain(data, floor, committed, c.add) {
+				L, found, c.done = committed, true, true
+				cls = format.TailClass{Kind: format.Torn, L: committed, Top: size, Break: size}
+				return
+			}
+			c.reset()
+		}
 		if format.WalkChain(data, floor, size, c.add) {
 			L, found, c.done = size, true, true
 			return
@@ -115,6 +126,9 @@ func (s *Store) classifyTail(g *gen, data []byte, floor int64) (L int64, found b
 		hinted = false // nothing below it to doubt
 	}
 	L, found = format.FindTail(data, floor)
+	if !found && floor > 0 {
+		found = true // floor itself is a sound chain end (L == floor)
+	}
 	cls = format.ClassifyTail(data, floor, L, size)
 	if cls.Kind == format.Torn && hinted && committed > L {
 		if c2 := format.ClassifyTail(data, floor, L, committed); c2.Kind != format.Torn {

@@ -151,8 +151,15 @@ func (s *Store) scanFrom(g *gen, tail, size int64) (newTail int64, ok bool, err 
 	data := g.m.Bytes()[:size]
 	newTail = tail
 	s.ops = s.ops[:0] // a read-only Store has no writes in progress
+	var cls format.TailClass
 	if guardFault(func() {
 		newTail, _ = format.FindTail(data, tail)
+		if newTail < size {
+			// Damage is not a torn tail: intact entries above a break.
+			if cls = format.ClassifyTail(data, tail, newTail, size); cls.Kind == format.Broken {
+				return
+			}
+		}
 		format.Walk(data, tail, newTail, func(e format.Entry) bool {
 			s.ops = append(s.ops, opFor(e))
 			return true
@@ -162,6 +169,9 @@ func (s *Store) scanFrom(g *gen, tail, size int64) (newTail int64, ok bool, err 
 		// rolled-back write, or a new writer's recovery cutting a torn tail):
 		// nothing new is complete yet.
 		return tail, false, nil
+	}
+	if cls.Kind == format.Broken {
+		return tail, false, damageError(cls)
 	}
 	return newTail, true, nil
 }

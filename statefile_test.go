@@ -270,10 +270,6 @@ func TestForgedUploadKillThenOpen(t *testing.T) {
 				t.Fatalf("stateHint after the kill: %d %v %v, want %d true true", committed, own, ok, tail)
 			}
 		}
-		if s.Has([]byte("evil")) && s.sf.hints.Load() == 1 {
-			s.Close()
-			t.Skip("recovery.go does not consult stateHint yet (the recovery branch wires it)")
-		}
 		sfNoEvil(t, fmt.Sprintf("open %+v after the kill", opts), s)
 		ccSameState(t, "after the kill", s, map[string]string{"a": "1"})
 		if s.Size() != tail {
