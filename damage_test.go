@@ -759,7 +759,7 @@ func TestRepairSalvagesAroundDamage(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != rep.NewSize {
 		t.Fatalf("repaired file: %v, %v (report %+v)", fi.Mode(), err, rep)
 	}
-	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 1 {
+	if names := dirNames(t, dir); len(names) != 1 {
 		t.Fatalf("files left beside the store: %v", names)
 	}
 }
