@@ -27,14 +27,49 @@ func FindTail(data []byte, floor int64) (L int64, found bool) {
 		// grown without its data) on its all-zero metadata, which head
 		// rejects: check both inline, before the call.
 		meta := data[L-MetaSize : L]
-		p := int64(binary.LittleEndian.Uint64(meta[8:16]))
-		if p < floor || p >= L-MetaSize {
+		// One unsigned comparison (not two, one of which random bytes make
+		// a coin toss): p in [floor, L-MetaSize).
+		p := binary.LittleEndian.Uint64(meta[8:16])
+		if lim := L - MetaSize - floor; lim <= 0 || p-uint64(floor) >= uint64(lim) {
 			continue
 		}
 		if p == 0 && binary.LittleEndian.Uint64(meta[0:8]) == 0 && binary.LittleEndian.Uint32(meta[16:20]) == 0 {
+			// A run of zeros: while the 8 bytes below are zero too, the
+			// next 8 windows are all zero as well.
+			for L-8 > floor && L-MetaSize-8 >= 0 && binary.LittleEndian.Uint64(data[L-MetaSize-8:L-MetaSize]) == 0 {
+				L -= 8
+			}
 			continue
 		}
+		if p != uint64(floor) {
+			// The entry the head claims to follow must itself end in a
+			// link into [floor, p-MetaSize) (step decodes it first)...
+			lim := int64(p) - MetaSize - floor
+			if p <= MetaSize || lim <= 0 {
+				continue
+			}
+			if q := binary.LittleEndian.Uint64(data[p-12 : p-4]); q-uint64(floor) >= uint64(lim) {
+				continue
+			}
+			// ...and not be known not to lead to floor (repeated words
+			// claim the same few links over and over).
+			if m.nodes != nil && m.nodes[m.slot(int64(p))] == (p-uint64(floor)+1)<<1 {
+				continue
+			}
+		}
 		m.scan = L
+		// A head whose payload start has a checksum group (see memo) is
+		// checked on its checksum first: cheap there, and what fails most
+		// candidates that share a start. Tombstone shapes keep their rules.
+		if e := L - MetaSize; e-int64(p) > 1 {
+			start := int64(p) + Prepad(int64(p))
+			if start >= e {
+				continue // Decode fails
+			}
+			if g := m.group(start); g != nil && g.end >= e && m.payload(data, start, e) != binary.LittleEndian.Uint32(meta[16:20]) {
+				continue
+			}
+		}
 		if m.try(data, L) {
 			return L, true
 		}
@@ -84,7 +119,8 @@ type group struct {
 const (
 	memoNodeBits  = 16 // at most 2^16 nodes (512 KiB)
 	memoBlockBits = 16 // at most 2^16 blocks (2 × 256 KiB)
-	memoGroups    = 1 << 10
+	memoGroupBits = 10
+	memoGroups    = 1 << memoGroupBits
 	groupUnfeed   = 256 // a group's checksum is moved at most this far (bytes)
 )
 
@@ -209,6 +245,17 @@ func (m *memo) alloc() {
 	m.good, m.bad = make([]uint32, nblocks), make([]uint32, nblocks)
 }
 
+// group returns the checksum group of start, nil if none.
+func (m *memo) group(start int64) *group {
+	if m.groups == nil {
+		return nil
+	}
+	if g := &m.groups[uint64(start)*0x9E3779B97F4A7C15>>(64-memoGroupBits)]; g.start == start {
+		return g
+	}
+	return nil
+}
+
 // payload returns Checksum(data[start:end]), start ≥ floor, for a candidate
 // head; candidates come at descending ends.
 func (m *memo) payload(data []byte, start, end int64) uint32 {
@@ -221,7 +268,7 @@ func (m *memo) payload(data []byte, start, end int64) uint32 {
 			m.groups[i].start = -1
 		}
 	}
-	g := &m.groups[uint64(start)*0x9E3779B97F4A7C15>>(64-10)]
+	g := &m.groups[uint64(start)*0x9E3779B97F4A7C15>>(64-memoGroupBits)]
 	if g.start == start && g.end >= end && g.end-end <= groupUnfeed {
 		g.crc, g.end = unfeed(g.crc, data[end:g.end]), end
 		return g.crc
