@@ -141,26 +141,36 @@ func unfeed(crc uint32, p []byte) uint32 {
 // many positions whose 20 bytes read as metadata, each claiming a payload
 // that can be as long as the file; checking each from scratch is quadratic.
 //
-// sums keeps a cursor (the running checksum at one offset) that it moves to
-// each offset asked, forwards by crc32.Update or backwards by unfeed: FindTail
-// asks at descending offsets close together, so that costs what separates
-// them. For a far offset it starts from the nearest of its marks, the running
-// checksums every step bytes from floor, computed once as far as asked and at
-// most sumsMaxMarks of them (1 MiB); step grows with the span of data so that
-// they stay below that.
+// sums keeps a few cursors (the running checksum at one offset each) that it
+// moves to the offsets asked, forwards by crc32.Update or backwards by
+// unfeed: FindTail asks at descending offsets close together (candidate
+// heads, and the first entries their links lead to, a little below), so that
+// costs what separates them. For a far offset it starts from the nearest of
+// its marks, the running checksums every step bytes from floor, computed once
+// as far as asked and at most sumsMaxMarks of them (2 MiB); step grows with
+// the span of data so that they stay below that.
 type sums struct {
-	floor int64
-	step  int64
-	marks []uint32 // marks[i]: checksum of data[floor : floor+i*step]
-	at    int64    // the cursor: cur is the checksum of data[floor:at], when ok
-	cur   uint32
-	ok    bool
+	floor   int64
+	step    int64
+	marks   []uint32 // marks[i]: checksum of data[floor : floor+i*step]
+	cursors [sumsCursors]cursor
+	clock   uint64
+}
+
+// cursor is the checksum of data[floor:at], when ok; used orders cursors
+// for reuse.
+type cursor struct {
+	at   int64
+	cur  uint32
+	ok   bool
+	used uint64
 }
 
 const (
 	sumsFrom     = 256     // shorter ranges are checked directly
-	sumsStep     = 4 << 10 // the smallest step between marks
-	sumsMaxMarks = 1 << 18 // the step grows so that marks stay below this
+	sumsStep     = 256     // the smallest step between marks
+	sumsMaxMarks = 1 << 19 // the step grows so that marks stay below this
+	sumsCursors  = 4
 	// unfeedCost is how many times a byte costs more to unfeed than to feed
 	// (crc32.Update uses carry-less multiplication) here; measured about 4.
 	unfeedCost = 4
@@ -168,34 +178,55 @@ const (
 
 // upto returns the checksum of data[c.floor:x].
 func (c *sums) upto(data []byte, x int64) uint32 {
-	if c.marks == nil {
-		c.step = max(sumsStep, (int64(len(data))-c.floor)/sumsMaxMarks+1)
-		c.marks = []uint32{0}
-	}
+	c.init(data)
 	i := (x - c.floor) / c.step
 	mark := c.floor + i*c.step
-	if c.ok {
-		// From the cursor when it is nearer than the mark below x.
-		switch d := x - c.at; {
-		case d >= 0 && c.at >= mark:
-			c.cur, c.at = crc32.Update(c.cur, crcTab, data[c.at:x]), x
-			return c.cur
-		case d < 0 && -d*unfeedCost <= x-mark+c.step:
-			c.cur, c.at = unfeed(c.cur, data[x:c.at]), x
-			return c.cur
+	best, cost := -1, x-mark+1 // from the mark below x (computing the marks is paid once)
+	lru := 0
+	for k := range c.cursors {
+		u := &c.cursors[k]
+		if !u.ok {
+			lru = k
+			continue
+		}
+		if u.used < c.cursors[lru].used && c.cursors[lru].ok {
+			lru = k
+		}
+		d := x - u.at
+		if d < 0 {
+			d = -d * unfeedCost
+		}
+		if d < cost {
+			best, cost = k, d
 		}
 	}
-	c.cur, c.at, c.ok = c.fromMarks(data, x), x, true
-	return c.cur
+	c.clock++
+	if best < 0 {
+		u := &c.cursors[lru]
+		u.cur, u.at, u.ok, u.used = c.fromMarks(data, x), x, true, c.clock
+		return u.cur
+	}
+	u := &c.cursors[best]
+	if x >= u.at {
+		u.cur = crc32.Update(u.cur, crcTab, data[u.at:x])
+	} else {
+		u.cur = unfeed(u.cur, data[x:u.at])
+	}
+	u.at, u.used = x, c.clock
+	return u.cur
+}
+
+func (c *sums) init(data []byte) {
+	if c.marks == nil {
+		c.step = max(sumsStep, (int64(len(data))-c.floor)/sumsMaxMarks+1)
+		c.marks = make([]uint32, 1, (int64(len(data))-c.floor)/c.step+2)
+	}
 }
 
 // fromMarks returns the checksum of data[c.floor:x] from the mark below x,
-// computing the marks as far as needed, leaving the cursor alone.
+// computing the marks as far as needed, leaving the cursors alone.
 func (c *sums) fromMarks(data []byte, x int64) uint32 {
-	if c.marks == nil {
-		c.step = max(sumsStep, (int64(len(data))-c.floor)/sumsMaxMarks+1)
-		c.marks = []uint32{0}
-	}
+	c.init(data)
 	i := (x - c.floor) / c.step
 	for j := int64(len(c.marks)); j <= i; j++ {
 		p := c.floor + (j-1)*c.step

@@ -53,21 +53,39 @@ func FindTail(data []byte, floor int64) (L int64, found bool) {
 			}
 			// ...and not be known not to lead to floor (repeated words
 			// claim the same few links over and over).
-			if m.nodes != nil && m.nodes[m.slot(int64(p))] == (p-uint64(floor)+1)<<1 {
-				continue
+			if m.nodes != nil {
+				if i, bad := m.slot(int64(p)), (p-uint64(floor)+1)<<1; m.nodes[i] == bad || m.nodes[i+1] == bad {
+					continue
+				}
 			}
 		}
 		m.scan = L
-		// A head whose payload start has a checksum group (see memo) is
-		// checked on its checksum first: cheap there, and what fails most
-		// candidates that share a start. Tombstone shapes keep their rules.
+		// Cheapest first, each check exact: the head's checksum when its
+		// payload start has a group (a few bytes to unfeed), else a short
+		// walk of the chain beneath (garbage mostly fails in a step or two,
+		// and is noted), else the checksum derived from scratch (bounded,
+		// while chains can be long: small integers make chains a store's
+		// length apart, one every 16 bytes, that no bounded memo holds).
+		// Tombstone shapes keep their rules (see try).
 		if e := L - MetaSize; e-int64(p) > 1 {
 			start := int64(p) + Prepad(int64(p))
 			if start >= e {
 				continue // Decode fails
 			}
-			if g := m.group(start); g != nil && g.end >= e && m.payload(data, start, e) != binary.LittleEndian.Uint32(meta[16:20]) {
-				continue
+			crc := binary.LittleEndian.Uint32(meta[16:20])
+			if g := m.group(start); g != nil && g.end >= e {
+				if m.payload(data, start, e) != crc {
+					continue
+				}
+			} else if p != uint64(floor) {
+				switch m.walk(data, int64(p), probeSteps) {
+				case bad:
+					continue
+				case unknown:
+					if m.payload(data, start, e) != crc {
+						continue
+					}
+				}
 			}
 		}
 		if m.try(data, L) {
@@ -117,7 +135,7 @@ type group struct {
 }
 
 const (
-	memoNodeBits  = 16 // at most 2^16 nodes (512 KiB)
+	memoNodeBits  = 15 // at most 2^15 sets of 2 nodes (512 KiB)
 	memoBlockBits = 16 // at most 2^16 blocks (2 × 256 KiB)
 	memoGroupBits = 10
 	memoGroups    = 1 << memoGroupBits
@@ -130,8 +148,8 @@ func (m *memo) try(data []byte, L int64) bool {
 	if !ok {
 		return false
 	}
-	good, stop := m.walk(data, first.Prev)
-	if !good {
+	st, stop := m.walkTo(data, first.Prev, -1)
+	if st != good {
 		return false
 	}
 	var sum uint32
@@ -149,28 +167,52 @@ func (m *memo) try(data []byte, L int64) bool {
 	return false
 }
 
-// walk reports whether the chain from t steps down to exactly floor, every
-// step() check holding; stop is where it stopped: floor, or an offset whose
+// status is what a walk learnt of a chain.
+type status uint8
+
+const (
+	unknown status = iota
+	good           // it steps down to exactly floor
+	bad            // it does not
+)
+
+// probeSteps is how many steps a walk takes before FindTail checks the
+// head's checksum instead (see FindTail).
+const probeSteps = 3
+
+// walk is walkTo without the stop.
+func (m *memo) walk(data []byte, t int64, limit int) status {
+	st, _ := m.walkTo(data, t, limit)
+	return st
+}
+
+// walkTo reports whether the chain from t steps down to exactly floor, every
+// step() check holding, within limit steps (any number when negative:
+// unknown otherwise); stop is where it stopped: floor, or an offset whose
 // answer was known. What it learns of a bad chain is noted at once, of a
 // good one only by the caller (notePath).
-func (m *memo) walk(data []byte, t int64) (good bool, stop int64) {
+func (m *memo) walkTo(data []byte, t int64, limit int) (st status, stop int64) {
 	u := t
-	for u > m.floor {
+	for ; u > m.floor; limit-- {
 		if g, known := m.known(u); known {
 			if !g {
 				m.notePath(data, t, u, false)
+				return bad, u
 			}
-			return g, u
+			return good, u
+		}
+		if limit == 0 {
+			return unknown, u
 		}
 		e, ok := step(data, m.floor, u, m)
 		if !ok {
 			m.notePath(data, t, u, false)
 			m.note(u, false)
-			return false, u
+			return bad, u
 		}
 		u = e.Prev
 	}
-	return true, u // step keeps every link ≥ floor
+	return good, u // step keeps every link ≥ floor
 }
 
 // notePath notes every offset of the chain from t down to (not including)
@@ -192,7 +234,11 @@ func (m *memo) known(t int64) (good, ok bool) {
 		return false, false
 	}
 	rel := uint64(t - m.floor)
-	if v := m.nodes[m.slot(t)]; v>>1 == rel+1 {
+	i := m.slot(t)
+	if v := m.nodes[i]; v>>1 == rel+1 {
+		return v&1 != 0, true
+	}
+	if v := m.nodes[i+1]; v>>1 == rel+1 {
 		return v&1 != 0, true
 	}
 	b, in := rel>>m.blockBits, uint32(rel&(1<<m.blockBits-1))+1
@@ -213,13 +259,18 @@ func (m *memo) note(t int64, good bool) {
 	}
 	rel := uint64(t - m.floor)
 	live := uint64(m.scan - m.floor) // rel ≥ live: dead
+	v := (rel + 1) << 1
+	if good {
+		v |= 1
+	}
 	i := m.slot(t)
 	if old := m.nodes[i]>>1 - 1; m.nodes[i] == 0 || old >= live || rel >= old {
-		v := (rel + 1) << 1
-		if good {
-			v |= 1
+		if m.nodes[i]>>1 != rel+1 {
+			m.nodes[i+1] = m.nodes[i]
 		}
 		m.nodes[i] = v
+	} else {
+		m.nodes[i+1] = v
 	}
 	blocks := m.bad
 	if good {
@@ -231,15 +282,18 @@ func (m *memo) note(t int64, good bool) {
 	}
 }
 
+// slot returns the first of the two slots of t's set: the highest live
+// offset noted in the set, then the latest other one (chains of a torn tail
+// that many walks meet, far below the candidates, stay there).
 func (m *memo) slot(t int64) uint64 {
-	return uint64(t) * 0x9E3779B97F4A7C15 >> m.nodeShift
+	return uint64(t) * 0x9E3779B97F4A7C15 >> m.nodeShift << 1
 }
 
 // alloc sizes the caches to the span (a follower's Refresh over a few new
 // entries allocates little).
 func (m *memo) alloc() {
 	nb := max(6, min(memoNodeBits, bits.Len64(uint64(m.span)/32)))
-	m.nodes, m.nodeShift = make([]uint64, 1<<nb), uint(64-nb)
+	m.nodes, m.nodeShift = make([]uint64, 2<<nb), uint(64-nb)
 	m.blockBits = uint(max(6, bits.Len64(uint64(m.span-1))-memoBlockBits))
 	nblocks := (m.span-1)>>m.blockBits + 1
 	m.good, m.bad = make([]uint32, nblocks), make([]uint32, nblocks)

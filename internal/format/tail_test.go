@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -233,5 +234,32 @@ func TestFindTailForged(t *testing.T) {
 	}
 	if got := fmt.Sprint(plainTail(data, 0)); got != fmt.Sprint(e.Next(), true) {
 		t.Fatalf("plain scan: %s", got)
+	}
+}
+
+// TestFindTailMemory: what FindTail remembers is bounded (caches of a fixed
+// size), not proportional to the candidates of the torn tail (the maps it
+// used to keep took 39 MB for 8 MiB of small integers, and 2.1 GB for a
+// sparse file of 2 GiB).
+func TestFindTailMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("16 MiB torn tails")
+	}
+	r := rand.New(rand.NewPCG(19, 20))
+	base, ends := build(r, 2000)
+	data := make([]byte, len(base)+16<<20)
+	copy(data, base)
+	for _, kind := range []string{"numeric-offsets", "numeric", "fake-chain", "word=tail"} {
+		tornTail(kind, r, data[len(base):], int64(len(base)), ends)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		L, _ := FindTail(data, 0)
+		runtime.ReadMemStats(&after)
+		if L != int64(len(base)) {
+			t.Fatalf("%s: FindTail = %d, want %d", kind, L, len(base))
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+			t.Errorf("%s: FindTail over 16 MiB allocated %d bytes", kind, got)
+		}
 	}
 }
