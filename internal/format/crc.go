@@ -27,6 +27,20 @@ func crcShift(crc uint32, n int64) uint32 {
 	return crc
 }
 
+// crcUnshift undoes crcShift(crc, n) for n < 2^32: crc multiplied by
+// x^(-8n) modulo the polynomial (x is invertible: the polynomial's constant
+// term is 1). One multiplication by a constant per set bit of n.
+func crcUnshift(crc uint32, n int64) uint32 {
+	mulOnce.Do(buildMul)
+	for k := 0; n != 0; n, k = n>>1, k+1 {
+		if n&1 != 0 {
+			t := &invTab[k]
+			crc = t[0][crc&0xff] ^ t[1][crc>>8&0xff] ^ t[2][crc>>16&0xff] ^ t[3][crc>>24]
+		}
+	}
+	return crc
+}
+
 // x2n[k] is x^(2^k) modulo the reflected IEEE polynomial. The sequence
 // repeats with period 32 (zlib's x2n_table).
 var x2n = func() (t [32]uint32) {
@@ -42,18 +56,24 @@ var x2n = func() (t [32]uint32) {
 // mulTab[k][j][b] is multModP(x2n[k], b<<8j): multiplying by x2n[k] is linear,
 // so its product with any word is the xor of four look-ups (128 KiB, built at
 // the first use).
+// invTab[k] is the same for x^(-8·2^k).
 var (
 	mulTab  *[32][4][256]uint32
+	invTab  *[32][4][256]uint32
 	mulOnce sync.Once
 )
 
 func buildMul() {
-	t := new([32][4][256]uint32)
-	for k := range t {
-		for j := range t[k] {
-			row := &t[k][j]
+	var inv [32]uint32 // x^(-8·2^k)
+	inv[0] = unstep(1<<31, 0)
+	for k := 1; k < 32; k++ {
+		inv[k] = multModP(inv[k-1], inv[k-1])
+	}
+	fill := func(c uint32, t *[4][256]uint32) {
+		for j := range t {
+			row := &t[j]
 			for bit := 0; bit < 8; bit++ {
-				row[1<<bit] = multModP(x2n[k], uint32(1)<<(8*j+bit))
+				row[1<<bit] = multModP(c, uint32(1)<<(8*j+bit))
 			}
 			for b := 1; b < 256; b++ {
 				if low := b & -b; low != b {
@@ -62,7 +82,12 @@ func buildMul() {
 			}
 		}
 	}
-	mulTab = t
+	t, u := new([32][4][256]uint32), new([32][4][256]uint32)
+	for k := range t {
+		fill(x2n[k], &t[k])
+		fill(inv[k], &u[k])
+	}
+	mulTab, invTab = t, u
 }
 
 // multModP multiplies a and b modulo the reflected IEEE polynomial.

@@ -54,7 +54,7 @@ func FindTail(data []byte, floor int64) (L int64, found bool) {
 			// ...and not be known not to lead to floor (repeated words
 			// claim the same few links over and over).
 			if m.nodes != nil {
-				if i, bad := m.slot(int64(p)), (p-uint64(floor)+1)<<1; m.nodes[i] == bad || m.nodes[i+1] == bad {
+				if i, rel := m.slot(int64(p)), p-uint64(floor)+1; m.nodes[i] == rel || m.nodes[i+1] == rel {
 					continue
 				}
 			}
@@ -98,30 +98,32 @@ func FindTail(data []byte, floor int64) (L int64, found bool) {
 // memo is what FindTail learns while it tries candidate tails, in caches of
 // a fixed size (a result never depends on what they hold, only its cost):
 //
-//   - nodes: whether the chain from an offset steps down to floor (good) or
-//     not (bad); direct-mapped, keeping the higher live offset of two that
-//     collide: FindTail walks down, so offsets at or above the candidate it
-//     tries (scan) are never asked again, and candidates a little below it
-//     tend to claim the offsets just beneath.
-//   - good, bad: per block of offsets, the highest offset of the block known
-//     good (bad). A walk that enters a block along a chain already walked
-//     meets that chain's highest offset in the block first, and stops there:
-//     a walk costs at most the offsets of one block not yet known, even when
-//     a great many candidates claim distinct entries of a long chain.
+//   - nodes: offsets whose chain does not step down to floor (bad), in sets
+//     of two: the highest live offset noted in the set, and the latest other
+//     one. FindTail walks down, so offsets at or above the candidate it tries
+//     (scan) are never asked again, and candidates a little below it tend to
+//     claim the offsets just beneath; chains that many walks meet, far
+//     below, stay in the second slot.
+//   - bad: per block of offsets, the highest offset of the block known bad.
+//     A walk that enters a block along a chain already walked meets that
+//     chain's highest offset in the block first, and stops there.
 //   - groups: per payload start, the checksum of the payload of the last
 //     candidate with that start (and the running checksum up to the start).
 //     Candidates of a repeated word share a start and end a word apart: the
 //     next checksum is the last one with a few bytes removed (unfeed).
 //   - sums: running checksums (see sums), also used by step for first
 //     entries.
+//
+// Good chains are not noted: a candidate's chain is walked in full only once
+// its checksum holds, and when the chain is good too the scan ends.
 type memo struct {
 	floor, span int64
 	scan        int64 // the candidate being tried: offsets ≥ scan are dead
 	sums        sums
 
-	nodes     []uint64 // (t-floor+1)<<1 | good; 0: empty
-	nodeShift uint     // slot = hash(t) >> nodeShift
-	good, bad []uint32 // per block: the highest offset known, as (t-floor)%block + 1; 0: none
+	nodes     []uint64 // t-floor+1 of bad offsets; 0: empty
+	nodeShift uint     // set = hash(t) >> nodeShift
+	bad       []uint32 // per block: the highest bad offset known, as (t-floor)%block + 1; 0: none
 	blockBits uint     // block = (t-floor) >> blockBits
 
 	groups []group
@@ -132,39 +134,34 @@ type group struct {
 	start, end int64  // the payload data[start:end]; start -1: empty
 	crc        uint32 // its checksum
 	us         uint32 // the checksum of data[floor:start]
+	sh         uint32 // crcShift(us, shEnd-start)
+	shEnd      int64
 }
 
 const (
 	memoNodeBits  = 15 // at most 2^15 sets of 2 nodes (512 KiB)
-	memoBlockBits = 16 // at most 2^16 blocks (2 × 256 KiB)
+	memoBlockBits = 16 // at most 2^16 blocks (256 KiB)
 	memoGroupBits = 10
 	memoGroups    = 1 << memoGroupBits
 	groupUnfeed   = 256 // a group's checksum is moved at most this far (bytes)
 )
 
-// try reports whether a valid chain ends at L: Chain(data, m.floor, L).
+// try reports whether a valid chain ends at L: Chain(data, m.floor, L). The
+// head's checksum is checked before the chain beneath is walked (see
+// FindTail).
 func (m *memo) try(data []byte, L int64) bool {
 	first, ok := head(data, m.floor, L)
 	if !ok {
 		return false
 	}
-	st, stop := m.walkTo(data, first.Prev, -1)
-	if st != good {
+	if first.Tombstone {
+		if !first.Valid(data) {
+			return false
+		}
+	} else if m.payload(data, first.Start, first.End) != first.CRC {
 		return false
 	}
-	var sum uint32
-	if first.Tombstone {
-		if first.Valid(data) {
-			return true
-		}
-	} else if sum = m.payload(data, first.Start, first.End); sum == first.CRC {
-		return true
-	}
-	// The chain beneath is sound: the next candidates claiming it need not
-	// walk it again. (Not noted before: the first candidate is most often
-	// the answer.)
-	m.notePath(data, first.Prev, stop, true)
-	return false
+	return m.walk(data, first.Prev, -1) == good
 }
 
 // status is what a walk learnt of a chain.
@@ -180,46 +177,35 @@ const (
 // head's checksum instead (see FindTail).
 const probeSteps = 3
 
-// walk is walkTo without the stop.
-func (m *memo) walk(data []byte, t int64, limit int) status {
-	st, _ := m.walkTo(data, t, limit)
-	return st
-}
-
-// walkTo reports whether the chain from t steps down to exactly floor, every
+// walk reports whether the chain from t steps down to exactly floor, every
 // step() check holding, within limit steps (any number when negative:
-// unknown otherwise); stop is where it stopped: floor, or an offset whose
-// answer was known. What it learns of a bad chain is noted at once, of a
-// good one only by the caller (notePath).
-func (m *memo) walkTo(data []byte, t int64, limit int) (st status, stop int64) {
+// unknown otherwise). What it learns of a bad chain is noted.
+func (m *memo) walk(data []byte, t int64, limit int) status {
 	u := t
 	for ; u > m.floor; limit-- {
-		if g, known := m.known(u); known {
-			if !g {
-				m.notePath(data, t, u, false)
-				return bad, u
-			}
-			return good, u
+		if m.known(u) {
+			m.notePath(data, t, u)
+			return bad
 		}
 		if limit == 0 {
-			return unknown, u
+			return unknown
 		}
 		e, ok := step(data, m.floor, u, m)
 		if !ok {
-			m.notePath(data, t, u, false)
-			m.note(u, false)
-			return bad, u
+			m.notePath(data, t, u)
+			m.note(u)
+			return bad
 		}
 		u = e.Prev
 	}
-	return good, u // step keeps every link ≥ floor
+	return good // step keeps every link ≥ floor
 }
 
-// notePath notes every offset of the chain from t down to (not including)
-// stop, all of whose steps hold.
-func (m *memo) notePath(data []byte, t, stop int64, good bool) {
+// notePath notes bad every offset of the chain from t down to (not
+// including) stop, all of whose steps hold.
+func (m *memo) notePath(data []byte, t, stop int64) {
 	for t > stop {
-		m.note(t, good)
+		m.note(t)
 		e, ok := Decode(data, t)
 		if !ok {
 			return
@@ -228,63 +214,40 @@ func (m *memo) notePath(data []byte, t, stop int64, good bool) {
 	}
 }
 
-// known returns what is known of the chain from t, floor < t.
-func (m *memo) known(t int64) (good, ok bool) {
+// known reports whether t (floor < t) is known bad.
+func (m *memo) known(t int64) bool {
 	if m.nodes == nil {
-		return false, false
+		return false
 	}
 	rel := uint64(t - m.floor)
-	i := m.slot(t)
-	if v := m.nodes[i]; v>>1 == rel+1 {
-		return v&1 != 0, true
+	if i := m.slot(t); m.nodes[i] == rel+1 || m.nodes[i+1] == rel+1 {
+		return true
 	}
-	if v := m.nodes[i+1]; v>>1 == rel+1 {
-		return v&1 != 0, true
-	}
-	b, in := rel>>m.blockBits, uint32(rel&(1<<m.blockBits-1))+1
-	if m.good[b] == in {
-		return true, true
-	}
-	if m.bad[b] == in {
-		return false, true
-	}
-	return false, false
+	return m.bad[rel>>m.blockBits] == uint32(rel&(1<<m.blockBits-1))+1
 }
 
-// note records what is known of the chain from t, keeping the higher live
-// offset of two that share a slot.
-func (m *memo) note(t int64, good bool) {
+// note records that the chain from t does not step down to floor.
+func (m *memo) note(t int64) {
 	if m.nodes == nil {
 		m.alloc()
 	}
 	rel := uint64(t - m.floor)
 	live := uint64(m.scan - m.floor) // rel ≥ live: dead
-	v := (rel + 1) << 1
-	if good {
-		v |= 1
-	}
 	i := m.slot(t)
-	if old := m.nodes[i]>>1 - 1; m.nodes[i] == 0 || old >= live || rel >= old {
-		if m.nodes[i]>>1 != rel+1 {
-			m.nodes[i+1] = m.nodes[i]
-		}
-		m.nodes[i] = v
+	if old := m.nodes[i]; old == rel+1 {
+		// already there
+	} else if old == 0 || old-1 >= live || rel >= old-1 {
+		m.nodes[i+1], m.nodes[i] = old, rel+1
 	} else {
-		m.nodes[i+1] = v
-	}
-	blocks := m.bad
-	if good {
-		blocks = m.good
+		m.nodes[i+1] = rel + 1
 	}
 	b, in := rel>>m.blockBits, uint32(rel&(1<<m.blockBits-1))+1
-	if old := blocks[b]; old == 0 || in >= old || b<<m.blockBits+uint64(old-1) >= live {
-		blocks[b] = in
+	if old := m.bad[b]; old == 0 || in >= old || b<<m.blockBits+uint64(old-1) >= live {
+		m.bad[b] = in
 	}
 }
 
-// slot returns the first of the two slots of t's set: the highest live
-// offset noted in the set, then the latest other one (chains of a torn tail
-// that many walks meet, far below the candidates, stay there).
+// slot returns the first of the two slots of t's set.
 func (m *memo) slot(t int64) uint64 {
 	return uint64(t) * 0x9E3779B97F4A7C15 >> m.nodeShift << 1
 }
@@ -295,8 +258,7 @@ func (m *memo) alloc() {
 	nb := max(6, min(memoNodeBits, bits.Len64(uint64(m.span)/32)))
 	m.nodes, m.nodeShift = make([]uint64, 2<<nb), uint(64-nb)
 	m.blockBits = uint(max(6, bits.Len64(uint64(m.span-1))-memoBlockBits))
-	nblocks := (m.span-1)>>m.blockBits + 1
-	m.good, m.bad = make([]uint32, nblocks), make([]uint32, nblocks)
+	m.bad = make([]uint32, (m.span-1)>>m.blockBits+1)
 }
 
 // group returns the checksum group of start, nil if none.
@@ -327,14 +289,16 @@ func (m *memo) payload(data []byte, start, end int64) uint32 {
 		g.crc, g.end = unfeed(g.crc, data[end:g.end]), end
 		return g.crc
 	}
-	var us uint32
-	if g.start == start {
-		us = g.us
+	// crc(floor:end) = crc(floor:start) shifted over end-start bytes, xor
+	// crc(start:end). The shift of the group's last end is shifted back.
+	var us, sh uint32
+	if g.start == start && g.shEnd >= end && g.shEnd-end < 1<<32 {
+		us, sh = g.us, crcUnshift(g.sh, g.shEnd-end)
 	} else {
 		us = m.sums.fromMarks(data, start)
+		sh = crcShift(us, end-start)
 	}
-	// crc(floor:end) = crc(floor:start) shifted over end-start bytes, xor crc(start:end).
-	sum := m.sums.upto(data, end) ^ crcShift(us, end-start)
-	*g = group{start: start, end: end, crc: sum, us: us}
+	sum := m.sums.upto(data, end) ^ sh
+	*g = group{start: start, end: end, crc: sum, us: us, sh: sh, shEnd: end}
 	return sum
 }

@@ -44,6 +44,9 @@ func TestCRCMath(t *testing.T) {
 		if got, want := crcShift(part, int64(b-a)), oldShift(part, int64(b-a)); got != want {
 			t.Fatalf("crcShift(%08x, %d) = %08x, want %08x", part, b-a, got, want)
 		}
+		if got := crcUnshift(crcShift(part, int64(b-a)), int64(b-a)); got != part {
+			t.Fatalf("crcUnshift(crcShift(%08x, %d)) = %08x", part, b-a, got)
+		}
 		if got := Checksum(data[a:b]) ^ crcShift(part, int64(b-a)); got != full {
 			t.Fatalf("combine over [0:%d] [%d:%d] = %08x, want %08x", a, a, b, got, full)
 		}
