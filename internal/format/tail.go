@@ -175,7 +175,7 @@ const (
 
 // probeSteps is how many steps a walk takes before FindTail checks the
 // head's checksum instead (see FindTail).
-const probeSteps = 3
+const probeSteps = 1
 
 // walk reports whether the chain from t steps down to exactly floor, every
 // step() check holding, within limit steps (any number when negative:
