@@ -30,7 +30,7 @@ func BenchmarkRecoveryTorn(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := range 2000 {
-				if err := w.Put(fmt.Appendf(nil, "key%d", i), relBigValue(1+i%300, byte(i))); err != nil {
+				if err := w.Put(fmt.Appendf(nil, "key%d", i), relBigValue(2+i%300, byte(i))); err != nil {
 					b.Fatal(err)
 				}
 			}

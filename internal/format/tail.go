@@ -10,11 +10,16 @@ import (
 // data. found is false when data extends past floor but no such L above floor
 // exists; L is then floor.
 //
-// Its cost is linear in len(data)-floor whatever the bytes are, plus the walk
-// of the chain beneath the first candidate that reaches one, and its memory is
-// bounded (about 2.5 MiB at most, less for a short span): what it learns is
-// kept in fixed-size caches, and long checksums are derived (see memo and
-// sums). docs/reliability.md ("Recovery cost") has the figures.
+// Its memory is bounded (about 3 MiB at most, less for a short span; the
+// tables of crcShift, 256 KiB, are shared) and its work is linear in
+// len(data)-floor, whatever the bytes: each offset costs at most a bounded
+// number of checks (the head's checksum is derived from running checksums,
+// see sums, in a bounded number of steps) before any chain beneath it is
+// walked in full. Only candidates whose checksum holds are walked in full:
+// the answer (its chain is walked once), and bytes crafted to hold entries
+// with valid checksums over chains that fail, whose walks a fixed-size memo
+// shortens without bounding. docs/reliability.md ("Recovery cost") has the
+// figures.
 func FindTail(data []byte, floor int64) (L int64, found bool) {
 	n := int64(len(data))
 	if n <= floor {
@@ -27,18 +32,18 @@ func FindTail(data []byte, floor int64) (L int64, found bool) {
 		// grown without its data) on its all-zero metadata, which head
 		// rejects: check both inline, before the call.
 		meta := data[L-MetaSize : L]
-		// One unsigned comparison (not two, one of which random bytes make
-		// a coin toss): p in [floor, L-MetaSize).
 		p := binary.LittleEndian.Uint64(meta[8:16])
-		if lim := L - MetaSize - floor; lim <= 0 || p-uint64(floor) >= uint64(lim) {
-			continue
-		}
 		if p == 0 && binary.LittleEndian.Uint64(meta[0:8]) == 0 && binary.LittleEndian.Uint32(meta[16:20]) == 0 {
 			// A run of zeros: while the 8 bytes below are zero too, the
 			// next 8 windows are all zero as well.
 			for L-8 > floor && L-MetaSize-8 >= 0 && binary.LittleEndian.Uint64(data[L-MetaSize-8:L-MetaSize]) == 0 {
 				L -= 8
 			}
+			continue
+		}
+		// One unsigned comparison (not two, one of which random bytes make
+		// a coin toss): p in [floor, L-MetaSize).
+		if lim := L - MetaSize - floor; lim <= 0 || p-uint64(floor) >= uint64(lim) {
 			continue
 		}
 		if p != uint64(floor) {
