@@ -246,11 +246,11 @@ func TestFindTailForged(t *testing.T) {
 // sparse file of 2 GiB).
 func TestFindTailMemory(t *testing.T) {
 	if testing.Short() {
-		t.Skip("16 MiB torn tails")
+		t.Skip("4 MiB torn tails")
 	}
 	r := rand.New(rand.NewPCG(19, 20))
 	base, ends := build(r, 2000)
-	data := make([]byte, len(base)+16<<20)
+	data := make([]byte, len(base)+4<<20)
 	copy(data, base)
 	for _, kind := range []string{"numeric-offsets", "numeric", "fake-chain", "word=tail"} {
 		tornTail(kind, r, data[len(base):], int64(len(base)), ends)
@@ -262,7 +262,7 @@ func TestFindTailMemory(t *testing.T) {
 			t.Fatalf("%s: FindTail = %d, want %d", kind, L, len(base))
 		}
 		if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
-			t.Errorf("%s: FindTail over 16 MiB allocated %d bytes", kind, got)
+			t.Errorf("%s: FindTail over 4 MiB allocated %d bytes", kind, got)
 		}
 	}
 }
