@@ -78,7 +78,23 @@ func FindTail(data []byte, floor int64) (L int64, found bool) {
 				continue // Decode fails
 			}
 			crc := binary.LittleEndian.Uint32(meta[16:20])
-			if g := m.group(start); g != nil && g.end >= e {
+			if g := m.last; g != nil && g.start == start && g.end >= e && g.end-e <= 8 {
+				// The same start as the last candidate's, a few bytes
+				// below (one word repeated, a run of zeros under prev):
+				// inline.
+				if g.end-e < 8 {
+					r := ^g.crc
+					for i := g.end - 1; i >= e; i-- {
+						r = unstep(r, data[i])
+					}
+					g.crc = ^r
+				} else {
+					g.crc = unfeed(g.crc, data[e:g.end])
+				}
+				if g.end = e; g.crc != crc {
+					continue
+				}
+			} else if g := m.group(start); g != nil && g.end >= e {
 				if m.payload(data, start, e) != crc {
 					continue
 				}
@@ -132,6 +148,7 @@ type memo struct {
 	blockBits uint     // block = (t-floor) >> blockBits
 
 	groups []group
+	last   *group // the group of the last payload asked
 }
 
 // group is one entry of memo.groups.
@@ -290,6 +307,7 @@ func (m *memo) payload(data []byte, start, end int64) uint32 {
 		}
 	}
 	g := &m.groups[uint64(start)*0x9E3779B97F4A7C15>>(64-memoGroupBits)]
+	m.last = g
 	if g.start == start && g.end >= end && g.end-end <= groupUnfeed {
 		g.crc, g.end = unfeed(g.crc, data[end:g.end]), end
 		return g.crc
