@@ -2,6 +2,7 @@ package simdr
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -225,8 +226,16 @@ func relCheckOpened(t *testing.T, s *Store, data []byte) map[uint64][]byte {
 
 // FuzzFindTail checks the recovery scan itself on arbitrary bytes against a
 // plain one that tries every candidate without what FindTail remembers.
+//
+// Its seeds include the shapes of torn tail that cost the scan most (see
+// internal/format.BenchmarkFindTail): one word repeated (a valid chain end,
+// small offsets), several chain ends cycled, small integers, fake first
+// entries, and chains of records whose checksums fail.
 func FuzzFindTail(f *testing.F) {
 	for _, s := range relFuzzSeeds(f) {
+		f.Add(s)
+	}
+	for _, s := range relTornSeeds(f) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -273,6 +282,87 @@ func FuzzFindTail(f *testing.F) {
 			}
 		}
 	})
+}
+
+// relTornSeeds are a small store followed by torn tails of the shapes that
+// cost FindTail most, under the 4096 bytes the plain scan is compared to.
+func relTornSeeds(f *testing.F) [][]byte {
+	var base []byte
+	var ends []int64
+	for i := range 12 {
+		v := relBigValue(1+i*13, byte(i))
+		if i%5 == 4 {
+			base = format.AppendTombstone(base, int64(len(base)), uint64(i))
+		} else {
+			base = format.AppendEntry(base, int64(len(base)), uint64(i), v)
+		}
+		ends = append(ends, int64(len(base)))
+	}
+	tail := uint64(len(base))
+	le := binary.LittleEndian
+	var seeds [][]byte
+	shape := func(n int, fill func(b []byte)) {
+		b := make([]byte, n)
+		fill(b)
+		seeds = append(seeds, append(slices.Clone(base), b...))
+	}
+	for _, w := range []uint64{tail, uint64(ends[3]), 0, 1, 64, tail - 1} {
+		shape(2400, func(b []byte) {
+			for i := 0; i+8 <= len(b); i += 8 {
+				le.PutUint64(b[i:], w)
+			}
+		})
+	}
+	shape(2400, func(b []byte) { // several chain ends cycled
+		for i, k := 0, 0; i+24 <= len(b); i, k = i+24, k+1 {
+			le.PutUint64(b[i:], 0x3333)
+			le.PutUint64(b[i+8:], uint64(ends[k%len(ends)]))
+		}
+	})
+	for _, second := range []func(i int) uint64{
+		func(int) uint64 { return 0 },
+		func(i int) uint64 { return uint64(i / 16) },
+		func(int) uint64 { return tail },
+	} {
+		shape(2400, func(b []byte) { // small integers
+			for i := 0; i+16 <= len(b); i += 16 {
+				le.PutUint64(b[i:], uint64(i+1))
+				le.PutUint64(b[i+8:], second(i))
+			}
+		})
+	}
+	shape(2400, func(b []byte) { // fake first entries beneath heads
+		for k := 0; (k+1)*40 <= len(b); k++ {
+			o := k * 40
+			le.PutUint64(b[o:], 0x1111)
+			le.PutUint32(b[o+16:], 7)
+			le.PutUint64(b[o+20:], 0x2222)
+			if k >= 2 {
+				le.PutUint64(b[o+28:], tail+uint64(o)-60)
+			}
+			le.PutUint32(b[o+36:], 9)
+		}
+	})
+	for _, d := range []int{1, 3} {
+		shape(2400, func(b []byte) { // chains of records whose checksums fail
+			start := tail + uint64(format.Prepad(int64(tail)))
+			for i := 0; ; i++ {
+				o := start + uint64(i)*64
+				if o+64 > tail+uint64(len(b)) {
+					break
+				}
+				prev := tail
+				if i >= d {
+					prev = o - uint64(d-1)*64
+				}
+				m := b[o+44-tail:]
+				le.PutUint64(m, uint64(i))
+				le.PutUint64(m[8:], prev)
+				le.PutUint32(m[16:], 1)
+			}
+		})
+	}
+	return seeds
 }
 
 // relOpReader decodes a fuzz input into operations.
