@@ -184,9 +184,9 @@ const maxCandidates = 4096
 // payload lies above L and floor, scanning down from top. Most offsets fail
 // on the prev link at once; it gives up after maxCandidates checksums (a
 // crafted tail), so that its cost stays linear in top-L with a small
-// constant: each long checksum is derived from running ones (prefixCRC).
+// constant: each long checksum is derived from running ones (see sums).
 func highestSound(data []byte, floor, L, top int64) (int64, bool) {
-	pc := prefixCRC{base: L}
+	pc := sums{floor: L}
 	lo := max(L, floor)
 	checks := 0
 	for t := top - 1; t >= lo+TombstoneSize; t-- {
@@ -227,7 +227,7 @@ func highestSound(data []byte, floor, L, top int64) (int64, bool) {
 		if e.End-e.Start < 64<<10 {
 			sum = Checksum(data[e.Start:e.End])
 		} else {
-			sum = pc.rangeCRC(data, e.Start, e.End)
+			sum = pc.checksum(data, e.Start, e.End)
 		}
 		if sum == e.CRC {
 			return t, true
@@ -450,7 +450,7 @@ func tombCRCDamaged(crc uint32) bool { return crc != 0 && !oneByteCRCs[crc] }
 // scanner finds, for Salvage, the next intact entry at or above a boundary.
 type scanner struct {
 	data []byte
-	pre  prefixCRC
+	pre  sums
 }
 
 var ieee = crc32.MakeTable(crc32.IEEE)
@@ -495,73 +495,5 @@ func (sc *scanner) valid(e Entry) bool {
 	if e.End-e.Start < 64<<10 {
 		return Checksum(sc.data[e.Start:e.End]) == e.CRC
 	}
-	return sc.pre.rangeCRC(sc.data, e.Start, e.End) == e.CRC
-}
-
-// prefixCRC keeps the running CRC of data from base every step bytes,
-// extended as needed, and derives the CRC of any long range from the two at
-// its ends, so that checking a candidate costs at most two steps of data.
-type prefixCRC struct {
-	base  int64
-	step  int64
-	marks []uint32 // marks[i]: Checksum(data[base : base+i*step])
-}
-
-// upto returns Checksum(data[base:x]).
-func (c *prefixCRC) upto(data []byte, x int64) uint32 {
-	if c.marks == nil {
-		c.step = max(4096, (int64(len(data))-c.base)>>18+1)
-		c.marks = []uint32{0}
-	}
-	for i := int64(len(c.marks)); i <= (x-c.base)/c.step; i++ {
-		p := c.base + (i-1)*c.step
-		c.marks = append(c.marks, crc32.Update(c.marks[i-1], ieee, data[p:p+c.step]))
-	}
-	i := (x - c.base) / c.step
-	return crc32.Update(c.marks[i], ieee, data[c.base+i*c.step:x])
-}
-
-// rangeCRC returns Checksum(data[a:b]), base ≤ a ≤ b.
-func (c *prefixCRC) rangeCRC(data []byte, a, b int64) uint32 {
-	return c.upto(data, b) ^ shiftCRC(c.upto(data, a), b-a)
-}
-
-// shiftCRC returns crc multiplied by x^(8n) modulo the IEEE polynomial: the
-// CRC of a message followed by n zero bytes, minus that of the zero bytes
-// (zlib's crc32_combine).
-func shiftCRC(crc uint32, n int64) uint32 {
-	p := uint32(1) << 31 // x^0
-	for k := 3; n != 0; n, k = n>>1, k+1 {
-		if n&1 != 0 {
-			p = gfMul(gfX2n[k&31], p)
-		}
-	}
-	return gfMul(p, crc)
-}
-
-// gfX2n[k] is x^(2^k) modulo the reflected IEEE polynomial.
-var gfX2n = func() (t [32]uint32) {
-	p := uint32(1) << 30 // x^1
-	t[0] = p
-	for k := 1; k < 32; k++ {
-		p = gfMul(p, p)
-		t[k] = p
-	}
-	return t
-}()
-
-// gfMul multiplies a and b modulo the reflected IEEE polynomial.
-func gfMul(a, b uint32) uint32 {
-	var p uint32
-	for m := uint32(1) << 31; m != 0; m >>= 1 {
-		if a&m != 0 {
-			p ^= b
-		}
-		if b&1 != 0 {
-			b = b>>1 ^ crc32.IEEE
-		} else {
-			b >>= 1
-		}
-	}
-	return p
+	return sc.pre.checksum(sc.data, e.Start, e.End) == e.CRC
 }

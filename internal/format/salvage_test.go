@@ -138,22 +138,6 @@ func TestSalvage(t *testing.T) {
 	}
 }
 
-func TestPrefixCRC(t *testing.T) {
-	data := make([]byte, 300<<10)
-	for i := range data {
-		data[i] = byte(i * 7)
-	}
-	pc := prefixCRC{base: 1000}
-	r := rand.New(rand.NewPCG(3, 4))
-	for range 200 {
-		a := 1000 + r.Int64N(int64(len(data))-1000)
-		b := a + r.Int64N(int64(len(data))-a+1)
-		if got, want := pc.rangeCRC(data, a, b), Checksum(data[a:b]); got != want {
-			t.Fatalf("rangeCRC(%d, %d) = %08x, want %08x", a, b, got, want)
-		}
-	}
-}
-
 // FuzzSalvage: on any bytes, Salvage keeps entries in order, inside the
 // data, each intact or a linked damaged one, and the dropped ranges and the
 // kept entries tile the data; ClassifyTail never panics.
