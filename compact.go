@@ -251,6 +251,35 @@ func (s *Store) target(g *gen) (real string, fi os.FileInfo, err error) {
 	return real, fi, nil
 }
 
+// replacement creates, locks and gives the mode, owner and group of g's
+// file to the file that is to replace it (Compact, Repair): beside the file
+// the path resolves to, named by name(real path, file info). A file of that
+// name is removed first: the names are made from the file we hold locked, so
+// such a file is a leftover of ours. The caller removes it unless it renames
+// it over the store.
+func (s *Store) replacement(g *gen, name func(real string, fi os.FileInfo) string) (f vfs.File, tmp string, err error) {
+	real, fi, err := s.target(g)
+	if err != nil {
+		return nil, "", err
+	}
+	tmp = name(real, fi)
+	s.fs.Remove(tmp)
+	if f, err = s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, fi.Mode().Perm()); err != nil {
+		return nil, "", err
+	}
+	if err = lock.Exclusive(f.Fd(), 0); err != nil {
+		err = fmt.Errorf("lock new file: %w", err)
+	} else {
+		err = keepOwner(f, fi)
+	}
+	if err != nil {
+		f.Close()
+		s.fs.Remove(tmp)
+		return nil, "", err
+	}
+	return f, tmp, nil
+}
+
 // keepOwner gives f the mode, owner and group of the file fi describes.
 func keepOwner(f vfs.File, fi os.FileInfo) error {
 	st, ok := fi.Sys().(*syscall.Stat_t)
@@ -287,13 +316,11 @@ func (s *Store) compact() (err error) {
 	if err != nil {
 		return err
 	}
-	real, fi, err := s.target(g)
+	real, _, err := s.target(g)
 	if err != nil {
 		return err
 	}
-	tmp := compactName(real, fi)
-	s.fs.Remove(tmp) // named after the file we hold locked: ours
-	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+	f, tmp, err := s.replacement(g, compactName)
 	if err != nil {
 		return err
 	}
@@ -304,12 +331,6 @@ func (s *Store) compact() (err error) {
 			s.fs.Remove(tmp)
 		}
 	}()
-	if err := lock.Exclusive(f.Fd(), 0); err != nil {
-		return fmt.Errorf("lock new file: %w", err)
-	}
-	if err := keepOwner(f, fi); err != nil {
-		return err
-	}
 	old := g.live(t0) // sorted: read the old file front to back
 	c := &compactor{f: f, ix: index.New(len(old))}
 	// Reads of the mapping fault (SIGBUS) when another process cut the file.

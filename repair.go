@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/simdr-go/simdr/internal/format"
-	"github.com/simdr-go/simdr/internal/lock"
 	"github.com/simdr-go/simdr/internal/mapping"
 )
 
@@ -123,21 +121,15 @@ func (s *Store) repairInPlace(g *gen, sv *format.Salvaged, rep *RepairReport) er
 // rewrite writes the entries sv keeps into a new file, renames it over the
 // store's path and switches g to it.
 func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairReport) error {
-	fi, err := g.f.Stat()
+	target, _, err := s.target(g) // refuses a file with other hard links
 	if err != nil {
 		return err
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
-		return fmt.Errorf("%s has %d hard links, which replacing it would break: copy it to a file of its own and repair that", s.path, st.Nlink)
-	}
-	target := s.path
-	if p, err := filepath.EvalSymlinks(s.path); err == nil {
-		target = p // replace the file, not a symlink to it
-	}
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	tmp := target + ".repair-" + hex.EncodeToString(rnd[:])
-	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+	f, tmp, err := s.replacement(g, func(real string, _ os.FileInfo) string {
+		var rnd [6]byte
+		rand.Read(rnd[:])
+		return real + ".repair-" + hex.EncodeToString(rnd[:])
+	})
 	if err != nil {
 		return err
 	}
@@ -148,13 +140,6 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 			s.fs.Remove(tmp)
 		}
 	}()
-	if err := lock.Exclusive(f.Fd(), 0); err != nil {
-		return fmt.Errorf("lock new file: %w", err)
-	}
-	os.Chmod(tmp, fi.Mode().Perm()) // OpenFile's mode went through the umask
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		os.Chown(tmp, int(st.Uid), int(st.Gid)) // best effort: keep owner and group
-	}
 	var (
 		buf  []byte
 		off  int64 // bytes of buf flushed
