@@ -32,7 +32,7 @@ var raftFlags struct {
 	bootstrap           bool
 	snapThreshold       uint64
 	trailingLogs        uint64
-	heartbeat           time.Duration
+	heartbeat, snapIval time.Duration
 }
 
 var cmdServe = &command{
@@ -90,7 +90,8 @@ in all (512M), beyond which requests are answered 503 with Retry-After.`,
 		fs.StringVar(&sf.maxInflight, "max-inflight-bytes", "512M", "memory all request bodies being received may hold, `SIZE` (default 512M)")
 		rf := &raftFlags
 		rf.id, rf.addr, rf.dir, rf.join, rf.bootstrap = "", "", "", "", false
-		rf.snapThreshold, rf.trailingLogs, rf.heartbeat = 0, 0, 0
+		rf.snapThreshold, rf.trailingLogs, rf.heartbeat, rf.snapIval = 0, 0, 0, 0
+		fs.DurationVar(&rf.snapIval, "raft-snapshot-interval", 0, "check for a snapshot to take every `DURATION` (0: 2m)")
 		fs.StringVar(&rf.id, "raft-id", "", "run as the cluster node `ID` (with --raft-addr, --raft-dir, and --bootstrap or --join)")
 		fs.StringVar(&rf.addr, "raft-addr", "", "the raft transport listens on `HOST:PORT`, where the other nodes reach it")
 		fs.StringVar(&rf.dir, "raft-dir", "", "keep raft's log and snapshots in `DIR`")
@@ -198,7 +199,7 @@ func runServeCluster(ctx context.Context, a *app, file string, cfg server.Config
 	self := scheme + "://" + ln.Addr().String()
 	node, err := cluster.Open(cluster.Config{ID: rf.id, RaftAddr: rf.addr, Dir: rf.dir, Token: cfg.Token,
 		HTTPURL: self, Bootstrap: rf.bootstrap, Join: rf.join,
-		SnapshotThreshold: rf.snapThreshold, TrailingLogs: rf.trailingLogs,
+		SnapshotThreshold: rf.snapThreshold, TrailingLogs: rf.trailingLogs, SnapshotInterval: rf.snapIval,
 		HeartbeatTimeout: rf.heartbeat, ElectionTimeout: rf.heartbeat,
 		Open: func(p string) (*simdr.Store, error) { return a.openWrite(p, false) }}, s)
 	if err != nil {

@@ -1,0 +1,106 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/simdr-go/simdr"
+)
+
+// writeN writes n acknowledged batches of 100 keys starting at batch from.
+func (c *testCluster) writeN(t *testing.T, from, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for b := from; b < from+n; b++ {
+		keys, vals := make([]string, 100), make([]string, 100)
+		for j := range keys {
+			keys[j], vals[j] = fmt.Sprintf("k%d", (b*100+j)%5000), fmt.Sprintf("b%d-%d", b, j)
+		}
+		if err := c.writeAcked(ctx, batchBody(keys, vals)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// sameStores stops every node and checks the stores hold the same entries.
+func (c *testCluster) sameStores(t *testing.T) {
+	t.Helper()
+	for _, p := range c.nodes {
+		c.stop(p)
+	}
+	first := liveEntries(t, c.nodes[0].store())
+	for _, p := range c.nodes[1:] {
+		got := liveEntries(t, p.store())
+		if len(got) != len(first) {
+			t.Fatalf("%s holds %d live entries, %s %d", p.id, len(got), c.nodes[0].id, len(first))
+		}
+		for h, v := range first {
+			if got[h] != v {
+				t.Fatalf("%s differs from %s at %x: %q, %q", p.id, c.nodes[0].id, h, got[h], v)
+			}
+		}
+	}
+}
+
+func snapshots(t *testing.T, p *proc) int {
+	d, _ := os.ReadDir(filepath.Join(p.dir, "raft", "snapshots"))
+	return len(d)
+}
+
+// A follower stopped while writes go on catches up from the log; one
+// stopped longer than the log is kept catches up from a snapshot; a new
+// node joins from a snapshot.
+func TestClusterCatchUp(t *testing.T) {
+	c := newCluster(t, 3, "--raft-snapshot-threshold", "20", "--raft-trailing-logs", "10", "--raft-snapshot-interval", "200ms")
+	c.writeN(t, 0, 5)
+	l := c.leader()
+	var f *proc
+	for _, p := range c.nodes {
+		if p != l {
+			f = p
+			break
+		}
+	}
+	// From the log: a few entries only.
+	c.stop(f)
+	c.writeN(t, 5, 3)
+	c.start(f)
+	c.waitConverged(20 * time.Second)
+
+	// From a snapshot: many entries, the log compacted meanwhile.
+	c.stop(f)
+	start := time.Now()
+	c.writeN(t, 8, 80)
+	t.Logf("80 batches of 100 in %v", time.Since(start))
+	deadline := time.Now().Add(10 * time.Second)
+	for snapshots(t, c.leader()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.start(f)
+	start = time.Now()
+	c.waitConverged(30 * time.Second)
+	t.Logf("follower caught up over a snapshot in %v", time.Since(start))
+
+	// A new node joins from a snapshot.
+	p := c.add("n4")
+	c.start(p, "--join", c.nodes[1].url())
+	c.waitMembers(4, 20*time.Second)
+	c.waitConverged(30 * time.Second)
+	if snapshots(t, p) == 0 {
+		t.Log("the new node caught up from the log alone")
+	}
+	c.sameStores(t)
+	st, err := simdr.Open(p.store(), &simdr.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if e, err := st.Get([]byte("k0")); err != nil || len(e.Bytes()) == 0 {
+		t.Fatalf("new node lacks k0: %v", err)
+	}
+}
