@@ -86,6 +86,22 @@ func TestClusterCatchUp(t *testing.T) {
 	c.waitConverged(30 * time.Second)
 	t.Logf("follower caught up over a snapshot in %v", time.Since(start))
 
+	// A process without the secret cannot join (its HTTP join is refused,
+	// and its raft transport cannot talk to the members).
+	intruder := c.add("intruder")
+	c.nodes = c.nodes[:len(c.nodes)-1]
+	badTok := filepath.Join(c.base, "bad-token")
+	os.WriteFile(badTok, []byte("not-the-secret\n"), 0o600)
+	saved := c.tok
+	c.tok = badTok
+	c.start(intruder, "--join", c.nodes[0].url())
+	c.tok = saved
+	time.Sleep(2 * time.Second)
+	if s, err := c.statusOf(c.leader()); err != nil || len(s.Members) != 3 {
+		t.Fatalf("after an intruder tried to join: %d members (%v), want 3", len(s.Members), err)
+	}
+	c.stop(intruder)
+
 	// A new node joins from a snapshot.
 	p := c.add("n4")
 	c.start(p, "--join", c.nodes[1].url())

@@ -394,6 +394,11 @@ func runKillTest(t *testing.T, batches, kills int) {
 		t.Fatal(err)
 	}
 	c.waitConverged(20 * time.Second)
+	out, err := exec.Command(c.bin, "cluster", "status", c.nodes[1].url(), "--token-file", c.tok).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "leader: n") || strings.Count(string(out), "Voter") != 3 {
+		t.Fatalf("simdr cluster status: %v\n%s", err, out)
+	}
+	t.Logf("simdr cluster status:\n%s", out)
 	for _, p := range c.nodes {
 		c.stop(p)
 	}

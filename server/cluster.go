@@ -432,7 +432,7 @@ func (c *clusterHandler) status(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	wg.Wait()
-	if s.State == "Leader" {
+	{ // against this node's last index: exact on the leader
 		for i := range s.Members {
 			if a := s.Members[i].Applied; a != nil {
 				l := uint64(0)
