@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/client"
 )
 
 const token = "cluster-secret"
@@ -342,20 +343,38 @@ func runKillTest(t *testing.T, batches, kills int) {
 	var wg sync.WaitGroup
 	progress := make(chan int, 1000)
 	errc := make(chan error, writers)
+	var lastAck sync.Map // writer: time of its last acknowledgement
 	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			urls := []string{c.nodes[w%3].url(), c.nodes[(w+1)%3].url(), c.nodes[(w+2)%3].url()}
+			cl, err := client.New(urls[0], &client.Options{Token: token, Nodes: urls[1:], MaxAttempts: 300})
+			if err != nil {
+				errc <- err
+				return
+			}
 			for b := range batches {
 				keys, vals := make([]string, perBatch), make([]string, perBatch)
+				var batch client.Batch
 				for j := range perBatch {
 					keys[j] = fmt.Sprintf("w%d/%d", w, (b*perBatch+j*7)%keySpace)
 					vals[j] = fmt.Sprintf("w%d-b%d-j%d", w, b, j)
+					batch.Put([]byte(keys[j]), []byte(vals[j]))
 				}
-				if err := c.writeAcked(ctx, batchBody(keys, vals)); err != nil {
-					errc <- err
-					return
+				// The client retries across the nodes; a batch it gave up on
+				// is sent again (puts are idempotent) until acknowledged.
+				for {
+					err := cl.Apply(ctx, &batch)
+					if err == nil {
+						break
+					}
+					if ctx.Err() != nil {
+						errc <- err
+						return
+					}
 				}
+				lastAck.Store(w, time.Now())
 				mu.Lock()
 				for j := range keys {
 					acked[keys[j]] = vals[j]
@@ -383,10 +402,22 @@ func runKillTest(t *testing.T, batches, kills int) {
 		}
 		killed := time.Now()
 		c.kill(l)
-		// Restart it after a moment: it rejoins and catches up.
 		nl := c.waitLeader(10 * time.Second)
-		t.Logf("kill %d: %s killed, %s leads after %v", k+1, l.id, nl.id, time.Since(killed).Round(time.Millisecond))
-		c.start(l)
+		elected := time.Since(killed)
+		// Failover: killed until the next acknowledged write.
+		var failover time.Duration
+		for failover == 0 && time.Since(killed) < 20*time.Second {
+			lastAck.Range(func(_, v any) bool {
+				if at := v.(time.Time); at.After(killed) && (failover == 0 || at.Sub(killed) < failover) {
+					failover = at.Sub(killed)
+				}
+				return true
+			})
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Logf("kill %d: %s killed, %s leads after %v, next acknowledged write after %v", k+1, l.id, nl.id,
+			elected.Round(time.Millisecond), failover.Round(time.Millisecond))
+		c.start(l) // it restarts, rejoins and catches up
 	}
 	wg.Wait()
 	close(errc)
