@@ -85,6 +85,9 @@ func TestClusterCatchUp(t *testing.T) {
 	start = time.Now()
 	c.waitConverged(30 * time.Second)
 	t.Logf("follower caught up over a snapshot in %v", time.Since(start))
+	if s, err := c.statusOf(f); err != nil || s.Restores == 0 {
+		t.Fatalf("the follower did not restore a snapshot (%v)", err)
+	}
 
 	// A process without the secret cannot join (its HTTP join is refused,
 	// and its raft transport cannot talk to the members).
@@ -110,13 +113,45 @@ func TestClusterCatchUp(t *testing.T) {
 	if snapshots(t, p) == 0 {
 		t.Log("the new node caught up from the log alone")
 	}
+	s, _ := c.statusOf(p)
+	t.Logf("the new node restored %d snapshot(s)", s.Restores)
+	if s.Restores == 0 {
+		t.Fatal("the new node did not catch up from a snapshot")
+	}
 	c.sameStores(t)
 	st, err := simdr.Open(p.store(), &simdr.Options{ReadOnly: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
 	if e, err := st.Get([]byte("k0")); err != nil || len(e.Bytes()) == 0 {
 		t.Fatalf("new node lacks k0: %v", err)
 	}
+	st.Close()
+
+	// Remove n4: it stays out although it runs on (and would ask back in).
+	for _, q := range c.nodes {
+		c.start(q)
+	}
+	c.waitLeader(10 * time.Second)
+	for i := 0; ; i++ { // retried while an election goes on
+		res, b, err := do("POST", c.nodes[i%3].url()+"/v1/cluster/remove", []byte(`{"id":"n4"}`), "Content-Type", "application/json")
+		if err == nil && res.StatusCode == 204 {
+			break
+		}
+		if i == 50 {
+			t.Fatalf("remove: %v %s", err, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Restarted as before (--join) on another HTTP port, it would ask
+	// back in by itself.
+	n4 := c.nodes[3]
+	c.stop(n4)
+	n4.httpAddr = freePort(t)
+	c.start(n4, "--join", c.nodes[0].url())
+	time.Sleep(2 * time.Second)
+	if s, err := c.statusOf(c.leader()); err != nil || len(s.Members) != 3 {
+		t.Fatalf("after removing n4: %d members (%v), want 3", len(s.Members), err)
+	}
+	c.writeN(t, 88, 2) // the three go on
 }

@@ -157,7 +157,7 @@ func build(st *simdr.Store, cmd []byte, b *simdr.Batch) (cerr error) {
 		id, url := string(body[4:4+l]), string(body[4+l:])
 		m := members(st)
 		if url == "" {
-			delete(m, id)
+			m[id] = removedMark // not asked back in by its own register loop
 		} else {
 			m[id] = url
 		}
@@ -167,6 +167,9 @@ func build(st *simdr.Store, cmd []byte, b *simdr.Batch) (cerr error) {
 	}
 	return errBadCommand
 }
+
+// removedMark is the members map's value for a removed node.
+const removedMark = "!removed"
 
 // members reads the members map from st (empty when none).
 func members(st *simdr.Store) map[string]string {
@@ -309,6 +312,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return f.broken
 	}
 	f.n.swap(st)
+	f.n.restores.Add(1)
 	f.applied = appliedIndex(st)
 	f.n.appliedIdx.Store(f.applied)
 	f.broken = nil

@@ -85,6 +85,7 @@ type Node struct {
 	cur *storeRef
 
 	appliedIdx atomic.Uint64
+	restores   atomic.Uint64
 	readyTerm  atomic.Uint64 // a barrier of this term is applied: strong reads may be served
 	barrierMu  sync.Mutex
 	stop       chan struct{}
@@ -270,7 +271,11 @@ func (n *Node) Leader() (id, url string) {
 	}
 	st, release := n.Acquire()
 	defer release()
-	return string(lid), members(st)[string(lid)]
+	u := members(st)[string(lid)]
+	if u == removedMark {
+		u = ""
+	}
+	return string(lid), u
 }
 
 // Apply proposes a command (EncodeBatch, EncodeRename) and returns once it
@@ -325,14 +330,29 @@ func (n *Node) VerifyRead(ctx context.Context) error {
 	return nil
 }
 
+// ErrRemoved: a node removed from the cluster asked to join again by
+// itself (its register loop, or --join): only an explicit join re-adds it.
+var ErrRemoved = errors.New("cluster: the node was removed from the cluster; join it explicitly to add it again")
+
 // Join adds a voter (on the leader; ErrNotLeader elsewhere) and records its
 // HTTP URL. Joining again with the same ID and address changes nothing.
-func (n *Node) Join(ctx context.Context, id, raftAddr, httpURL string) error {
+// auto marks a node's own request (at start, or when its URL changed),
+// refused with ErrRemoved for a node that was removed: otherwise a removed
+// node still running would put itself back.
+func (n *Node) Join(ctx context.Context, id, raftAddr, httpURL string, auto bool) error {
 	if id == "" || raftAddr == "" || !strings.HasPrefix(httpURL, "http") {
 		return errors.New("cluster: join needs an id, a raft address and an http(s) URL")
 	}
 	if !n.IsLeader() {
 		return ErrNotLeader
+	}
+	if auto {
+		st, release := n.Acquire()
+		removed := members(st)[id] == removedMark
+		release()
+		if removed {
+			return ErrRemoved
+		}
 	}
 	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 20*time.Second).Error(); err != nil {
 		return fmt.Errorf("cluster: join %s: %w", id, err)
@@ -375,13 +395,16 @@ type Status struct {
 	CommitIndex uint64   `json:"commit_index"`
 	LastIndex   uint64   `json:"last_index"`
 	Members     []Member `json:"members"`
-	Error       string   `json:"error,omitempty"`
+	// Restores counts the snapshots this node restored since it started
+	// (from the leader, when it was too far behind for the log).
+	Restores uint64 `json:"restores"`
+	Error    string `json:"error,omitempty"`
 }
 
 // Status returns this node's view: state, leader, indexes and members.
 func (n *Node) Status() Status {
 	s := Status{ID: n.cfg.ID, State: n.raft.State().String(), Term: n.raft.CurrentTerm(),
-		Applied: n.Applied(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex()}
+		Applied: n.Applied(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(), Restores: n.restores.Load()}
 	s.Leader, s.LeaderURL = n.Leader()
 	n.fsm.mu.Lock()
 	if n.fsm.broken != nil {
@@ -393,6 +416,9 @@ func (n *Node) Status() Status {
 	release()
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, sv := range f.Configuration().Servers {
+			if urls[string(sv.ID)] == removedMark {
+				urls[string(sv.ID)] = ""
+			}
 			s.Members = append(s.Members, Member{ID: string(sv.ID), RaftAddr: string(sv.Address),
 				HTTPURL: urls[string(sv.ID)], Suffrage: sv.Suffrage.String()})
 		}
@@ -415,7 +441,7 @@ func (n *Node) register() {
 		st, release := n.Acquire()
 		have := members(st)[n.cfg.ID]
 		release()
-		if have == n.cfg.HTTPURL || n.cfg.HTTPURL == "" {
+		if have == n.cfg.HTTPURL || n.cfg.HTTPURL == "" || have == removedMark {
 			continue
 		}
 		if n.IsLeader() {
@@ -439,10 +465,12 @@ type JoinRequest struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPURL  string `json:"http_url"`
+	// Auto marks a node's own request (see Node.Join).
+	Auto bool `json:"auto,omitempty"`
 }
 
 func (n *Node) askJoin(base string) error {
-	body, _ := json.Marshal(JoinRequest{ID: n.cfg.ID, RaftAddr: string(n.trans.LocalAddr()), HTTPURL: n.cfg.HTTPURL})
+	body, _ := json.Marshal(JoinRequest{ID: n.cfg.ID, RaftAddr: string(n.trans.LocalAddr()), HTTPURL: n.cfg.HTTPURL, Auto: true})
 	req, err := http.NewRequest("POST", strings.TrimRight(base, "/")+"/v1/cluster/join", bytes.NewReader(body))
 	if err != nil {
 		return err

@@ -174,6 +174,7 @@ func tail(s string, n int) string {
 type status struct {
 	ID, State, Leader string
 	Applied           uint64
+	Restores          uint64
 	Members           []struct {
 		ID      string `json:"id"`
 		HTTPURL string `json:"http_url"`
@@ -335,7 +336,7 @@ func liveEntries(t *testing.T, path string) map[uint64]string {
 // SIGKILLed kills times, then checks every store against the ack log.
 func runKillTest(t *testing.T, batches, kills int) {
 	c := newCluster(t, 3)
-	const writers, perBatch, keySpace = 2, 1000, 3000
+	const writers, perBatch, keySpace = 2, 1000, 5000 // 10,000 keys
 	var mu sync.Mutex
 	acked := map[string]string{} // key: last acknowledged value
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

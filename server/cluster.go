@@ -472,12 +472,16 @@ func (c *clusterHandler) membership(h *handler, w http.ResponseWriter, r *http.R
 	if strings.HasSuffix(r.URL.Path, "/remove") {
 		err = c.node.Remove(r.Context(), jr.ID)
 	} else {
-		err = c.node.Join(r.Context(), jr.ID, jr.RaftAddr, jr.HTTPURL)
+		err = c.node.Join(r.Context(), jr.ID, jr.RaftAddr, jr.HTTPURL, jr.Auto)
 	}
 	if err != nil {
 		if errors.Is(err, cluster.ErrNotLeader) {
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error())
+			return
+		}
+		if errors.Is(err, cluster.ErrRemoved) {
+			writeError(w, http.StatusConflict, "removed", err.Error())
 			return
 		}
 		writeError(w, http.StatusBadRequest, "membership", err.Error())
