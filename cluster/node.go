@@ -237,6 +237,16 @@ func (n *Node) swap(st *simdr.Store) {
 // open opens the store file again (after a restore).
 func (n *Node) open(path string) (*simdr.Store, error) { return n.cfg.Open(path) }
 
+// Exclusive runs fn while no raft entry is applied and no snapshot is
+// restored: for a Compact of the store, which replaces the store file as a
+// restore does (run together, the later rename would win). Applying waits
+// meanwhile, so the node falls behind by what the cluster writes during fn.
+func (n *Node) Exclusive(fn func()) {
+	n.fsm.mu.Lock()
+	defer n.fsm.mu.Unlock()
+	fn()
+}
+
 // ID is the node's raft ID.
 func (n *Node) ID() string { return n.cfg.ID }
 

@@ -169,6 +169,11 @@ func (c *clusterHandler) intercept(h *handler, w http.ResponseWriter, r *http.Re
 		writeError(w, http.StatusNotFound, "no_route", "no such endpoint: "+r.Method+" "+p)
 		return true
 	}
+	if route == "/v1/compact" && r.Method == "POST" {
+		// Not while a snapshot replaces the file (nor while an entry is applied).
+		n.Exclusive(func() { h.compact(w, r) })
+		return true
+	}
 	write := (route == routeKeys && (r.Method == "PUT" || r.Method == "DELETE")) ||
 		(route == routeHash && r.Method == "DELETE") ||
 		(r.Method == "POST" && (route == "/v1/batch" || route == "/v1/rename"))

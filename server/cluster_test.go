@@ -79,6 +79,12 @@ func TestServeClusterOneNode(t *testing.T) {
 			}
 		})
 	}
+	if err := c.Compact(bg); err != nil { // local, between two applies
+		t.Fatal(err)
+	}
+	if err := c.Put(bg, []byte("after"), []byte("compact")); err != nil {
+		t.Fatal(err)
+	}
 	if v, err := c.Get(bg, []byte("c")); err != nil || string(v) != "2" {
 		t.Fatalf("c = %q, %v", v, err)
 	}

@@ -58,12 +58,22 @@ listed with --allow-host (against DNS rebinding).
 
 Values are limited to --max-value-bytes, 1G unless told otherwise (0: no
 limit); request bodies being received may hold --max-inflight-bytes of memory
-in all (512M), beyond which requests are answered 503 with Retry-After.`,
+in all (512M), beyond which requests are answered 503 with Retry-After.
+
+With --raft-id, --raft-addr and --raft-dir, FILE is one node's store of a
+replicated cluster (hashicorp/raft): --bootstrap starts a new cluster, --join
+URL joins the one a member of which serves URL. Writes go through raft (a
+follower forwards them to the leader); reads are local unless
+?consistency=strong. A cluster needs --token-file: the token also keys the
+raft transport's handshake. "simdr cluster status URL" prints the members.
+docs/cluster.md has the details.`,
 	examples: []string{
 		`simdr data.simdr serve`,
 		`simdr data.simdr serve --addr 127.0.0.1:0`,
 		`simdr data.simdr serve --addr 0.0.0.0:7070 --token-file /run/secrets/simdr-token --tls-cert cert.pem --tls-key key.pem`,
 		`simdr data.simdr serve --max-value-bytes 64M --allow-origin https://app.example`,
+		`simdr n1.simdr serve --token-file tok --raft-id n1 --raft-addr 127.0.0.1:7000 --raft-dir n1.raft --bootstrap`,
+		`simdr n2.simdr serve --addr 127.0.0.1:7071 --token-file tok --raft-id n2 --raft-addr 127.0.0.1:7001 --raft-dir n2.raft --join http://127.0.0.1:7070`,
 	},
 	minArgs: 0, maxArgs: 0,
 	flags: func(fs *flag.FlagSet, o *opts) {
