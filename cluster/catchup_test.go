@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -84,7 +85,9 @@ func TestClusterCatchUp(t *testing.T) {
 	c.start(f)
 	start = time.Now()
 	c.waitConverged(30 * time.Second)
-	t.Logf("follower caught up over a snapshot in %v", time.Since(start))
+	took := time.Since(start)
+	_, lb, _ := do("GET", c.leader().url()+"/v1/len", nil)
+	t.Logf("follower caught up over a snapshot in %v (the leader's store: %s)", took, bytes.TrimSpace(lb))
 	if s, err := c.statusOf(f); err != nil || s.Restores == 0 {
 		t.Fatalf("the follower did not restore a snapshot (%v)", err)
 	}
