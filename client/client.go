@@ -45,7 +45,8 @@ var (
 	// ErrTooLarge: the request body is over the server's limit (413).
 	ErrTooLarge = errors.New("client: request body too large for the server")
 	// ErrUnavailable: the server is shutting down, or holds as much request
-	// data as it may and asks to retry later (503).
+	// data as it may and asks to retry later, or (a cluster node) the
+	// cluster has no leader at the moment (503).
 	ErrUnavailable = errors.New("client: server unavailable")
 	// ErrNoSpace: the server's disk is full (507). It wraps syscall.ENOSPC,
 	// so errors.Is(err, syscall.ENOSPC) holds as it would for a local Store.
