@@ -10,6 +10,10 @@
 // token matches ErrUnauthorized and a body over the server's limits
 // ErrTooLarge, a full disk ErrNoSpace (and syscall.ENOSPC). Every such error
 // is an *Error carrying the status code.
+//
+// Against a cluster (simdr serve --raft-id, docs/cluster.md), Options.Nodes
+// lists the other nodes to retry on, and Options.StrongReads makes reads
+// linearizable.
 package client
 
 import (
