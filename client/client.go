@@ -10,6 +10,10 @@
 // token matches ErrUnauthorized and a body over the server's limits
 // ErrTooLarge, a full disk ErrNoSpace (and syscall.ENOSPC). Every such error
 // is an *Error carrying the status code.
+//
+// Against a cluster (simdr serve --raft-id, docs/cluster.md), Options.Nodes
+// lists the other nodes to retry on, and Options.StrongReads makes reads
+// linearizable.
 package client
 
 import (
@@ -28,6 +32,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,7 +49,8 @@ var (
 	// ErrTooLarge: the request body is over the server's limit (413).
 	ErrTooLarge = errors.New("client: request body too large for the server")
 	// ErrUnavailable: the server is shutting down, or holds as much request
-	// data as it may and asks to retry later (503).
+	// data as it may and asks to retry later, or (a cluster node) the
+	// cluster has no leader at the moment (503).
 	ErrUnavailable = errors.New("client: server unavailable")
 	// ErrNoSpace: the server's disk is full (507). It wraps syscall.ENOSPC,
 	// so errors.Is(err, syscall.ENOSPC) holds as it would for a local Store.
@@ -71,6 +77,25 @@ type Options struct {
 	// a server with a private CA or a self-signed certificate). Ignored
 	// when HTTPClient is set: configure its transport instead.
 	RootCAs *x509.CertPool
+	// Nodes lists the base URLs of the other nodes of a cluster (simdr
+	// serve --raft-id) beside the one given to New. When a node cannot be
+	// reached, or answers 503 because it is shutting down or the cluster has
+	// no leader at the moment (an election), the request is sent again to
+	// the next node, up to MaxAttempts times in all, waiting a little longer
+	// each round; the client keeps using the node that answered. A request
+	// whose body cannot be sent again (PutReader of a plain io.Reader) is
+	// not retried, nor is a rename that may have reached the leader
+	// (renaming twice fails): only one refused before it was sent.
+	// A node forwards writes to the leader itself, so Nodes is about
+	// surviving the loss of a node, not about finding the leader.
+	Nodes []string
+	// MaxAttempts bounds the attempts of one request (0: three rounds of
+	// the nodes when Nodes is set, one attempt otherwise).
+	MaxAttempts int
+	// StrongReads adds ?consistency=strong to the reads of keys and hashes
+	// (Get, GetReader, Has, GetHash) and to GetMany: a cluster then answers
+	// them linearizably, from the leader. A single node ignores it.
+	StrongReads bool
 }
 
 // Client is a connection to a simdr server. It is safe for concurrent use.
@@ -79,6 +104,11 @@ type Client struct {
 	auth  string // "Bearer <token>", or empty
 	hc    *http.Client
 	owned *http.Transport // the transport New made, if any
+
+	nodes       []string      // every base URL: base first, then Options.Nodes
+	cur         atomic.Uint32 // the index in nodes of the node that answered last
+	maxAttempts int
+	strong      bool
 }
 
 // New returns a client for the server at baseURL (for example
@@ -98,6 +128,22 @@ func New(baseURL string, opts *Options) (*Client, error) {
 	if opts == nil {
 		opts = &Options{}
 	}
+	c.nodes = []string{c.base}
+	for _, n := range opts.Nodes {
+		nu, err := url.Parse(n)
+		if err != nil || (nu.Scheme != "http" && nu.Scheme != "https") || nu.Host == "" || nu.RawQuery != "" {
+			return nil, fmt.Errorf("client: node URL %q: want http://host:port or https://host:port", n)
+		}
+		c.nodes = append(c.nodes, strings.TrimRight(nu.String(), "/"))
+	}
+	c.maxAttempts = opts.MaxAttempts
+	if c.maxAttempts <= 0 {
+		c.maxAttempts = 1
+		if len(c.nodes) > 1 {
+			c.maxAttempts = 3 * len(c.nodes)
+		}
+	}
+	c.strong = opts.StrongReads
 	if opts.Token != "" {
 		c.auth = "Bearer " + opts.Token
 	}
@@ -168,7 +214,7 @@ func (e *Error) Unwrap() error {
 		return ErrTooLarge
 	case "unauthorized":
 		return ErrUnauthorized
-	case "shutting_down", "busy":
+	case "shutting_down", "busy", "no_leader":
 		return ErrUnavailable
 	case "no_space":
 		return ErrNoSpace
@@ -203,27 +249,103 @@ func (c *Client) keyPath(key []byte) string {
 }
 
 // do sends a request and returns the response when its status is want;
-// otherwise it closes it and returns an *Error.
+// otherwise it closes it and returns an *Error. With several nodes
+// (Options.Nodes) it retries on the next one as Options.Nodes says.
 func (c *Client) do(ctx context.Context, method, url string, body io.Reader, contentType string, want int) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	path, ours := strings.CutPrefix(url, c.base)
+	if c.strong && isRead(method, path) {
+		if strings.Contains(path, "?") {
+			path += "&consistency=strong"
+		} else {
+			path += "?consistency=strong"
+		}
+	}
+	var last error
+	start := int(c.cur.Load())
+	for attempt := 0; attempt < c.maxAttempts; attempt++ {
+		i := (start + attempt) % len(c.nodes)
+		target := url // not under the base URL: sent as is
+		if ours {
+			target = c.nodes[i] + path
+		}
+		req, err := http.NewRequestWithContext(ctx, method, target, body)
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		if attempt > 0 {
+			if body != nil && req.GetBody == nil {
+				return nil, last // the body is spent
+			}
+			if req.GetBody != nil {
+				if req.Body, err = req.GetBody(); err != nil {
+					return nil, fmt.Errorf("client: %w", err)
+				}
+			}
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			last = fmt.Errorf("client: %w", err)
+			if !c.retryable(method, path, err, nil) || ctx.Err() != nil {
+				return nil, last
+			}
+		} else if resp.StatusCode == want {
+			c.cur.Store(uint32(i))
+			return resp, nil
+		} else {
+			last = readError(resp)
+			resp.Body.Close()
+			if !c.retryable(method, path, nil, last) {
+				return nil, last
+			}
+		}
+		if attempt+1 < c.maxAttempts && (attempt+1)%len(c.nodes) == 0 {
+			// A whole round failed: an election takes a moment.
+			d := time.Duration(50*(attempt+1)/len(c.nodes)) * time.Millisecond
+			select {
+			case <-ctx.Done():
+				return nil, last
+			case <-time.After(min(d, time.Second)):
+			}
+		}
+	}
+	return nil, last
+}
+
+// isRead reports whether a request reads keys (Options.StrongReads).
+func isRead(method, path string) bool {
+	switch {
+	case method == http.MethodGet || method == http.MethodHead:
+		return strings.HasPrefix(path, "/v1/keys/") || strings.HasPrefix(path, "/v1/hash/")
+	case method == http.MethodPost:
+		return path == "/v1/get-many"
+	}
+	return false
+}
+
+// retryable says whether a failed attempt may go to the next node.
+func (c *Client) retryable(method, path string, err error, resp error) bool {
+	if len(c.nodes) < 2 && c.maxAttempts < 2 {
+		return false
+	}
+	var ne *net.OpError
+	refused := err != nil && errors.As(err, &ne) && ne.Op == "dial" // never sent
+	if path == "/v1/rename" {
+		return refused
+	}
 	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return true
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	var e *Error
+	if errors.As(resp, &e) && e.StatusCode == http.StatusServiceUnavailable {
+		return e.Code == "no_leader" || e.Code == "shutting_down" || e.Code == "closed"
 	}
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("client: %w", err)
-	}
-	if resp.StatusCode == want {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	return nil, readError(resp)
+	return false
 }
 
 // readError decodes an error response.

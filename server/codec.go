@@ -580,11 +580,18 @@ func pick(txt, enc jstr, name string, arena *[]byte, c *cost) ([]byte, error) {
 
 var opFields = []string{"op", "key", "key_b64", "value", "value_b64"}
 
+// batchSink is what a decoded batch goes to: a *simdr.Batch, or the
+// cluster's list of operations.
+type batchSink interface {
+	Put(key, value []byte)
+	Delete(key []byte)
+}
+
 // walkJSONBatch validates and counts a JSON batch body, and when b is not
 // nil adds its operations to b:
 //
 //	{"ops": [{"op": "put", "key": "k", "value": "v"}, {"op": "delete", "key_b64": "aw=="}]}
-func walkJSONBatch(body []byte, b *simdr.Batch) (cost, error) {
+func walkJSONBatch(body []byte, b batchSink) (cost, error) {
 	var c cost
 	s := scanner{data: body}
 	var f [5]jstr

@@ -71,6 +71,9 @@ type handler struct {
 	checkHost bool
 	// createSpool, when set, replaces spool (tests inject failures).
 	createSpool func() (*os.File, error)
+	// intercept, when set (a cluster node, cluster.go), sees each
+	// authorized request first and answers it when it returns true.
+	intercept func(h *handler, w http.ResponseWriter, r *http.Request, route string) bool
 }
 
 // newHandler builds the handler; loopback says whether it serves a loopback
@@ -98,6 +101,7 @@ func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
 		{"POST", "/v1/verify", h.verify},
 		{"GET", "/v1/entries", h.entries},
 		{"GET", "/v1/watch", h.watch}, // server/watch.go
+		{"GET", "/v1/backup", h.backup},
 	}
 	for _, rt := range routes {
 		h.mux.HandleFunc(rt.method+" "+rt.path, rt.fn)
@@ -174,6 +178,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.readers.leave(h.readers.enter(route))
+	if h.intercept != nil && h.intercept(h, sw, r, route) {
+		return
+	}
 	fn.ServeHTTP(sw, r)
 }
 

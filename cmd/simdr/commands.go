@@ -42,7 +42,7 @@ func init() {
 	commands = []*command{
 		cmdWrite, cmdRead, cmdDelete, cmdRename, cmdCopy, cmdMove, cmdCompact,
 		cmdHas, cmdBatch, cmdRepair, cmdShell, cmdBackup,
-		cmdInfo, cmdMetadata, cmdVerify, cmdList, cmdImport, cmdExport, cmdServe,
+		cmdInfo, cmdMetadata, cmdVerify, cmdList, cmdImport, cmdExport, cmdServe, cmdClusterStatus,
 		cmdWatch,
 	}
 }

@@ -326,7 +326,7 @@ func (a *app) dispatch(args []string) error {
 	}
 	// Every command refuses, before any open, a FILE that exists but is not
 	// a regular file (a FIFO would block the open).
-	if fi, err := os.Stat(file); err == nil && !fi.Mode().IsRegular() {
+	if fi, err := os.Stat(file); err == nil && !fi.Mode().IsRegular() && c != cmdClusterStatus { // "cluster", not a FILE
 		return checkFile(file, false)
 	}
 	return c.run(a, file, cargs)

@@ -11,7 +11,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
+	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/cluster"
 	"github.com/simdr-go/simdr/server"
 )
 
@@ -21,6 +24,15 @@ var serveFlags struct {
 	allowOrigins, allowHosts []string
 	tlsCert, tlsKey          string
 	maxInflight              string
+}
+
+// raftFlags holds serve's cluster flags (docs/cluster.md).
+var raftFlags struct {
+	id, addr, dir, join string
+	bootstrap           bool
+	snapThreshold       uint64
+	trailingLogs        uint64
+	heartbeat, snapIval time.Duration
 }
 
 var cmdServe = &command{
@@ -46,12 +58,22 @@ listed with --allow-host (against DNS rebinding).
 
 Values are limited to --max-value-bytes, 1G unless told otherwise (0: no
 limit); request bodies being received may hold --max-inflight-bytes of memory
-in all (512M), beyond which requests are answered 503 with Retry-After.`,
+in all (512M), beyond which requests are answered 503 with Retry-After.
+
+With --raft-id, --raft-addr and --raft-dir, FILE is one node's store of a
+replicated cluster (hashicorp/raft): --bootstrap starts a new cluster, --join
+URL joins the one a member of which serves URL. Writes go through raft (a
+follower forwards them to the leader); reads are local unless
+?consistency=strong. A cluster needs --token-file: the token also keys the
+raft transport's handshake. "simdr cluster status URL" prints the members.
+docs/cluster.md has the details.`,
 	examples: []string{
 		`simdr data.simdr serve`,
 		`simdr data.simdr serve --addr 127.0.0.1:0`,
 		`simdr data.simdr serve --addr 0.0.0.0:7070 --token-file /run/secrets/simdr-token --tls-cert cert.pem --tls-key key.pem`,
 		`simdr data.simdr serve --max-value-bytes 64M --allow-origin https://app.example`,
+		`simdr n1.simdr serve --token-file tok --raft-id n1 --raft-addr 127.0.0.1:7000 --raft-dir n1.raft --bootstrap`,
+		`simdr n2.simdr serve --addr 127.0.0.1:7071 --token-file tok --raft-id n2 --raft-addr 127.0.0.1:7001 --raft-dir n2.raft --join http://127.0.0.1:7070`,
 	},
 	minArgs: 0, maxArgs: 0,
 	flags: func(fs *flag.FlagSet, o *opts) {
@@ -76,6 +98,18 @@ in all (512M), beyond which requests are answered 503 with Retry-After.`,
 		fs.StringVar(&sf.tlsCert, "tls-cert", "", "serve HTTPS with the PEM certificate (chain) in `FILE`")
 		fs.StringVar(&sf.tlsKey, "tls-key", "", "the PEM private key of --tls-cert, in `FILE`")
 		fs.StringVar(&sf.maxInflight, "max-inflight-bytes", "512M", "memory all request bodies being received may hold, `SIZE` (default 512M)")
+		rf := &raftFlags
+		rf.id, rf.addr, rf.dir, rf.join, rf.bootstrap = "", "", "", "", false
+		rf.snapThreshold, rf.trailingLogs, rf.heartbeat, rf.snapIval = 0, 0, 0, 0
+		fs.DurationVar(&rf.snapIval, "raft-snapshot-interval", 0, "check for a snapshot to take every `DURATION` (0: 2m)")
+		fs.StringVar(&rf.id, "raft-id", "", "run as the cluster node `ID` (with --raft-addr, --raft-dir, and --bootstrap or --join)")
+		fs.StringVar(&rf.addr, "raft-addr", "", "the raft transport listens on `HOST:PORT`, where the other nodes reach it")
+		fs.StringVar(&rf.dir, "raft-dir", "", "keep raft's log and snapshots in `DIR`")
+		fs.BoolVar(&rf.bootstrap, "bootstrap", false, "start a new cluster of this node alone (ignored once the node has raft state)")
+		fs.StringVar(&rf.join, "join", "", "join the cluster a member of which serves `URL`")
+		fs.Uint64Var(&rf.snapThreshold, "raft-snapshot-threshold", 0, "snapshot after `N` new log entries (0: 8192)")
+		fs.Uint64Var(&rf.trailingLogs, "raft-trailing-logs", 0, "keep `N` log entries after a snapshot (0: 10240)")
+		fs.DurationVar(&rf.heartbeat, "raft-heartbeat", 0, "raft heartbeat and election timeout `DURATION` (0: 1s)")
 	},
 	run: runServe,
 }
@@ -121,6 +155,19 @@ func runServe(a *app, file string, _ []string) (err error) {
 	if err := server.CheckAddr(cfg.Addr, cfg); err != nil {
 		return fmt.Errorf("serve: %w (see --token-file and --insecure)", err)
 	}
+	rf := raftFlags
+	if rf.id != "" || rf.addr != "" || rf.dir != "" || rf.join != "" || rf.bootstrap {
+		if rf.id == "" || rf.addr == "" || rf.dir == "" {
+			return usagef("serve: a cluster node needs --raft-id, --raft-addr and --raft-dir")
+		}
+		if rf.bootstrap && rf.join != "" {
+			return usagef("serve: --bootstrap and --join exclude each other")
+		}
+		if cfg.Token == "" {
+			return usagef("serve: a cluster node needs --token-file (the token also keys the raft transport)")
+		}
+		return runServeCluster(ctx, a, file, cfg, sf.tlsCert != "")
+	}
 	s, err := a.openWrite(file, false)
 	if err != nil {
 		return err
@@ -136,6 +183,45 @@ func runServe(a *app, file string, _ []string) (err error) {
 	}
 	a.info("simdr: serving %s on %s://%s (Ctrl-C to stop)", file, scheme, ln.Addr())
 	err = server.Serve(ctx, ln, s, cfg)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	a.info("simdr: stopped")
+	return nil
+}
+
+// runServeCluster serves FILE as a node of a raft cluster.
+func runServeCluster(ctx context.Context, a *app, file string, cfg server.Config, tlsOn bool) error {
+	rf := raftFlags
+	s, err := a.openWrite(file, false)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+	}
+	self := scheme + "://" + ln.Addr().String()
+	node, err := cluster.Open(cluster.Config{ID: rf.id, RaftAddr: rf.addr, Dir: rf.dir, Token: cfg.Token,
+		HTTPURL: self, Bootstrap: rf.bootstrap, Join: rf.join,
+		SnapshotThreshold: rf.snapThreshold, TrailingLogs: rf.trailingLogs, SnapshotInterval: rf.snapIval,
+		HeartbeatTimeout: rf.heartbeat, ElectionTimeout: rf.heartbeat,
+		Open: func(p string) (*simdr.Store, error) { return a.openWrite(p, false) }}, s)
+	if err != nil {
+		ln.Close()
+		s.Close()
+		return fmt.Errorf("serve: %w", err)
+	}
+	a.info("simdr: serving %s on %s (raft node %s on %s; Ctrl-C to stop)", file, self, rf.id, rf.addr)
+	err = server.ServeCluster(ctx, ln, node, cfg)
+	if cerr := node.Close(); err == nil || errors.Is(err, context.Canceled) {
+		err = cerr
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -1,0 +1,137 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/client"
+)
+
+type kvInput struct {
+	put        bool
+	key, value string
+}
+
+type kvOutput struct {
+	value   string
+	unknown bool // a put whose outcome is not known (it failed): it may take effect any time after its call
+}
+
+// kvModel is a register per key; a missing key reads as "".
+var kvModel = porcupine.Model{
+	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
+		by := map[string][]porcupine.Operation{}
+		for _, op := range h {
+			k := op.Input.(kvInput).key
+			by[k] = append(by[k], op)
+		}
+		var out [][]porcupine.Operation
+		for _, ops := range by {
+			out = append(out, ops)
+		}
+		return out
+	},
+	Init: func() any { return "" },
+	Step: func(state, input, output any) (bool, any) {
+		in, out := input.(kvInput), output.(kvOutput)
+		if in.put {
+			return true, in.value
+		}
+		return out.value == state.(string), state
+	},
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(kvInput), output.(kvOutput)
+		if in.put {
+			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
+		}
+		return fmt.Sprintf("get(%s) -> %s", in.key, out.value)
+	},
+}
+
+// runLinear runs clients doing puts and strong gets on a few keys through
+// the Go client (which retries across the nodes) while the leader is
+// killed kills times, and checks the history with porcupine.
+func runLinear(t *testing.T, dur time.Duration, kills int) {
+	c := newCluster(t, 3)
+	urls := []string{c.nodes[0].url(), c.nodes[1].url(), c.nodes[2].url()}
+	var mu sync.Mutex
+	var history []porcupine.Operation
+	t0 := time.Now()
+	now := func() int64 { return int64(time.Since(t0)) }
+	ctx, cancel := context.WithTimeout(context.Background(), dur)
+	defer cancel()
+	var wg sync.WaitGroup
+	const clients, keys = 4, 3
+	for id := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			order := append(urls[id%3:], urls[:id%3]...)
+			cl, err := client.New(order[0], &client.Options{Token: token, Nodes: order[1:], StrongReads: true, MaxAttempts: 60})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i := 0; ctx.Err() == nil; i++ {
+				key := fmt.Sprintf("lin%d", (id+i)%keys)
+				in := kvInput{put: i%2 == 0, key: key, value: fmt.Sprintf("c%d-%d", id, i)}
+				octx, ocancel := context.WithTimeout(context.Background(), 5*time.Second)
+				call := now()
+				var out kvOutput
+				var oerr error
+				if in.put {
+					oerr = cl.Put(octx, []byte(key), []byte(in.value))
+					out.unknown = oerr != nil
+				} else {
+					var v []byte
+					v, oerr = cl.Get(octx, []byte(key))
+					if errors.Is(oerr, simdr.ErrNotFound) {
+						oerr = nil
+					}
+					out.value = string(v)
+				}
+				ocancel()
+				ret := now()
+				if oerr != nil && !in.put {
+					continue // a failed read says nothing
+				}
+				if out.unknown {
+					ret = math.MaxInt64 // may take effect any time later
+				}
+				mu.Lock()
+				history = append(history, porcupine.Operation{ClientId: id, Input: in, Call: call, Output: out, Return: ret})
+				mu.Unlock()
+				if out.unknown {
+					return // a client with a pending op issues no more (porcupine's model of a client)
+				}
+			}
+		}()
+	}
+	for k := range kills {
+		select {
+		case <-time.After(dur / time.Duration(kills+1)):
+		case <-ctx.Done():
+		}
+		if l := c.leader(); l != nil {
+			c.kill(l)
+			t.Logf("kill %d: %s", k+1, l.id)
+			c.waitLeader(10 * time.Second)
+			c.start(l)
+		}
+	}
+	wg.Wait()
+	res := porcupine.CheckOperationsTimeout(kvModel, history, 30*time.Second)
+	t.Logf("%d operations, %v", len(history), res)
+	if res == porcupine.Illegal {
+		t.Fatalf("the history of %d operations is not linearizable", len(history))
+	}
+}
+
+func TestClusterLinearizable(t *testing.T) { runLinear(t, 5*time.Second, 1) }

@@ -1,0 +1,496 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/cluster"
+)
+
+// Headers of a cluster node's answers.
+const (
+	// HeaderApplied is the index of the last raft entry in the answering
+	// node's store.
+	HeaderApplied = "X-Simdr-Raft-Applied"
+	// HeaderLag is how many committed entries the node knows of that its
+	// store does not hold yet: a local read is stale by at most these (and
+	// by what it has not heard of, see HeaderLastContact).
+	HeaderLag = "X-Simdr-Raft-Lag"
+	// HeaderLastContact is how long ago, in milliseconds, a follower last
+	// heard from the leader (0 on the leader).
+	HeaderLastContact = "X-Simdr-Raft-Last-Contact-Ms"
+	// HeaderForwarded marks a request a node forwarded to the leader: the
+	// receiver never forwards it again.
+	HeaderForwarded = "X-Simdr-Forwarded"
+)
+
+// ServeCluster is Serve for a cluster node: the same API, on the store the
+// node holds (a snapshot from the leader may replace it: requests then move
+// to the new one while those in flight finish on the old one). Writes
+// (PUT, DELETE, /v1/batch, /v1/rename) go through raft and are answered
+// once committed and applied here; a follower forwards them to the leader.
+// Reads are local unless ?consistency=strong, which the leader serves after
+// confirming its leadership (a follower forwards those too). It adds GET
+// /v1/cluster, POST /v1/cluster/join and POST /v1/cluster/remove. cfg.Token
+// is required. It does not close the node.
+func ServeCluster(ctx context.Context, ln net.Listener, node *cluster.Node, cfg Config) error {
+	cfg = cfg.withDefaults()
+	if cfg.Token == "" {
+		ln.Close()
+		return errors.New("server: a cluster node needs a token")
+	}
+	tlsOn := cfg.TLSCertFile != "" && cfg.TLSKeyFile != ""
+	tcp, isTCP := ln.Addr().(*net.TCPAddr)
+	c := &clusterHandler{node: node, cfg: cfg, loopback: isTCP && tcp.IP.IsLoopback()}
+	srv := &http.Server{
+		Handler:           c,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		MaxHeaderBytes:    1 << 20,
+		Protocols:         new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	if tlsOn {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("server: TLS: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.Protocols.SetHTTP2(true)
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		ln = jsonErrorListener{ln}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if tlsOn {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	cancel()
+	c.inflight.stop()
+	c.inflight.wait()
+	if serveErr == nil {
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			serveErr = err
+		}
+	}
+	st, release := node.Acquire()
+	if err := st.Sync(); err != nil && !errors.Is(err, simdr.ErrClosed) {
+		serveErr = errors.Join(serveErr, err)
+	}
+	release()
+	return serveErr
+}
+
+// ClusterHandler is ServeCluster's http.Handler, for tests and embedders.
+func ClusterHandler(node *cluster.Node, cfg Config) http.Handler {
+	cfg = cfg.withDefaults()
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	return &clusterHandler{node: node, cfg: cfg, loopback: err == nil && isLoopbackHost(host)}
+}
+
+// clusterHandler serves each request with the handler of the store the
+// node holds now, built again when a restore replaced it.
+type clusterHandler struct {
+	node     *cluster.Node
+	cfg      Config
+	loopback bool
+	inflight tracker
+
+	mu sync.Mutex
+	h  *handler
+}
+
+func (c *clusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !c.inflight.enter() {
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusServiceUnavailable, "shutting_down", "server is shutting down")
+		return
+	}
+	defer c.inflight.leave()
+	st, release := c.node.Acquire()
+	defer release()
+	c.mu.Lock()
+	if c.h == nil || c.h.store != st {
+		c.h = newHandler(st, c.cfg, c.loopback)
+		c.h.intercept = c.intercept
+	}
+	h := c.h
+	c.mu.Unlock()
+	h.ServeHTTP(w, r)
+}
+
+// intercept answers the cluster's own routes, sends writes through raft
+// (or to the leader), checks strong reads, and marks every answer with
+// the node's lag.
+func (c *clusterHandler) intercept(h *handler, w http.ResponseWriter, r *http.Request, route string) bool {
+	n := c.node
+	lag, since := n.Lag()
+	hd := w.Header()
+	hd.Set(HeaderApplied, strconv.FormatUint(n.Applied(), 10))
+	hd.Set(HeaderLag, strconv.FormatUint(lag, 10))
+	hd.Set(HeaderLastContact, strconv.FormatInt(since.Milliseconds(), 10))
+	p := r.URL.Path
+	switch {
+	case p == "/v1/cluster" && (r.Method == "GET" || r.Method == "HEAD"):
+		c.status(w, r)
+		return true
+	case p == "/v1/cluster/join" && r.Method == "POST", p == "/v1/cluster/remove" && r.Method == "POST":
+		c.membership(h, w, r)
+		return true
+	case strings.HasPrefix(p, "/v1/cluster"):
+		writeError(w, http.StatusNotFound, "no_route", "no such endpoint: "+r.Method+" "+p)
+		return true
+	}
+	if route == "/v1/compact" && r.Method == "POST" {
+		// Not while a snapshot replaces the file (nor while an entry is applied).
+		n.Exclusive(func() { h.compact(w, r) })
+		return true
+	}
+	write := (route == routeKeys && (r.Method == "PUT" || r.Method == "DELETE")) ||
+		(route == routeHash && r.Method == "DELETE") ||
+		(r.Method == "POST" && (route == "/v1/batch" || route == "/v1/rename"))
+	strong := r.URL.Query().Get("consistency") == "strong"
+	if !write && !strong {
+		return false // a local read (or a local operation: compact, sync, verify...)
+	}
+	if !n.IsLeader() {
+		c.forward(w, r)
+		return true
+	}
+	if !write {
+		if err := n.VerifyRead(r.Context()); err != nil {
+			c.forward(w, r)
+			return true
+		}
+		return false // served here, now that the leadership is confirmed
+	}
+	c.write(h, w, r, route)
+	return true
+}
+
+// forward sends the request to the leader and relays its answer (503
+// no_leader when there is none, or this request was forwarded already).
+func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request) {
+	_, lurl := c.node.Leader()
+	if lurl == "" || r.Header.Get(HeaderForwarded) != "" {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "no_leader", "the cluster has no leader at the moment: retry")
+		return
+	}
+	u, err := url.Parse(lurl)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", "leader URL: "+err.Error())
+		return
+	}
+	http.NewResponseController(w).SetWriteDeadline(time.Time{})
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = u.Host
+			pr.Out.Header.Set(HeaderForwarded, c.node.ID())
+			pr.Out.Header.Del("Origin") // already checked here
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "no_leader", "forwarding to the leader: "+err.Error())
+		},
+	}
+	rp.ServeHTTP(w, r)
+}
+
+// opSink collects a decoded batch as the cluster's operations.
+type opSink struct{ ops []cluster.Op }
+
+func (s *opSink) Put(key, value []byte) {
+	s.ops = append(s.ops, cluster.Op{Hash: simdr.Hash(key), Value: append([]byte(nil), value...)})
+}
+func (s *opSink) Delete(key []byte) {
+	s.ops = append(s.ops, cluster.Op{Hash: simdr.Hash(key), Del: true})
+}
+
+// validValue is simdr's rule: not empty, not the single byte 0x00.
+func validValue(v []byte) bool { return len(v) > 0 && !(len(v) == 1 && v[0] == 0) }
+
+// write turns a write request into a raft command and answers as the
+// single-node server does once it is applied.
+func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Request, route string) {
+	hd := hold{b: &h.budget}
+	defer hd.release()
+	var cmd []byte
+	var answer func()
+	switch route {
+	case routeKeys, routeHash:
+		var kh uint64
+		if route == routeKeys {
+			seg := strings.TrimPrefix(escapedPath(r), keysPrefix)
+			k, err := url.PathUnescape(seg)
+			if err != nil || strings.Contains(seg, "/") || seg == escapedPath(r) {
+				writeError(w, http.StatusBadRequest, "bad_request", "key: want one percent-encoded path segment")
+				return
+			}
+			kh = simdr.Hash([]byte(k))
+		} else {
+			s := strings.TrimPrefix(r.URL.Path, "/v1/hash/")
+			v, err := strconv.ParseUint(s, 16, 64)
+			if err != nil || len(s) != 16 {
+				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+				return
+			}
+			kh = v
+		}
+		if cluster.IsReserved(kh) {
+			writeError(w, http.StatusForbidden, "reserved", cluster.ErrReserved.Error())
+			return
+		}
+		if r.Method == "DELETE" {
+			if im := r.Header.Get("If-Match"); im != "" {
+				e, err := h.store.GetHash(kh)
+				if err != nil && !errors.Is(err, simdr.ErrNotFound) {
+					writeStoreError(w, err)
+					return
+				}
+				if err != nil || (im != "*" && im != etag(e)) {
+					writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
+					return
+				}
+			}
+			cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Del: true}})
+			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }
+			break
+		}
+		if max := h.cfg.MaxValueBytes; max > 0 && r.ContentLength > max {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+				fmt.Sprintf("value of %d bytes exceeds the limit of %d", r.ContentLength, max))
+			return
+		}
+		body, err := h.readBody(w, r, &hd) // a cluster value is one raft entry: at most MaxBodyBytes
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		if !validValue(body) {
+			writeStoreError(w, fmt.Errorf("simdr: put: %w", simdr.ErrInvalidValue))
+			return
+		}
+		cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Value: body}})
+		n := len(body)
+		answer = func() { h.metrics.wrote("put", 1, int64(n)); w.WriteHeader(http.StatusNoContent) }
+	case "/v1/batch":
+		bin, ok := bodyType(w, r, true)
+		if !ok {
+			return
+		}
+		body, err := h.readBody(w, r, &hd)
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		cst, err := countBatch(body, bin)
+		if err != nil {
+			writeBadBody(w, err)
+			return
+		}
+		if err := hd.take(cst.batch()); err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		var s opSink
+		if bin {
+			_, err = walkBinaryBatch(body, func(put bool, key, value []byte) {
+				if put {
+					s.Put(key, value)
+				} else {
+					s.Delete(key)
+				}
+			})
+		} else {
+			_, err = walkJSONBatch(body, &s)
+		}
+		if err != nil {
+			writeBadBody(w, err)
+			return
+		}
+		for i, o := range s.ops {
+			if cluster.IsReserved(o.Hash) {
+				writeError(w, http.StatusForbidden, "reserved", fmt.Sprintf("op %d: %v", i, cluster.ErrReserved))
+				return
+			}
+			if !o.Del && !validValue(o.Value) {
+				writeStoreError(w, fmt.Errorf("simdr: apply: batch op %d: %w", i, simdr.ErrInvalidValue))
+				return
+			}
+		}
+		if len(s.ops) == 0 {
+			writeJSON(w, http.StatusOK, map[string]int{"ops": 0})
+			return
+		}
+		cmd = cluster.EncodeBatch(s.ops)
+		nops := len(s.ops)
+		answer = func() {
+			h.metrics.wrote("batch_op", nops, cst.bytes)
+			writeJSON(w, http.StatusOK, map[string]int{"ops": nops})
+		}
+	case "/v1/rename":
+		if _, ok := bodyType(w, r, false); !ok {
+			return
+		}
+		body, err := h.readBody(w, r, &hd)
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		from, to, err := decodeRename(body)
+		if err != nil {
+			writeBadBody(w, err)
+			return
+		}
+		cmd = cluster.EncodeRename(from, to)
+		answer = func() { h.metrics.wrote("rename", 1, 0); w.WriteHeader(http.StatusNoContent) }
+	}
+	if err := c.node.Apply(r.Context(), cmd); err != nil {
+		if errors.Is(err, cluster.ErrNotLeader) {
+			// Lost the leadership meanwhile: whether the write will be
+			// applied is unknown, so the client must not take this as a
+			// refusal (it retries; puts and deletes are idempotent).
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "no_leader", message(err))
+			return
+		}
+		if errors.Is(err, cluster.ErrReserved) {
+			writeError(w, http.StatusForbidden, "reserved", err.Error())
+			return
+		}
+		writeStoreError(w, err)
+		return
+	}
+	answer()
+}
+
+// status serves GET /v1/cluster: this node's view, and each member's
+// applied index and lag behind the leader's last index (asked of the
+// members over HTTP, 2 s each at most).
+func (c *clusterHandler) status(w http.ResponseWriter, r *http.Request) {
+	s := c.node.Status()
+	if r.URL.Query().Get("self") != "" {
+		writeJSON(w, http.StatusOK, s)
+		return
+	}
+	var wg sync.WaitGroup
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for i := range s.Members {
+		m := &s.Members[i]
+		if m.ID == s.ID {
+			a := s.Applied
+			m.Applied = &a
+			continue
+		}
+		if m.HTTPURL == "" {
+			m.Error = "HTTP URL not known yet"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(r.Context(), "GET", strings.TrimRight(m.HTTPURL, "/")+"/v1/cluster?self=1", nil)
+			req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+			res, err := hc.Do(req)
+			if err != nil {
+				m.Error = err.Error()
+				return
+			}
+			defer res.Body.Close()
+			var other cluster.Status
+			if err := json.NewDecoder(res.Body).Decode(&other); err != nil {
+				m.Error = "status: " + err.Error()
+				return
+			}
+			a := other.Applied
+			m.Applied = &a
+		}()
+	}
+	wg.Wait()
+	{ // against this node's last index: exact on the leader
+		for i := range s.Members {
+			if a := s.Members[i].Applied; a != nil {
+				l := uint64(0)
+				if s.LastIndex > *a {
+					l = s.LastIndex - *a
+				}
+				s.Members[i].Lag = &l
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+// membership serves POST /v1/cluster/join ({"id", "raft_addr",
+// "http_url"}) and POST /v1/cluster/remove ({"id"}), on the leader (a
+// follower forwards them).
+func (c *clusterHandler) membership(h *handler, w http.ResponseWriter, r *http.Request) {
+	if !c.node.IsLeader() {
+		c.forward(w, r)
+		return
+	}
+	if _, ok := bodyType(w, r, false); !ok {
+		return
+	}
+	hd := hold{b: &h.budget}
+	defer hd.release()
+	body, err := h.readBody(w, r, &hd)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	var jr cluster.JoinRequest
+	if err := json.Unmarshal(body, &jr); err != nil || jr.ID == "" {
+		writeError(w, http.StatusBadRequest, "bad_request", "want {\"id\": ..., \"raft_addr\": ..., \"http_url\": ...}")
+		return
+	}
+	if strings.HasSuffix(r.URL.Path, "/remove") {
+		err = c.node.Remove(r.Context(), jr.ID)
+	} else {
+		err = c.node.Join(r.Context(), jr.ID, jr.RaftAddr, jr.HTTPURL, jr.Auto)
+	}
+	if err != nil {
+		if errors.Is(err, cluster.ErrNotLeader) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "no_leader", err.Error())
+			return
+		}
+		if errors.Is(err, cluster.ErrRemoved) {
+			writeError(w, http.StatusConflict, "removed", err.Error())
+			return
+		}
+		writeError(w, http.StatusBadRequest, "membership", err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
