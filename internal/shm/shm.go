@@ -24,7 +24,7 @@ import (
 )
 
 // Size is the length of the state file. Bytes from Reserved up to Size are
-// reserved for the index checkpoint descriptor (issue 14, section 2).
+// reserved (zero; the index checkpoint has a file of its own).
 const Size = 4096
 
 // Layout offsets (see docs/statefile.md).
@@ -36,7 +36,7 @@ const (
 	offInflight = 320 // uint64 inflight, uint64 its complement
 	offWord     = 384 // uint32 futex word (the commit counter's low 32 bits)
 	offWaiters  = 388 // int32 sleepers on offWord
-	// Reserved is the first byte left for the checkpoint (section 2).
+	// Reserved is the first byte of the reserved, zero part of the header.
 	Reserved = 512
 )
 
