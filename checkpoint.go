@@ -200,7 +200,7 @@ func (ck *checkpoint) restore(g *gen, c *collector) error {
 // index.WriteSnapshot), unless quiet: the caller holds wmu for the whole call.
 func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64, quiet bool) (err error) {
 	if err := g.f.Sync(); err != nil {
-		return err
+		return errSyncFailed{err}
 	}
 	dev, ino, _, _ := fileID(g.fi)
 	h := ckHeader{dev: dev, ino: ino, tail: tail, meta: metaAt(g.m.Bytes(), tail), ents: ents, tomb: tomb}
@@ -309,7 +309,11 @@ func (s *Store) maybeCheckpoint(g *gen, tail int64) {
 	go func() {
 		defer s.ckWG.Done()
 		defer s.ckBusy.Store(false)
-		_ = s.writeCheckpoint(g, tail, ents, tomb, false)
+		if err := s.writeCheckpoint(g, tail, ents, tomb, false); errors.As(err, new(errSyncFailed)) {
+			// A failed fdatasync is sticky, wherever it happens: the next
+			// write or Sync (which hold wmu) takes it up (see failure).
+			s.bgFailed.CompareAndSwap(nil, &err)
+		}
 	}()
 }
 
@@ -328,3 +332,9 @@ func highestEnd(b []byte) int64 {
 	}
 	return int64(top)
 }
+
+// errSyncFailed is a checkpoint's failed sync of the store file.
+type errSyncFailed struct{ err error }
+
+func (e errSyncFailed) Error() string { return "sync the store file: " + e.err.Error() }
+func (e errSyncFailed) Unwrap() error { return e.err }

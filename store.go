@@ -43,21 +43,22 @@ type Store struct {
 	// writes whole (see publish and Get).
 	seq atomic.Uint64
 
-	cmu       sync.Mutex     // serializes Compact (and Close with it)
-	wmu       sync.Mutex     // serializes writers; guards what follows
-	old       []*gen         // generations replaced by Compact or Refresh, unmapped at Close
-	buf       []byte         // encoding buffer, reused
-	ops       []pending      // index updates of the write in progress, reused
-	app       appender       // the write in progress
-	chunk     []byte         // PutReader's buffer
-	failed    error          // set when a failed write could not be rolled back
-	last      lastEntry      // the writer's last commit, for checkCut
-	repaired  *RepairReport  // what Open's repair changed, nil when nothing
-	ckWG      sync.WaitGroup // a background checkpoint in progress
-	ckBusy    atomic.Bool    // set while one runs
-	ckTail    int64          // the tail the last background checkpoint covers (guarded by wmu)
-	ckGen     *gen           // the generation it is of
-	ckEntries int64          // the entries it covers
+	cmu       sync.Mutex            // serializes Compact (and Close with it)
+	wmu       sync.Mutex            // serializes writers; guards what follows
+	old       []*gen                // generations replaced by Compact or Refresh, unmapped at Close
+	buf       []byte                // encoding buffer, reused
+	ops       []pending             // index updates of the write in progress, reused
+	app       appender              // the write in progress
+	chunk     []byte                // PutReader's buffer
+	failed    error                 // set when a failed write could not be rolled back
+	last      lastEntry             // the writer's last commit, for checkCut
+	repaired  *RepairReport         // what Open's repair changed, nil when nothing
+	ckWG      sync.WaitGroup        // a background checkpoint in progress
+	ckBusy    atomic.Bool           // set while one runs
+	ckTail    int64                 // the tail the last background checkpoint covers (guarded by wmu)
+	ckGen     *gen                  // the generation it is of
+	ckEntries int64                 // the entries it covers
+	bgFailed  atomic.Pointer[error] // a failed sync in a background checkpoint, for failure
 
 	sf stateFile // the shared state file beside the store (statefile.go)
 }
@@ -531,7 +532,7 @@ func (s *Store) Sync() error {
 	if s.opts.ReadOnly {
 		return nil
 	}
-	if s.failed != nil {
+	if s.failure() != nil {
 		return fmt.Errorf("simdr: sync: %w: %w", ErrFailed, s.failed)
 	}
 	if err := s.checkCut(g, g.tail.Load()); err != nil {
@@ -598,10 +599,20 @@ func (s *Store) writable() (*gen, error) {
 		return nil, ErrClosed
 	case s.opts.ReadOnly:
 		return nil, ErrReadOnly
-	case s.failed != nil:
+	case s.failure() != nil:
 		return nil, fmt.Errorf("%w: %w", ErrFailed, s.failed)
 	}
 	return g, nil
+}
+
+// failure returns why the Store refuses writes (nil when it does not),
+// taking up a failed sync that a background checkpoint met. The caller holds
+// wmu.
+func (s *Store) failure() error {
+	if e := s.bgFailed.Load(); e != nil {
+		s.syncFailed(*e)
+	}
+	return s.failed
 }
 
 // realPath is path with its symlinks resolved where they resolve (the
