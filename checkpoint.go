@@ -146,15 +146,29 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	// One pass, a chunk at a time while it is in cache, checks the table's
 	// CRC, notes the highest position it names (so that even a forged
 	// checkpoint cannot send a Get outside the file) and brings the pages in.
+	// It also counts the used and live slots: a table whose header
+	// understates them (so that no empty slot is left to end a probe, and
+	// a Get of an absent key would spin) is refused. And it samples a used
+	// slot of each chunk: the store's metadata where the slot says the
+	// entry ends must name the slot's key, so that a file replaced by
+	// another of the same size and tail (cp over it, or deleted and written
+	// again at a reused inode) is not read through the old file's index.
 	var crc uint32
 	var top int64
+	var used, live int
+	var samples []int // byte offsets in table of sampled slots
 	const chunk = 64 << 10
 	for lo := 0; lo < len(table); lo += chunk {
 		b := table[lo:min(lo+chunk, len(table))]
 		crc = crc32.Update(crc, crc32.IEEETable, b)
-		top = max(top, highestEnd(b))
+		t, u, l, first := scanTable(b)
+		top, used, live = max(top, t), used+u, live+l
+		if first >= 0 {
+			samples = append(samples, lo+first)
+		}
 	}
-	if crc != h.tableCRC || top > size-format.MetaSize {
+	if crc != h.tableCRC || top > size-format.MetaSize || int64(used) != h.used || int64(live) != h.live ||
+		!sampleMatches(g.m.Bytes()[:size], table, samples) {
 		unix.Munmap(table)
 		return nil
 	}
@@ -322,18 +336,53 @@ func (s *Store) maybeCheckpoint(g *gen, tail int64) {
 	}()
 }
 
-// highestEnd returns the highest payload end that a used slot in b (whole
-// slots of a table) names, or MaxInt64 when a slot's value cannot be one.
-func highestEnd(b []byte) int64 {
+// scanTable returns the highest payload end that a used slot in b (whole
+// slots of a table) names (MaxInt64 when a slot's value cannot be one), the
+// number of used and of live slots, and the byte offset in b of the first
+// used slot (-1 when none is).
+func scanTable(b []byte) (top int64, used, live, first int) {
 	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
-	var top uint64
+	var hi uint64
+	first = -1
 	for i := 1; i < len(words); i += 2 {
-		v := words[i] &^ index.Deleted
+		w := words[i]
+		v := w &^ index.Deleted
 		end, n := v&endMask, v>>lenShift
-		if v != 0 && n > end {
-			return math.MaxInt64
+		if w == 0 {
+			continue
 		}
-		top = max(top, end)
+		if n > end {
+			return math.MaxInt64, used, live, first
+		}
+		if first < 0 {
+			first = (i - 1) * 8
+		}
+		used++
+		if w&index.Deleted == 0 {
+			live++
+		}
+		hi = max(hi, end)
 	}
-	return int64(top)
+	return int64(hi), used, live, first
+}
+
+// sampleMatches reports whether, for each sampled slot (a byte offset in
+// table), the metadata in data where the slot's entry ends holds the slot's
+// key hash. Every position is below len(data)-MetaSize (checked before); a
+// fault (the file cut meanwhile by another process) is a mismatch.
+func sampleMatches(data, table []byte, samples []int) bool {
+	ok := true
+	if guardFault(func() {
+		for _, off := range samples {
+			key := byteOrder.Uint64(table[off:])
+			end := int64(byteOrder.Uint64(table[off+8:]) & endMask)
+			if format.ReadMeta(data[end:end+format.MetaSize]).Hash != key {
+				ok = false
+				return
+			}
+		}
+	}) {
+		return false
+	}
+	return ok
 }
