@@ -192,3 +192,31 @@ func TestAttackBackupSinceCrafted(t *testing.T) {
 		t.Fatalf("full backup plus increments: %d bytes, the store %d, not the same bytes", len(img), len(disk))
 	}
 }
+
+// TestAttackBackupOntoStore: BackupFile (simdr FILE backup DEST) given the
+// store's own path, or a path that names the same file through a symlinked
+// directory, renamed the backup over the live store: the writer went on
+// appending to the unlinked old inode, and every write after the backup was
+// lost at the next Open. It must refuse, and the store stay whole.
+func TestAttackBackupOntoStore(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s")
+	linkDir := filepath.Join(t.TempDir(), "via")
+	if err := os.Symlink(dir, linkDir); err != nil {
+		t.Fatal(err)
+	}
+	for _, dest := range []string{path, filepath.Join(linkDir, "s")} {
+		s := reopenT(t, path, nil)
+		putT(t, s, "before", "1")
+		if _, err := s.BackupFile(dest, nil); err == nil {
+			t.Errorf("BackupFile(%s) onto the store itself succeeded", dest)
+		}
+		putT(t, s, "after", dest)
+		s.Close()
+		s = reopenT(t, path, nil)
+		if got := getT(t, s, "after"); got != dest {
+			t.Fatalf("a write after BackupFile(%s) onto the store: %q after reopening", dest, got)
+		}
+		s.Close()
+	}
+}

@@ -169,7 +169,8 @@ func generation(g *gen) string {
 // what prev says) a full backup is written. Either way the result is
 // written to a temporary file beside dest, synced, and renamed over dest,
 // so that an interrupted backup never leaves a dest that is not a whole
-// store file; the directory is synced too.
+// store file; the directory is synced too. A dest that is the store file
+// itself (by any path or link) fails with ErrSameStore.
 func (s *Store) BackupFile(dest string, prev *BackupInfo) (BackupInfo, error) {
 	info, err := s.backupFile(dest, prev)
 	if err != nil {
@@ -179,6 +180,13 @@ func (s *Store) BackupFile(dest string, prev *BackupInfo) (BackupInfo, error) {
 }
 
 func (s *Store) backupFile(dest string, prev *BackupInfo) (_ BackupInfo, err error) {
+	if g := s.cur.Load(); g == nil {
+		return BackupInfo{}, ErrClosed
+	} else if fi, err := os.Stat(dest); err == nil && os.SameFile(fi, g.fi) {
+		// Renaming the backup over the live store would leave its writer
+		// appending to an unlinked file.
+		return BackupInfo{}, fmt.Errorf("dest is the store file itself: %w", ErrSameStore)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".*.simdr-backup")
 	if err != nil {
 		return BackupInfo{}, err
