@@ -276,3 +276,40 @@ func TestAttackCheckpointCloseRace(t *testing.T) {
 		t.Fatalf("stats with the checkpoint %+v, without %+v", got, want)
 	}
 }
+
+// TestAttackCheckpointTmpSymlink: the checkpoint is written through a fixed
+// temporary name beside the store. A symlink planted there (by another user
+// of a shared directory, or left by a tool) must not make the writer
+// truncate and overwrite the file it points to: here, the store itself.
+func TestAttackCheckpointTmpSymlink(t *testing.T) {
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, self := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "s")
+		target := victim
+		if self {
+			target = path
+		}
+		s, err := Open(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		model := ckModel(t, s, ckMinEntries+ckMinEntries/4, 13)
+		os.Remove(checkpointPath(path) + ".tmp")
+		if err := os.Symlink(target, checkpointPath(path)+".tmp"); err != nil {
+			t.Fatal(err)
+		}
+		s.Close() // writes a checkpoint
+		if b, _ := os.ReadFile(victim); string(b) != "precious" {
+			t.Fatalf("the checkpoint was written through the planted symlink into %s", victim)
+		}
+		s, err = Open(path, nil)
+		if err != nil {
+			t.Fatalf("the store after a checkpoint through a symlink to it: %v", err)
+		}
+		checkModel(t, s, model)
+		s.Close()
+	}
+}

@@ -229,7 +229,13 @@ func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64, quiet bool) (err
 	h := ckHeader{dev: dev, ino: ino, tail: tail, meta: metaAt(g.m.Bytes(), tail), ents: ents, tomb: tomb}
 	path := checkpointPath(s.path)
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A leftover (a crash while writing one) is removed, and the new one
+	// made with O_EXCL, which never follows a symlink: one planted there
+	// cannot make the writer overwrite the file it names.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
