@@ -220,3 +220,85 @@ func TestAttackBackupOntoStore(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestAttackBackupCompactCheckpointMix: writers, Compact in a loop,
+// background checkpoints every 64 KiB and BackupFile (incremental when it
+// can be) all at once, under -race. Every backup is a valid store holding at
+// least every write acknowledged before it began; the store reopens whole
+// with whatever checkpoint was left.
+func TestAttackBackupCompactCheckpointMix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s")
+	s0 := reopenT(t, path, nil)
+	model := ckModel(t, s0, ckMinEntries+1000, 21)
+	s0.Close()
+	s := reopenT(t, path, &Options{CheckpointBytes: 64 << 10})
+	var mu sync.Mutex
+	acked := 0
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // the writer
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			k, v := fmt.Sprint("m", i%3000), fmt.Sprint("w", i)
+			if err := s.Put([]byte(k), []byte(v)); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			model[k] = v
+			acked = i
+			mu.Unlock()
+		}
+	}()
+	go func() { // the compactor
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.Compact(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	dest := filepath.Join(t.TempDir(), "backup")
+	var prev *BackupInfo
+	for round := 0; round < 6; round++ {
+		mu.Lock()
+		before := acked
+		mu.Unlock()
+		info, err := s.BackupFile(dest, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev = &info
+		b, err := Open(dest, &Options{ReadOnly: true})
+		if err != nil {
+			t.Fatalf("round %d: the backup does not open: %v", round, err)
+		}
+		if err := b.Verify(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if before > 0 {
+			// the key written by write number before holds it or a later value
+			if got := getT(t, b, fmt.Sprint("m", before%3000)); got == "<absent>" {
+				t.Fatalf("round %d: write %d, acknowledged before the backup began, is not in it", round, before)
+			}
+		}
+		b.Close()
+	}
+	close(stop)
+	wg.Wait()
+	s.Close()
+	s2 := reopenT(t, path, nil)
+	checkModel(t, s2, model)
+}
