@@ -313,3 +313,158 @@ func TestAttackCheckpointTmpSymlink(t *testing.T) {
 		s.Close()
 	}
 }
+
+// forgeTable rewrites the checkpoint of path with edit applied to its table
+// (slots of 16 bytes: key, value), the header's counts and CRCs recomputed
+// from the result, as a forger would.
+func forgeTable(t *testing.T, path string, edit func(table []byte)) {
+	t.Helper()
+	b, err := os.ReadFile(checkpointPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := decodeCkHeader(b)
+	table := b[ckHeaderSize:]
+	edit(table)
+	h.used, h.live = 0, 0
+	for i := 0; i+16 <= len(table); i += 16 {
+		if v := byteOrder.Uint64(table[i+8:]); v != 0 {
+			h.used++
+			if v&index.Deleted == 0 {
+				h.live++
+			}
+		}
+	}
+	h.tableCRC = crc32.ChecksumIEEE(table)
+	copy(b, h.encode())
+	if err := os.WriteFile(checkpointPath(path), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// getReturns runs Get(key) on s and fails the test if it panics or does
+// not return within 20 s (a probe that never ends).
+func getReturns(t *testing.T, s *Store, key string) {
+	t.Helper()
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		s.Get([]byte(key))
+	}()
+	select {
+	case p := <-done:
+		if p != nil {
+			t.Fatalf("Get(%q) panicked: %v", key, p)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("Get(%q) never returned", key)
+	}
+}
+
+// TestAttackCheckpointNoProbeEnd: a forged table whose counts are honest
+// and leave a quarter of the slots empty, but never the last slot of a
+// group (a real table claims a group's slots in order). A lookup ends only
+// at a group whose last slot is empty: a Get of an absent key must still
+// return.
+func TestAttackCheckpointNoProbeEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	s := reopenT(t, path, nil)
+	ckModel(t, s, 2*ckMinEntries, 14)
+	s.Close()
+	forgeTable(t, path, func(table []byte) {
+		var gk, gv uint64 // a real slot: its copies pass the sampling
+		for i := 0; i+16 <= len(table); i += 16 {
+			if v := byteOrder.Uint64(table[i+8:]); v != 0 {
+				gk, gv = byteOrder.Uint64(table[i:]), v
+				break
+			}
+		}
+		for g := 0; g+64 <= len(table); g += 64 {
+			last := table[g+48 : g+64]
+			if byteOrder.Uint64(last[8:]) == 0 {
+				// move slot 0 into the last slot (or fill it), leaving slot 0 empty
+				copy(last, table[g:g+16])
+				if byteOrder.Uint64(last[8:]) == 0 {
+					byteOrder.PutUint64(last, gk)
+					byteOrder.PutUint64(last[8:], gv|index.Deleted)
+				}
+				clear(table[g : g+16])
+			}
+		}
+	})
+	s = reopenT(t, path, &Options{ReadOnly: true})
+	t.Logf("checkpoint used: %v", s.cur.Load().ck != nil)
+	getReturns(t, s, "no such key")
+}
+
+// TestAttackCheckpointDuplicateKey: a forged table holding one key in two
+// slots, each slot's position valid on its own. The index's lookup ORs the
+// values of matching slots, so a Get of that key reads a position no slot
+// names: it must not panic (or read outside the file).
+func TestAttackCheckpointDuplicateKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	s := reopenT(t, path, nil)
+	ckModel(t, s, 2*ckMinEntries, 15)
+	s.Close()
+	var key uint64
+	forgeTable(t, path, func(table []byte) {
+		// a group past the first chunk's first used slot (the sampled one)
+		for g := 64 * 64; g+64 <= len(table); g += 64 {
+			if byteOrder.Uint64(table[g+8:]) != 0 && byteOrder.Uint64(table[g+24:]) != 0 {
+				key = byteOrder.Uint64(table[g:])
+				byteOrder.PutUint64(table[g+16:], key)
+				// each valid alone (length <= end); ORed, the length passes the end
+				byteOrder.PutUint64(table[g+8:], 0x4000|0x3fff<<lenShift)
+				byteOrder.PutUint64(table[g+24:], 0x4000|0x4000<<lenShift)
+				return
+			}
+		}
+		t.Fatal("no group with two used slots")
+	})
+	s = reopenT(t, path, &Options{ReadOnly: true})
+	t.Logf("checkpoint used: %v", s.cur.Load().ck != nil)
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		s.GetHash(key)
+	}()
+	if p := <-done; p != nil {
+		t.Fatalf("GetHash of a key held twice panicked: %v", p)
+	}
+}
+
+// TestAttackCheckpointCloseReaders: the index of a Store opened from a
+// checkpoint lives in the checkpoint's mapping. Gets racing Close (which
+// Close promises are safe: they return ErrClosed) must not fault on that
+// mapping once Close releases it.
+func TestAttackCheckpointCloseReaders(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c")
+	s0 := reopenT(t, path, nil)
+	ckModel(t, s0, 2*ckMinEntries, 16)
+	s0.Close()
+	for round := 0; round < 20; round++ {
+		s, err := Open(path, &Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.cur.Load().ck == nil {
+			t.Fatal("the checkpoint was not used")
+		}
+		var wg sync.WaitGroup
+		for r := 0; r < 2; r++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					_, err := s.Get([]byte(fmt.Sprint("absent", i)))
+					if errors.Is(err, ErrClosed) {
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(round%5) * time.Millisecond)
+		s.Close()
+		wg.Wait()
+	}
+}

@@ -5,13 +5,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
-	"math"
 	"os"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/index"
+	"github.com/simdr-go/simdr/internal/mapping"
 	"golang.org/x/sys/unix"
 )
 
@@ -147,27 +148,30 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	// CRC, notes the highest position it names (so that even a forged
 	// checkpoint cannot send a Get outside the file) and brings the pages in.
 	// It also counts the used and live slots: a table whose header
-	// understates them (so that no empty slot is left to end a probe, and
-	// a Get of an absent key would spin) is refused. And it samples a used
+	// understates them is refused, and so is one where no group's last slot
+	// is empty (a Get of an absent key would probe forever) or a group holds
+	// a key twice (a lookup ORs the values of a group's matching slots, so
+	// it would read a position no slot names, even outside the file). And it samples a used
 	// slot of each chunk: the store's metadata where the slot says the
 	// entry ends must name the slot's key, so that a file replaced by
 	// another of the same size and tail (cp over it, or deleted and written
 	// again at a reused inode) is not read through the old file's index.
 	var crc uint32
 	var top int64
-	var used, live int
+	var used, live, ends int
+	bad := false
 	var samples []int // byte offsets in table of sampled slots
 	const chunk = 64 << 10
-	for lo := 0; lo < len(table); lo += chunk {
+	for lo := 0; lo < len(table) && !bad; lo += chunk {
 		b := table[lo:min(lo+chunk, len(table))]
 		crc = crc32.Update(crc, crc32.IEEETable, b)
-		t, u, l, first := scanTable(b)
-		top, used, live = max(top, t), used+u, live+l
-		if first >= 0 {
-			samples = append(samples, lo+first)
+		r := scanTable(b)
+		top, used, live, ends, bad = max(top, r.top), used+r.used, live+r.live, ends+r.ends, r.bad
+		if r.first >= 0 {
+			samples = append(samples, lo+r.first)
 		}
 	}
-	if crc != h.tableCRC || top > size-format.MetaSize || int64(used) != h.used || int64(live) != h.live ||
+	if bad || ends == 0 || crc != h.tableCRC || top > size-format.MetaSize || int64(used) != h.used || int64(live) != h.live ||
 		!sampleMatches(g.m.Bytes()[:size], table, samples) {
 		unix.Munmap(table)
 		return nil
@@ -175,7 +179,7 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	return &checkpoint{h: h, table: table, top: top}
 }
 
-// close unmaps the checkpoint's table.
+// close unmaps the checkpoint's table (one no reader can be using).
 func (ck *checkpoint) close() error {
 	if ck == nil || ck.table == nil {
 		return nil
@@ -183,6 +187,24 @@ func (ck *checkpoint) close() error {
 	err := unix.Munmap(ck.table)
 	ck.table = nil
 	return err
+}
+
+// retire releases the table of a checkpoint whose index readers may still
+// be probing (a Get racing Close): as mapping.Map.Close does for the file,
+// it swaps read-only zero pages in (a probe there ends at once: every slot
+// is empty) and unmaps them mapping.Grace later, instead of unmapping the
+// pages under the readers, which would fault.
+func (ck *checkpoint) retire() error {
+	if ck == nil || ck.table == nil {
+		return nil
+	}
+	p, n := unsafe.Pointer(unsafe.SliceData(ck.table)), uintptr(len(ck.table))
+	if _, err := unix.MmapPtr(-1, 0, p, n, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED); err != nil {
+		return ck.close()
+	}
+	ck.table = nil
+	time.AfterFunc(mapping.Grace, func() { unix.MunmapPtr(p, n) })
+	return nil
 }
 
 // restore builds g's index from the checkpoint, then applies the entries
@@ -342,34 +364,56 @@ func (s *Store) maybeCheckpoint(g *gen, tail int64) {
 	}()
 }
 
-// scanTable returns the highest payload end that a used slot in b (whole
-// slots of a table) names (MaxInt64 when a slot's value cannot be one), the
-// number of used and of live slots, and the byte offset in b of the first
-// used slot (-1 when none is).
-func scanTable(b []byte) (top int64, used, live, first int) {
+// tableScan is what scanTable finds in whole groups of a table.
+type tableScan struct {
+	top        int64 // the highest payload end a used slot names
+	used, live int
+	first      int  // byte offset of the first used slot (-1: none)
+	ends       int  // groups whose last slot is empty: where a probe ends
+	bad        bool // a value that cannot be a position, or a key held twice in a group
+}
+
+// scanTable scans b, whole groups of a table. A real table never holds a
+// key in two slots of a group (a lookup would OR their values), and a
+// lookup of an absent key ends only at a group whose last slot is empty.
+func scanTable(b []byte) tableScan {
 	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
+	r := tableScan{first: -1}
 	var hi uint64
-	first = -1
-	for i := 1; i < len(words); i += 2 {
-		w := words[i]
-		v := w &^ index.Deleted
-		end, n := v&endMask, v>>lenShift
-		if w == 0 {
-			continue
+	for g := 0; g+8 <= len(words); g += 8 {
+		grp := words[g : g+8 : g+8]
+		if grp[7] == 0 {
+			r.ends++
 		}
-		if n > end {
-			return math.MaxInt64, used, live, first
+		for j := 0; j < 8; j += 2 {
+			w := grp[j+1]
+			if w == 0 {
+				continue
+			}
+			v := w &^ index.Deleted
+			end, n := v&endMask, v>>lenShift
+			if n > end {
+				r.bad = true
+				return r
+			}
+			for k := j + 2; k < 8; k += 2 {
+				if grp[k+1] != 0 && grp[k] == grp[j] {
+					r.bad = true
+					return r
+				}
+			}
+			if r.first < 0 {
+				r.first = (g + j) * 8
+			}
+			r.used++
+			if w&index.Deleted == 0 {
+				r.live++
+			}
+			hi = max(hi, end)
 		}
-		if first < 0 {
-			first = (i - 1) * 8
-		}
-		used++
-		if w&index.Deleted == 0 {
-			live++
-		}
-		hi = max(hi, end)
 	}
-	return int64(hi), used, live, first
+	r.top = int64(hi)
+	return r
 }
 
 // sampleMatches reports whether, for each sampled slot (a byte offset in

@@ -247,7 +247,7 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 
 // closeGen releases a generation's mapping and file.
 func (g *gen) close() error {
-	return errors.Join(g.m.Close(), g.f.Close(), g.ck.close())
+	return errors.Join(g.m.Close(), g.f.Close(), g.ck.retire()) // readers may still probe the table
 }
 
 // entryAt decodes the entry whose payload ends at pos in g. The index only
