@@ -381,12 +381,23 @@ func scanTable(b []byte) tableScan {
 	r := tableScan{first: -1}
 	var hi uint64
 	for g := 0; g+8 <= len(words); g += 8 {
-		grp := words[g : g+8 : g+8]
-		if grp[7] == 0 {
+		grp := (*[8]uint64)(words[g : g+8])
+		k0, w0, k1, w1, k2, w2, k3, w3 := grp[0], grp[1], grp[2], grp[3], grp[4], grp[5], grp[6], grp[7]
+		if w3 == 0 {
 			r.ends++
 		}
-		for j := 0; j < 8; j += 2 {
-			w := grp[j+1]
+		if w0|w1|w2|w3 == 0 {
+			continue
+		}
+		// A key twice among the used slots of the group.
+		// (Keys compared first: they almost never match.)
+		if (k1 == k0 && w1 != 0 && w0 != 0) || (k2 == k0 && w2 != 0 && w0 != 0) ||
+			(k2 == k1 && w2 != 0 && w1 != 0) || (k3 == k0 && w3 != 0 && w0 != 0) ||
+			(k3 == k1 && w3 != 0 && w1 != 0) || (k3 == k2 && w3 != 0 && w2 != 0) {
+			r.bad = true
+			return r
+		}
+		for j, w := range [4]uint64{w0, w1, w2, w3} {
 			if w == 0 {
 				continue
 			}
@@ -396,14 +407,8 @@ func scanTable(b []byte) tableScan {
 				r.bad = true
 				return r
 			}
-			for k := j + 2; k < 8; k += 2 {
-				if grp[k+1] != 0 && grp[k] == grp[j] {
-					r.bad = true
-					return r
-				}
-			}
 			if r.first < 0 {
-				r.first = (g + j) * 8
+				r.first = (g + 2*j) * 8
 			}
 			r.used++
 			if w&index.Deleted == 0 {
