@@ -120,11 +120,16 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	if s.opts.fs != nil {
 		return nil // fault-injection tests see only the store file
 	}
-	f, err := os.Open(checkpointPath(s.path))
+	// O_NONBLOCK: a FIFO under the name must not block Open (it is then
+	// refused as not a regular file).
+	f, err := os.OpenFile(checkpointPath(s.path), os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
 	hb := make([]byte, ckHeaderSize)
 	if _, err := f.ReadAt(hb, 0); err != nil {
 		return nil
