@@ -38,7 +38,9 @@ type BackupInfo struct {
 // committed when the call began, as a valid store file (the same bytes as
 // the store's first Tail bytes). Readers and writers go on meanwhile; the
 // bytes stream from the mapping (no copy, constant memory). Writes made
-// after the call began are not in the backup.
+// after the call began are not in the backup. A Close, or a ReleaseOld of
+// the file being read, during the call makes it fail with an error matching
+// ErrClosed (the bytes written to w are then not a backup).
 func (s *Store) Backup(w io.Writer) (BackupInfo, error) {
 	info, err := s.backup(w, nil)
 	if err != nil {
@@ -88,6 +90,9 @@ func (s *Store) backup(w io.Writer, since *BackupInfo) (BackupInfo, error) {
 		n := min(chunk, tail-off)
 		var err error
 		if guardFault(func() { _, err = w.Write(data[off : off+n]) }) {
+			if !s.holds(g) {
+				return BackupInfo{}, errReleased
+			}
 			return BackupInfo{}, fmt.Errorf("the store file was cut below %d by another program: %w", tail, ErrCorrupt)
 		}
 		if err != nil {
@@ -95,7 +100,37 @@ func (s *Store) backup(w io.Writer, since *BackupInfo) (BackupInfo, error) {
 		}
 		off += n
 	}
+	// Backup takes no lock: Close (or ReleaseOld) may have swapped the
+	// mapping for zero pages while w read it. Every Write has returned, so
+	// if g is still mapped now, every byte came from the file.
+	if !s.holds(g) {
+		return BackupInfo{}, errReleased
+	}
 	return info, nil
+}
+
+// errReleased is what a backup whose file was unmapped under it reports.
+var errReleased = fmt.Errorf("the store was closed, or its file released by ReleaseOld, while the backup read it: %w", ErrClosed)
+
+// holds reports whether g is still mapped: the current generation, or one
+// that Compact replaced and ReleaseOld has not released (Close releases
+// every one).
+func (s *Store) holds(g *gen) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	cur := s.cur.Load()
+	if cur == nil {
+		return false
+	}
+	if cur == g {
+		return true
+	}
+	for _, o := range s.old {
+		if o == g {
+			return true
+		}
+	}
+	return false
 }
 
 // onChain reports whether walking the chain back from tail meets t (an
@@ -134,7 +169,8 @@ func generation(g *gen) string {
 // what prev says) a full backup is written. Either way the result is
 // written to a temporary file beside dest, synced, and renamed over dest,
 // so that an interrupted backup never leaves a dest that is not a whole
-// store file; the directory is synced too.
+// store file; the directory is synced too. A dest that is the store file
+// itself (by any path or link) fails with ErrSameStore.
 func (s *Store) BackupFile(dest string, prev *BackupInfo) (BackupInfo, error) {
 	info, err := s.backupFile(dest, prev)
 	if err != nil {
@@ -144,6 +180,13 @@ func (s *Store) BackupFile(dest string, prev *BackupInfo) (BackupInfo, error) {
 }
 
 func (s *Store) backupFile(dest string, prev *BackupInfo) (_ BackupInfo, err error) {
+	if g := s.cur.Load(); g == nil {
+		return BackupInfo{}, ErrClosed
+	} else if fi, err := os.Stat(dest); err == nil && os.SameFile(fi, g.fi) {
+		// Renaming the backup over the live store would leave its writer
+		// appending to an unlinked file.
+		return BackupInfo{}, fmt.Errorf("dest is the store file itself: %w", ErrSameStore)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".*.simdr-backup")
 	if err != nil {
 		return BackupInfo{}, err

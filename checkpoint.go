@@ -5,12 +5,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
-	"math"
 	"os"
+	"time"
 	"unsafe"
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/index"
+	"github.com/simdr-go/simdr/internal/mapping"
 	"golang.org/x/sys/unix"
 )
 
@@ -110,11 +111,16 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	if s.opts.fs != nil {
 		return nil // fault-injection tests see only the store file
 	}
-	f, err := os.Open(checkpointPath(s.path))
+	// O_NONBLOCK: a FIFO under the name must not block Open (it is then
+	// refused as not a regular file).
+	f, err := os.OpenFile(checkpointPath(s.path), os.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil
+	}
 	hb := make([]byte, ckHeaderSize)
 	if _, err := f.ReadAt(hb, 0); err != nil {
 		return nil
@@ -137,22 +143,39 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	// One pass, a chunk at a time while it is in cache, checks the table's
 	// CRC, notes the highest position it names (so that even a forged
 	// checkpoint cannot send a Get outside the file) and brings the pages in.
+	// It also counts the used and live slots: a table whose header
+	// understates them is refused, and so is one where no group's last slot
+	// is empty (a Get of an absent key would probe forever) or a group holds
+	// a key twice (a lookup ORs the values of a group's matching slots, so
+	// it would read a position no slot names, even outside the file). And it samples a used
+	// slot of each chunk: the store's metadata where the slot says the
+	// entry ends must name the slot's key, so that a file replaced by
+	// another of the same size and tail (cp over it, or deleted and written
+	// again at a reused inode) is not read through the old file's index.
 	var crc uint32
 	var top int64
+	var used, live, ends int
+	bad := false
+	var samples []int // byte offsets in table of sampled slots
 	const chunk = 64 << 10
-	for lo := 0; lo < len(table); lo += chunk {
+	for lo := 0; lo < len(table) && !bad; lo += chunk {
 		b := table[lo:min(lo+chunk, len(table))]
 		crc = crc32.Update(crc, crc32.IEEETable, b)
-		top = max(top, highestEnd(b))
+		r := scanTable(b)
+		top, used, live, ends, bad = max(top, r.top), used+r.used, live+r.live, ends+r.ends, r.bad
+		if r.first >= 0 {
+			samples = append(samples, lo+r.first)
+		}
 	}
-	if crc != h.tableCRC || top > size-format.MetaSize {
+	if bad || ends == 0 || crc != h.tableCRC || top > size-format.MetaSize || int64(used) != h.used || int64(live) != h.live ||
+		!sampleMatches(g.m.Bytes()[:size], table, samples) {
 		unix.Munmap(table)
 		return nil
 	}
 	return &checkpoint{h: h, table: table, top: top}
 }
 
-// close unmaps the checkpoint's table.
+// close unmaps the checkpoint's table (one no reader can be using).
 func (ck *checkpoint) close() error {
 	if ck == nil || ck.table == nil {
 		return nil
@@ -160,6 +183,24 @@ func (ck *checkpoint) close() error {
 	err := unix.Munmap(ck.table)
 	ck.table = nil
 	return err
+}
+
+// retire releases the table of a checkpoint whose index readers may still
+// be probing (a Get racing Close): as mapping.Map.Close does for the file,
+// it swaps read-only zero pages in (a probe there ends at once: every slot
+// is empty) and unmaps them mapping.Grace later, instead of unmapping the
+// pages under the readers, which would fault.
+func (ck *checkpoint) retire() error {
+	if ck == nil || ck.table == nil {
+		return nil
+	}
+	p, n := unsafe.Pointer(unsafe.SliceData(ck.table)), uintptr(len(ck.table))
+	if _, err := unix.MmapPtr(-1, 0, p, n, unix.PROT_READ, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED); err != nil {
+		return ck.close()
+	}
+	ck.table = nil
+	time.AfterFunc(mapping.Grace, func() { unix.MunmapPtr(p, n) })
+	return nil
 }
 
 // restore builds g's index from the checkpoint, then applies the entries
@@ -206,7 +247,13 @@ func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64, quiet bool) (err
 	h := ckHeader{dev: dev, ino: ino, tail: tail, meta: metaAt(g.m.Bytes(), tail), ents: ents, tomb: tomb}
 	path := checkpointPath(s.path)
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A leftover (a crash while writing one) is removed, and the new one
+	// made with O_EXCL, which never follows a symlink: one planted there
+	// cannot make the writer overwrite the file it names.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -317,20 +364,82 @@ func (s *Store) maybeCheckpoint(g *gen, tail int64) {
 	}()
 }
 
-// highestEnd returns the highest payload end that a used slot in b (whole
-// slots of a table) names, or MaxInt64 when a slot's value cannot be one.
-func highestEnd(b []byte) int64 {
+// tableScan is what scanTable finds in whole groups of a table.
+type tableScan struct {
+	top        int64 // the highest payload end a used slot names
+	used, live int
+	first      int  // byte offset of the first used slot (-1: none)
+	ends       int  // groups whose last slot is empty: where a probe ends
+	bad        bool // a value that cannot be a position, or a key held twice in a group
+}
+
+// scanTable scans b, whole groups of a table. A real table never holds a
+// key in two slots of a group (a lookup would OR their values), and a
+// lookup of an absent key ends only at a group whose last slot is empty.
+func scanTable(b []byte) tableScan {
 	words := unsafe.Slice((*uint64)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/8)
-	var top uint64
-	for i := 1; i < len(words); i += 2 {
-		v := words[i] &^ index.Deleted
-		end, n := v&endMask, v>>lenShift
-		if v != 0 && n > end {
-			return math.MaxInt64
+	r := tableScan{first: -1}
+	var hi uint64
+	for g := 0; g+8 <= len(words); g += 8 {
+		grp := (*[8]uint64)(words[g : g+8])
+		k0, w0, k1, w1, k2, w2, k3, w3 := grp[0], grp[1], grp[2], grp[3], grp[4], grp[5], grp[6], grp[7]
+		if w3 == 0 {
+			r.ends++
 		}
-		top = max(top, end)
+		if w0|w1|w2|w3 == 0 {
+			continue
+		}
+		// A key twice among the used slots of the group.
+		// (Keys compared first: they almost never match.)
+		if (k1 == k0 && w1 != 0 && w0 != 0) || (k2 == k0 && w2 != 0 && w0 != 0) ||
+			(k2 == k1 && w2 != 0 && w1 != 0) || (k3 == k0 && w3 != 0 && w0 != 0) ||
+			(k3 == k1 && w3 != 0 && w1 != 0) || (k3 == k2 && w3 != 0 && w2 != 0) {
+			r.bad = true
+			return r
+		}
+		for j, w := range [4]uint64{w0, w1, w2, w3} {
+			if w == 0 {
+				continue
+			}
+			v := w &^ index.Deleted
+			end, n := v&endMask, v>>lenShift
+			if n > end {
+				r.bad = true
+				return r
+			}
+			if r.first < 0 {
+				r.first = (g + 2*j) * 8
+			}
+			r.used++
+			if w&index.Deleted == 0 {
+				r.live++
+			}
+			hi = max(hi, end)
+		}
 	}
-	return int64(top)
+	r.top = int64(hi)
+	return r
+}
+
+// sampleMatches reports whether, for each sampled slot (a byte offset in
+// table), the metadata in data where the slot's entry ends holds the slot's
+// key hash. Every position is below len(data)-MetaSize (checked before); a
+// fault (the file cut meanwhile by another process) is a mismatch.
+func sampleMatches(data, table []byte, samples []int) bool {
+	ok := true
+	if guardFault(func() {
+		for _, off := range samples {
+			key := byteOrder.Uint64(table[off:])
+			end := int64(byteOrder.Uint64(table[off+8:]) & endMask)
+			if format.ReadMeta(data[end:end+format.MetaSize]).Hash != key {
+				ok = false
+				return
+			}
+		}
+	}) {
+		return false
+	}
+	return ok
 }
 
 // errSyncFailed is a checkpoint's failed sync of the store file.

@@ -26,7 +26,8 @@ var (
 	ErrChecksum = errors.New("simdr: checksum mismatch")
 	// ErrSameKey: Rename was asked to rename a key to itself.
 	ErrSameKey = errors.New("simdr: source and destination keys are the same")
-	// ErrSameStore: Copy or Move was asked to copy into the file it reads from.
+	// ErrSameStore: Copy or Move was asked to copy into the file it reads from
+	// (or BackupFile to write its backup over it).
 	ErrSameStore = errors.New("simdr: source and destination are the same store file")
 	// ErrViewSize: View was asked for a type whose size does not divide the value's length.
 	ErrViewSize = errors.New("simdr: value length is not a multiple of the element size")

@@ -3,6 +3,7 @@ package simdr
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,6 +16,7 @@ import (
 	"github.com/simdr-go/simdr/internal/lock"
 	"github.com/simdr-go/simdr/internal/mapping"
 	"github.com/simdr-go/simdr/internal/vfs"
+	"golang.org/x/sys/unix"
 )
 
 // Store is an open store file.
@@ -89,7 +91,8 @@ type gen struct {
 // untouched, unless opts.Repair is set (see Options.Repair). A damaged first
 // value under a sound chain does not stop the open (Verify lists it).
 // Another writer holding the file fails the open with ErrLocked (see
-// Options.LockTimeout).
+// Options.LockTimeout). A path that names no regular file (a FIFO, a
+// device, a directory) fails at once with an error matching fs.ErrInvalid.
 func Open(path string, opts *Options) (*Store, error) {
 	s := &Store{path: path}
 	if opts != nil {
@@ -169,7 +172,10 @@ func (s *Store) tryOpenGen() (_ *gen, retry bool, err error) {
 // that only then the directory is synced.
 func (s *Store) openFile() (f vfs.File, created bool, err error) {
 	if s.opts.ReadOnly {
-		f, err = s.fs.OpenFile(s.path, os.O_RDONLY, 0)
+		// O_NONBLOCK: a FIFO at the path must not block the open until a
+		// writer comes (load refuses what is not a regular file); it changes
+		// nothing for a regular file.
+		f, err = s.fs.OpenFile(s.path, os.O_RDONLY|unix.O_NONBLOCK, 0)
 		return f, false, err
 	}
 	for attempt := 0; ; attempt++ {
@@ -204,6 +210,9 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s): %w", s.path, fi.Mode().Type(), fs.ErrInvalid)
 	}
 	m, err := mapping.New(f.Fd(), size)
 	if err != nil {
@@ -253,7 +262,7 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 
 // closeGen releases a generation's mapping and file.
 func (g *gen) close() error {
-	return errors.Join(g.m.Close(), g.f.Close(), g.ck.close())
+	return errors.Join(g.m.Close(), g.f.Close(), g.ck.retire()) // readers may still probe the table
 }
 
 // entryAt decodes the entry whose payload ends at pos in g. The index only
