@@ -55,8 +55,8 @@ func TestAttackCheckpointReplacedStore(t *testing.T) {
 				t.Fatal(err)
 			}
 			fi1, _ := os.Stat(path)
-			if d0, i0 , _, _ := fileID(fi0); true {
-				if d1, i1 , _, _ := fileID(fi1); d0 != d1 || i0 != i1 {
+			if d0, i0, _, _ := fileID(fi0); true {
+				if d1, i1, _, _ := fileID(fi1); d0 != d1 || i0 != i1 {
 					t.Skip("the file system gave the new file another inode")
 				}
 			}
