@@ -86,7 +86,9 @@ func (s *Store) backup(w io.Writer, since *BackupInfo) (BackupInfo, error) {
 		info.From = since.Tail
 	}
 	const chunk = 1 << 20
+	ra := g.newReadAhead(info.From, tail, true) // read-ahead: see readahead.go
 	for off := info.From; off < tail; {
+		ra.at(off)
 		n := min(chunk, tail-off)
 		var err error
 		if guardFault(func() { _, err = w.Write(data[off : off+n]) }) {

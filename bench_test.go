@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/binary"
 	"flag"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 )
 
 var (
@@ -340,4 +344,242 @@ func BenchmarkCompact(b *testing.B) {
 		os.Remove(path)
 		b.StartTimer()
 	}
+}
+
+// coldSink keeps the bytes BenchmarkCold reads alive (a discarded load may
+// be optimized away).
+var coldSink int
+
+var benchCold = flag.Bool("simdr.cold", false, "run BenchmarkCold, which drops the page cache (needs root: writes /proc/sys/vm/drop_caches)")
+
+// dropCaches writes dirty pages back and empties the page cache.
+func dropCaches(b testing.TB) {
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil && b != nil {
+		b.Skipf("cannot drop the page cache: %v", err)
+	}
+}
+
+// BenchmarkCold reads a store of -simdr.keys entries with the page cache
+// dropped before each round (behind -simdr.cold). Pages a process has mapped
+// stay cached through a drop, so each round closes the store, drops the
+// cache and opens it again (with its checkpoint: Open reads the checkpoint,
+// not the store file) before the timed part: 100 and 1,000 random Gets next
+// to as many random 4 KiB preads of the same file, Verify and Entries; then
+// Open without a checkpoint (the walk of the whole file) next to one
+// sequential read of the file.
+func BenchmarkCold(b *testing.B) {
+	if !*benchCold {
+		b.Skip("needs -simdr.cold (root: drops the page cache)")
+	}
+	n := *benchKeys
+	path := filepath.Join(b.TempDir(), "cold")
+	loadBench(b, path, n)
+	fi, err := os.Stat(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	// round runs fn on a store opened after the page cache was dropped.
+	round := func(b *testing.B, fn func(s *Store)) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			dropCaches(b)
+			s, err := Open(path, &Options{ReadOnly: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			fn(s)
+			b.StopTimer()
+			s.Close()
+			b.StartTimer()
+		}
+	}
+	for _, gets := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("get-%d", gets), func(b *testing.B) {
+			k := make([]byte, 8)
+			sum := 0
+			round(b, func(s *Store) {
+				for j := 0; j < gets; j++ {
+					e, err := s.Get(benchKey(k, rnd.IntN(n)))
+					if err != nil {
+						b.Fatal(err)
+					}
+					sum += int(e.Bytes()[0])
+				}
+			})
+			coldSink += sum
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*gets), "ns/get")
+		})
+		b.Run(fmt.Sprintf("pread-%d", gets), func(b *testing.B) {
+			buf := make([]byte, 4096)
+			pages := fi.Size() / 4096
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				dropCaches(b)
+				f, err := os.Open(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				for j := 0; j < gets; j++ {
+					if _, err := f.ReadAt(buf, rnd.Int64N(pages)*4096); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				f.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*gets), "ns/get")
+		})
+	}
+	b.Run("verify", func(b *testing.B) {
+		round(b, func(s *Store) {
+			if err := s.Verify(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	b.Run("entries", func(b *testing.B) {
+		m := 0
+		round(b, func(s *Store) {
+			for e := range s.Entries() {
+				m += int(e.Bytes()[0]) & 1
+			}
+		})
+		coldSink += m
+	})
+	walk := filepath.Join(b.TempDir(), "walk")
+	copyFileB(b, path, walk) // no checkpoint beside it
+	b.Run("open-walk", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			dropCaches(b)
+			b.StartTimer()
+			s, err := Open(walk, &Options{ReadOnly: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			s.Close()
+			b.StartTimer()
+		}
+	})
+	b.Run("read-file", func(b *testing.B) {
+		buf := make([]byte, 1<<20)
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			dropCaches(b)
+			b.StartTimer()
+			f, err := os.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
+			f.Close()
+		}
+	})
+}
+
+// BenchmarkLoad loads -simdr.keys keys of 100-byte values in batches of
+// 1,000 and then syncs once (ns/key), next to a Go map of the same values
+// and to a plain file that receives the bytes simdr's file holds, laid out
+// the same way, with one write per batch and one fdatasync: the physical
+// limit. Run it with -benchtime 1x; -simdr.keys=10000000 and 100000000 give
+// the larger rows (100M needs about 13 GB of disk).
+func BenchmarkLoad(b *testing.B) {
+	n := *benchKeys
+	v := bytes.Repeat([]byte("v"), 100)
+	perKey := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/key")
+	}
+	b.Run("simdr", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			path := filepath.Join(b.TempDir(), "l")
+			s, err := Open(path, &Options{CheckpointBytes: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var batch Batch
+			k := make([]byte, 8)
+			var stop time.Duration // the longest Apply: growth of the index is in it
+			b.StartTimer()
+			for j := 0; j < n; j++ {
+				batch.Put(benchKey(k, j), v)
+				if batch.Len() == 1000 || j == n-1 {
+					t0 := time.Now()
+					if err := s.Apply(&batch); err != nil {
+						b.Fatal(err)
+					}
+					stop = max(stop, time.Since(t0))
+					batch.Reset()
+				}
+			}
+			b.ReportMetric(float64(stop.Microseconds()), "max-apply-µs")
+			if err := s.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			st := s.Stats()
+			if i == 0 {
+				b.Logf("%d keys: index %.1f bytes/key", n, float64(st.IndexBytes)/float64(n))
+			}
+			s.Close()
+			os.Remove(path)
+			os.Remove(checkpointPath(path))
+			b.StartTimer()
+		}
+		perKey(b)
+	})
+	b.Run("map", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			m := make(map[uint64][]byte)
+			k := make([]byte, 8)
+			for j := 0; j < n; j++ {
+				m[Hash(benchKey(k, j))] = bytes.Clone(v)
+			}
+			runtime.KeepAlive(m)
+		}
+		perKey(b)
+	})
+	b.Run("file", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			path := filepath.Join(b.TempDir(), "f")
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 0, 1000*128)
+			k := make([]byte, 8)
+			var tail int64
+			b.StartTimer()
+			for j := 0; j < n; j++ {
+				// simdr's bytes: zeros to a multiple of 64, the value, 20 bytes of metadata.
+				pad := (64 - (tail+int64(len(buf)))%64) % 64
+				buf = append(buf, make([]byte, pad)...)
+				buf = append(buf, v...)
+				buf = append(buf, benchKey(k, j)...)
+				buf = append(buf, make([]byte, 12)...)
+				if j%1000 == 999 || j == n-1 {
+					if _, err := f.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+					tail += int64(len(buf))
+					buf = buf[:0]
+				}
+			}
+			if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			f.Close()
+			os.Remove(path)
+			b.StartTimer()
+		}
+		perKey(b)
+	})
 }

@@ -334,8 +334,10 @@ func (s *Store) compact() (err error) {
 	old := g.live(t0) // sorted: read the old file front to back
 	c := &compactor{f: f, ix: index.New(len(old))}
 	// Reads of the mapping fault (SIGBUS) when another process cut the file.
+	ra := g.newReadAhead(0, t0, true) // read-ahead: see readahead.go
 	if guardFault(func() {
 		for _, l := range old {
+			ra.at(endOf(l.v))
 			e := g.entryAt(l.h, l.v)
 			c.put(l.h, e.Bytes(), e.Checksum(), e.Offset())
 			if c.err != nil {

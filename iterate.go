@@ -55,6 +55,7 @@ func (s *Store) Entries() iter.Seq[Entry] {
 		if !anchor() {
 			return
 		}
+		g.adviseAll(0, g.tail.Load()) // read-ahead: see readahead.go
 		// Every table change on a shared index comes with a seq window (see
 		// publish), so a slot read while seq stays q is of the state at q.
 		// Once a write was published and the table ranged over is no longer
@@ -130,6 +131,9 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 	positions, ok := s.snapshot()
 	if !ok {
 		return fmt.Errorf("simdr: for each: %w", ErrClosed)
+	}
+	if g := s.cur.Load(); g != nil {
+		g.adviseAll(0, g.tail.Load()) // read-ahead: see readahead.go
 	}
 	if workers < 1 {
 		workers = runtime.GOMAXPROCS(0)

@@ -41,7 +41,8 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 			}
 			c.reset()
 		}
-		if format.WalkChain(data, floor, size, c.add) {
+		ra := g.newReadAhead(floor, size, false) // read-ahead: see readahead.go
+		if format.WalkChain(data, floor, size, func(e format.Entry) { ra.at(e.Start); c.add(e) }) {
 			L, found, c.done = size, true, true
 			return
 		}
@@ -202,7 +203,9 @@ func (c *collector) reset() { *c = collector{} }
 // recovery walk already did.
 func (g *gen) collect(c *collector, floor int64) {
 	if !c.done {
+		ra := g.newReadAhead(floor, g.tail.Load(), false) // read-ahead: see readahead.go
 		format.Walk(g.m.Bytes(), floor, g.tail.Load(), func(e format.Entry) bool {
+			ra.at(e.Start)
 			c.add(e)
 			return true
 		})

@@ -69,7 +69,9 @@ func (s *Store) Verify() error {
 		return fmt.Errorf("simdr: verify: %w", ErrClosed)
 	}
 	verr := &VerifyError{}
+	ra := g.newReadAhead(0, g.tail.Load(), false) // read-ahead: see readahead.go
 	verr.BrokenAt = format.Audit(g.m.Bytes(), g.tail.Load(), func(e format.Entry, intact bool) {
+		ra.at(e.Start)
 		switch {
 		case intact:
 		case e.Tombstone:

@@ -92,6 +92,7 @@ func main() {
 		profile    = flag.String("profile", "", "workload to CPU-profile: load, get1, getP, reopen, mixed, bigin")
 		cpuprofile = flag.String("cpuprofile", "", "CPU profile file prefix (with -profile): <prefix>.<store>.<n>x<size>.<run>.pprof (run 0 is the warm-up)")
 		timeout    = flag.Duration("timeout", 20*time.Minute, "time limit of one store's run")
+		warmup     = flag.Bool("warmup", true, "make one discarded warm-up run of the first store before the timed runs of each data shape")
 		// Child mode (set by the parent).
 		childMode = flag.String("child", "", "internal: run one store's workloads (kv or big) and print JSON")
 		childSt   = flag.String("store", "", "internal: the child's store")
@@ -228,7 +229,9 @@ func main() {
 
 	for _, set := range sets {
 		fmt.Fprintf(os.Stderr, "== %s\n", set)
-		runChild("kv", stores[0], set, -1)
+		if *warmup {
+			runChild("kv", stores[0], set, -1)
+		}
 		for run := 0; run < *runs; run++ {
 			for _, st := range rotate(stores, run) {
 				runChild("kv", st, set, run)

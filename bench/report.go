@@ -269,7 +269,7 @@ func (r *report) render(svgName string) (md, svg, verdicts string) {
 	p("- **Data.** Key *i* is 16 hex digits of a bijective 64-bit mix of *i*, so keys arrive in random order for the ordered stores. ")
 	p("Values are cut from 8 MiB of random (incompressible) bytes at a position chosen by *i*. Every store gets exactly the same keys, values and read order.\n")
 	p("- **Load**: all N keys in batches of 1,000 (one batch or transaction each), then one sync; timed from the first batch to the end of the sync. ")
-	p("Throughput in bytes counts the user's bytes, N × (16-byte key + value), for every store and for the plain file, which writes exactly those bytes.\n")
+	p("Throughput in bytes counts the user's bytes, N × (16-byte key + value), for every store and for the plain file, which writes the bytes simdr's file holds (values padded to 64 bytes, 20 bytes of metadata each).\n")
 	p("- **Random Get**: every key once in one shuffled order; each Get reads the value's length and first 8 bytes and checks them against what was loaded ")
 	p("(so a memory-mapped store pays the page access, as a caller would). *1 goroutine*, then the same keys split across GOMAXPROCS goroutines (wall-clock time ÷ N).\n")
 	p("- **Mixed**: N operations over GOMAXPROCS goroutines, every tenth a Put of a new value for an existing key (no sync), the others Gets.\n")
@@ -281,7 +281,7 @@ func (r *report) render(svgName string) (md, svg, verdicts string) {
 	p("*Peak RSS* is the kernel's `VmHWM` for the child, which also counts the pages of memory-mapped files (page cache, shared and reclaimable: simdr, bbolt and pogreb map their files) and the harness's own memory.\n")
 	p("- **Big value**: streamed in from a reader (1 MiB chunks) and synced, then streamed out into a CRC-32 that reads every byte, and checked. ")
 	p("bbolt, pogreb, badger and pebble have no streaming API (a value is one `[]byte` held whole in memory), so they are marked n/a.\n")
-	p("- **Durability**: no store syncs single writes; the load ends with one explicit sync. The baseline file is written with `write` and made durable with one `fsync`.\n\n")
+	p("- **Durability**: no store syncs single writes; the load ends with one explicit sync. The baseline file is written with `write` and made durable with one `fdatasync` (as simdr's `Sync`).\n\n")
 	p("| store | configuration |\n|---|---|\n")
 	for _, s := range r.stores {
 		p("| %s | %s |\n", s.name, s.note)
