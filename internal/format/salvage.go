@@ -152,6 +152,14 @@ func classify(data []byte, floor, L, top int64) TailClass {
 		c.Kind = FirstDamaged
 		return c
 	}
+	if floor == 0 && L == 0 && damagedFirstBelow(data, t) {
+		// Values below the run fail their checksums, but the links hold
+		// down to a first entry that is damaged too: as any Open, keep the
+		// chain (it does not check the values below its top), and Verify
+		// lists them.
+		c.Kind = FirstDamaged
+		return c
+	}
 	// The bytes of the entry that should end at t: its metadata, and when
 	// it decodes, its payload above L (from an aligned start: not the
 	// zero pre-pad after L).
@@ -175,6 +183,22 @@ func classify(data []byte, floor, L, top int64) TailClass {
 	}
 	c.Kind = Broken
 	return c
+}
+
+// damagedFirstBelow reports whether the links from t step strictly down to
+// exactly 0 (the entries decode; their checksums are not asked) and end in a
+// first entry whose checksum fails but whose metadata is not a zeroed one
+// (a lost write that zeroes metadata reads as a first entry of hash 0).
+func damagedFirstBelow(data []byte, t int64) bool {
+	var last Entry
+	for t > 0 {
+		e, ok := Decode(data, t)
+		if !ok || e.Prev >= t {
+			return false
+		}
+		last, t = e, e.Prev
+	}
+	return t == 0 && last.End > 0 && !last.Tombstone && last.Hash != 0 && last.CRC != 0 && !last.Valid(data)
 }
 
 // maxCandidates bounds the checksums highestSound computes.
