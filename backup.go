@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/vfs"
@@ -151,10 +150,7 @@ func onChain(data []byte, tail, t int64) bool {
 // generation names g's file: device, inode and, where the file system
 // keeps it, birth time (an inode number can be reused by a later file).
 func generation(g *gen) string {
-	var dev, ino uint64
-	if st, ok := g.fi.Sys().(*syscall.Stat_t); ok {
-		dev, ino = uint64(st.Dev), st.Ino
-	}
+	dev, ino, _, _ := fileID(g.fi)
 	var birth int64
 	var sx unix.Statx_t
 	if err := unix.Statx(int(g.f.Fd()), "", unix.AT_EMPTY_PATH, unix.STATX_BTIME, &sx); err == nil && sx.Mask&unix.STATX_BTIME != 0 {
