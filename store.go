@@ -421,6 +421,27 @@ func (s *Store) await(try int) (closed bool) {
 	return false
 }
 
+// consistent returns read(g) for the current generation g, read while no
+// write was being published and unchanged after (see publish): the reads of
+// Has, Len and Size. ok is false, with the zero T, once the Store is closed.
+func consistent[T any](s *Store, read func(g *gen) T) (v T, ok bool) {
+	for try := 0; ; try++ {
+		if q := s.seq.Load(); q&1 == 0 {
+			g := s.cur.Load()
+			if g == nil {
+				return v, false
+			}
+			r := read(g)
+			if s.seq.Load() == q {
+				return r, true
+			}
+		}
+		if s.await(try) {
+			return v, false
+		}
+	}
+}
+
 // stable runs read, which must only read g, until it ran on a state between
 // writes: with no write published while it ran. It returns false, without
 // running read to completion on a valid state, when the Store is closed.
@@ -459,61 +480,22 @@ func (s *Store) stable(read func(g *gen)) bool {
 // Get, it sees writes whole and never waits for I/O.
 func (s *Store) Has(key []byte) bool {
 	h := format.Hash(key)
-	for try := 0; ; try++ {
-		if q := s.seq.Load(); q&1 == 0 {
-			g := s.cur.Load()
-			if g == nil {
-				return false
-			}
-			_, ok := g.ix.Get(h)
-			if s.seq.Load() == q {
-				return ok
-			}
-		}
-		if s.await(try) {
-			return false
-		}
-	}
+	ok, _ := consistent(s, func(g *gen) bool { _, ok := g.ix.Get(h); return ok })
+	return ok
 }
 
 // Len returns the number of live keys (0 during and after Close). Like Get,
 // it sees writes whole: never a count from the middle of a batch.
 func (s *Store) Len() int {
-	for try := 0; ; try++ {
-		if q := s.seq.Load(); q&1 == 0 {
-			g := s.cur.Load()
-			if g == nil {
-				return 0
-			}
-			n := g.ix.Len()
-			if s.seq.Load() == q {
-				return n
-			}
-		}
-		if s.await(try) {
-			return 0
-		}
-	}
+	n, _ := consistent(s, func(g *gen) int { return g.ix.Len() })
+	return n
 }
 
 // Size returns the bytes of valid entries in the file (0 during and after
 // Close), as of a state between writes.
 func (s *Store) Size() int64 {
-	for try := 0; ; try++ {
-		if q := s.seq.Load(); q&1 == 0 {
-			g := s.cur.Load()
-			if g == nil {
-				return 0
-			}
-			n := g.tail.Load()
-			if s.seq.Load() == q {
-				return n
-			}
-		}
-		if s.await(try) {
-			return 0
-		}
-	}
+	n, _ := consistent(s, func(g *gen) int64 { return g.tail.Load() })
+	return n
 }
 
 // Path returns the path the Store was opened with.
