@@ -306,24 +306,6 @@ func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64, quiet bool) (err
 	return os.Rename(tmp, path)
 }
 
-// errNoCheckpoint is what a checkpoint that cannot be used reports.
-var errNoCheckpoint = errors.New("no usable checkpoint")
-
-// checkpointStats describes the checkpoint beside a store, for tests and
-// the CLI: whether one exists and matches, and the tail it covers.
-func (s *Store) checkpointStats() (tail int64, err error) {
-	g := s.cur.Load()
-	if g == nil {
-		return 0, ErrClosed
-	}
-	ck := s.openCheckpoint(g, g.tail.Load())
-	if ck == nil {
-		return 0, errNoCheckpoint
-	}
-	defer ck.close()
-	return ck.h.tail, nil
-}
-
 // checkpointPays reports whether writing a checkpoint of g now is worth it:
 // the file holds enough entries, and enough of them (or, in the background,
 // enough bytes) came after the last checkpoint.

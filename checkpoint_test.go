@@ -3,6 +3,7 @@ package simdr
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
@@ -455,4 +456,22 @@ func TestCheckpointForged(t *testing.T) {
 	}
 	checkStore(t, s, model)
 	s.Close()
+}
+
+// errNoCheckpoint is what a checkpoint that cannot be used reports.
+var errNoCheckpoint = errors.New("no usable checkpoint")
+
+// checkpointStats describes the checkpoint beside a store, for tests:
+// whether one exists and matches, and the tail it covers.
+func (s *Store) checkpointStats() (tail int64, err error) {
+	g := s.cur.Load()
+	if g == nil {
+		return 0, ErrClosed
+	}
+	ck := s.openCheckpoint(g, g.tail.Load())
+	if ck == nil {
+		return 0, errNoCheckpoint
+	}
+	defer ck.close()
+	return ck.h.tail, nil
 }

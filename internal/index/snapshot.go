@@ -108,10 +108,3 @@ func Restore(mem []byte, used, live int) (*Index, error) {
 	}
 	return ix, nil
 }
-
-// Owns reports whether the current table lives in mem (it has not grown
-// since Restore).
-func (ix *Index) Owns(mem []byte) bool {
-	t := ix.t.Load()
-	return len(mem) > 0 && unsafe.Pointer(&t.groups[0]) == unsafe.Pointer(unsafe.SliceData(mem))
-}
