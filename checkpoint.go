@@ -306,28 +306,29 @@ func (s *Store) writeCheckpoint(g *gen, tail, ents, tomb int64, quiet bool) (err
 	return os.Rename(tmp, path)
 }
 
-// checkpointPays reports whether writing a checkpoint of g now is worth it:
-// the file holds enough entries, and enough of them (or, in the background,
-// enough bytes) came after the last checkpoint.
-func (s *Store) checkpointPays(g *gen, closing bool) bool {
+// covered returns the tail and the entries that the newest checkpoint of g
+// covers: the one g was loaded from, or a later one this Store wrote in the
+// background (0, 0: none). The caller holds wmu.
+func (s *Store) covered(g *gen) (tail, entries int64) {
+	if g.ck != nil {
+		tail, entries = g.ck.h.tail, g.ck.h.ents+g.ck.h.tomb
+	}
+	if s.ckGen == g && s.ckTail > tail {
+		tail, entries = s.ckTail, s.ckEntries
+	}
+	return tail, entries
+}
+
+// checkpointPays reports whether Close should write a checkpoint of g: the
+// file holds enough entries, and enough of them came after the newest
+// checkpoint.
+func (s *Store) checkpointPays(g *gen) bool {
 	if s.opts.ReadOnly || s.failed != nil || s.opts.fs != nil {
 		return false
 	}
 	total := g.ents.Load() + g.tomb.Load()
-	if total < ckMinEntries {
-		return false
-	}
-	var covered int64
-	if g.ck != nil {
-		covered = g.ck.h.ents + g.ck.h.tomb
-	}
-	if s.ckTail > 0 && s.ckGen == g {
-		covered = max(covered, s.ckEntries)
-	}
-	if closing {
-		return total-covered >= max(ckMinEntries/4, total/8)
-	}
-	return false
+	_, covered := s.covered(g)
+	return total >= ckMinEntries && total-covered >= max(ckMinEntries/4, total/8)
 }
 
 // maybeCheckpoint starts a background checkpoint when Options.CheckpointBytes
@@ -340,13 +341,7 @@ func (s *Store) maybeCheckpoint(g *gen, tail int64) {
 	if every == 0 {
 		every = 1 << 30
 	}
-	base := s.ckTail
-	if s.ckGen != g {
-		base = 0
-		if g.ck != nil {
-			base = g.ck.h.tail
-		}
-	}
+	base, _ := s.covered(g)
 	if tail-base < every || g.ents.Load()+g.tomb.Load() < ckMinEntries || !s.ckBusy.CompareAndSwap(false, true) {
 		return
 	}

@@ -560,7 +560,7 @@ func (s *Store) Close() error {
 	if g == nil {
 		return ErrClosed
 	}
-	if s.checkpointPays(g, true) {
+	if s.checkpointPays(g) {
 		// A failed checkpoint costs the next Open time, never data.
 		_ = s.writeCheckpoint(g, g.tail.Load(), g.ents.Load(), g.tomb.Load(), true)
 	}
