@@ -347,15 +347,6 @@ func (f *File) SetInflight(v int64) {
 	atomic.StoreUint64(f.word(offInflight), uint64(v))
 }
 
-// RaiseInflight is SetInflight(v) when v is above the current bound. It
-// returns whether it wrote.
-func (f *File) RaiseInflight(v int64) {
-	if cur, ok := f.Inflight(); ok && cur >= v {
-		return
-	}
-	f.SetInflight(v)
-}
-
 func (f *File) futex() *uint32 { return (*uint32)(unsafe.Pointer(&f.b[offWord])) }
 
 func (f *File) waiters() *int32 { return (*int32)(unsafe.Pointer(&f.b[offWaiters])) }
@@ -408,9 +399,6 @@ func (f *File) Sleep(v uint32, timeout time.Duration) {
 		time.Sleep(timeout)
 	}
 }
-
-// Sync writes the mapping back to the file (msync MS_SYNC).
-func (f *File) Sync() error { return unix.Msync(f.b, unix.MS_SYNC) }
 
 var boot struct {
 	once sync.Once
