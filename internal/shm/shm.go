@@ -92,8 +92,8 @@ var (
 // Create opens (creating it when missing) the state file at path for the
 // writer of a store file owned by uid, with permissions perm. A file of the
 // wrong size is resized; its content is whatever it held (checked by Load).
-// A symbolic link, a file with another owner or more than one link fails
-// with ErrUnusable and is left alone.
+// A file with another owner or more than one link fails with ErrUnusable,
+// a symbolic link with ELOOP (O_NOFOLLOW); either is left alone.
 func Create(path string, perm os.FileMode, uid uint32) (*File, error) {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
 	if err != nil {
@@ -121,8 +121,8 @@ func Create(path string, perm os.FileMode, uid uint32) (*File, error) {
 // Open opens an existing state file for a follower of a store file owned by
 // uid: read-write when it may (so that it can count itself among the
 // sleepers), read-only otherwise. It never creates the file. A missing file
-// fails with an error matching fs.ErrNotExist; a short one, a link, or one
-// with another owner with ErrUnusable.
+// fails with an error matching fs.ErrNotExist; a short one, one with several
+// links or another owner with ErrUnusable; a symbolic link with ELOOP.
 func Open(path string, uid uint32) (*File, error) {
 	writable := true
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
