@@ -34,7 +34,7 @@ const (
 	offSlot0    = 64  // two slots of slotSize bytes
 	slotSize    = 128 // of which slotWords*8 are used
 	offInflight = 320 // uint64 inflight, uint64 its complement
-	offWord     = 384 // uint32 futex word (the commit counter's low 32 bits)
+	offWord     = 384 // uint32 futex word: +1 at every Bump (wraps)
 	offWaiters  = 388 // int32 sleepers on offWord
 	// Reserved is the first byte of the reserved, zero part of the header.
 	Reserved = 512
