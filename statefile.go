@@ -43,8 +43,11 @@ type stateFile struct {
 
 // fileID returns the device, inode and owner of fi.
 func fileID(fi os.FileInfo) (dev, ino uint64, uid uint32, ok bool) {
+	if fi == nil {
+		return 0, 0, 0, false
+	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || fi == nil {
+	if !ok {
 		return 0, 0, 0, false
 	}
 	return uint64(st.Dev), st.Ino, st.Uid, true

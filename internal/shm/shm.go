@@ -34,7 +34,7 @@ const (
 	offSlot0    = 64  // two slots of slotSize bytes
 	slotSize    = 128 // of which slotWords*8 are used
 	offInflight = 320 // uint64 inflight, uint64 its complement
-	offWord     = 384 // uint32 futex word (the commit counter's low 32 bits)
+	offWord     = 384 // uint32 futex word: +1 at every Bump (wraps)
 	offWaiters  = 388 // int32 sleepers on offWord
 	// Reserved is the first byte of the reserved, zero part of the header.
 	Reserved = 512
@@ -92,8 +92,8 @@ var (
 // Create opens (creating it when missing) the state file at path for the
 // writer of a store file owned by uid, with permissions perm. A file of the
 // wrong size is resized; its content is whatever it held (checked by Load).
-// A symbolic link, a file with another owner or more than one link fails
-// with ErrUnusable and is left alone.
+// A file with another owner or more than one link fails with ErrUnusable,
+// a symbolic link with ELOOP (O_NOFOLLOW); either is left alone.
 func Create(path string, perm os.FileMode, uid uint32) (*File, error) {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
 	if err != nil {
@@ -121,8 +121,8 @@ func Create(path string, perm os.FileMode, uid uint32) (*File, error) {
 // Open opens an existing state file for a follower of a store file owned by
 // uid: read-write when it may (so that it can count itself among the
 // sleepers), read-only otherwise. It never creates the file. A missing file
-// fails with an error matching fs.ErrNotExist; a short one, a link, or one
-// with another owner with ErrUnusable.
+// fails with an error matching fs.ErrNotExist; a short one, one with several
+// links or another owner with ErrUnusable; a symbolic link with ELOOP.
 func Open(path string, uid uint32) (*File, error) {
 	writable := true
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -347,15 +347,6 @@ func (f *File) SetInflight(v int64) {
 	atomic.StoreUint64(f.word(offInflight), uint64(v))
 }
 
-// RaiseInflight is SetInflight(v) when v is above the current bound. It
-// returns whether it wrote.
-func (f *File) RaiseInflight(v int64) {
-	if cur, ok := f.Inflight(); ok && cur >= v {
-		return
-	}
-	f.SetInflight(v)
-}
-
 func (f *File) futex() *uint32 { return (*uint32)(unsafe.Pointer(&f.b[offWord])) }
 
 func (f *File) waiters() *int32 { return (*int32)(unsafe.Pointer(&f.b[offWaiters])) }
@@ -408,9 +399,6 @@ func (f *File) Sleep(v uint32, timeout time.Duration) {
 		time.Sleep(timeout)
 	}
 }
-
-// Sync writes the mapping back to the file (msync MS_SYNC).
-func (f *File) Sync() error { return unix.Msync(f.b, unix.MS_SYNC) }
 
 var boot struct {
 	once sync.Once
