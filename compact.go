@@ -35,12 +35,12 @@ const compactSuffix = ".simdr.compact"
 // being compacted now is a leftover of an interrupted Compact. Open removes
 // it; no other file is ever removed.
 func compactName(real string, fi os.FileInfo) string {
-	st, ok := fi.Sys().(*syscall.Stat_t)
+	_, ino, _, ok := fileID(fi)
 	if !ok {
 		return ""
 	}
 	dir, base := filepath.Split(real)
-	return filepath.Join(dir, "."+base+"."+strconv.FormatUint(uint64(st.Ino), 16)+compactSuffix)
+	return filepath.Join(dir, "."+base+"."+strconv.FormatUint(ino, 16)+compactSuffix)
 }
 
 // compactPath returns the temporary file a Compact of the store at path would
