@@ -274,8 +274,11 @@ func lostPage(data []byte, L, lo, hi int64) bool {
 	return false
 }
 
-// Audit is Check calling fn with whether each entry is Intact (so that a
-// damaged tombstone, which Check's Valid accepts, is reported).
+// Audit walks every entry of the chain that ends at tail, newest first, down
+// to the start of the file, calling fn with each entry and whether it is
+// Intact (a damaged tombstone, which Valid accepts, is reported). It returns
+// -1 when the walk reaches the start, or the tail below which the chain
+// cannot be followed.
 func Audit(data []byte, tail int64, fn func(e Entry, intact bool)) (brokenAt int64) {
 	for t := tail; t > 0; {
 		e, ok := Decode(data, t)
