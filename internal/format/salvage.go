@@ -12,7 +12,7 @@ import (
 // entries that chain down from the top of the file, cutting them loses intact
 // data: the chain is damaged below them. ClassifyTail tells the two apart,
 // Salvage finds every intact entry of a damaged file for a repair, and Audit
-// is Check with damaged tombstones told apart.
+// walks a chain telling damaged entries (tombstones included) apart.
 
 // PageSize is the page size ClassifyTail assumes a power cut loses pages of.
 const PageSize = 4096
