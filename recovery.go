@@ -30,10 +30,12 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 		cls   format.TailClass
 	)
 	find := func() {
+		committed, own, hinted := s.stateHint(g, size)
+		hinted = hinted && committed >= floor // stateHint keeps committed ≤ size
 		// The state file, when it vouches that every byte past the writer's
 		// committed tail is its own unfinished write, decides first: those
 		// bytes may hold records a value forged, even a whole chain.
-		if committed, own, ok := s.stateHint(g, size); ok && own && committed >= floor && committed < size {
+		if hinted && own && committed < size {
 			if format.WalkChain(data, floor, committed, c.add) {
 				L, found, c.done = committed, true, true
 				cls = format.TailClass{Kind: format.Torn, L: committed, Top: size, Break: size}
@@ -47,7 +49,13 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 			return
 		}
 		c.reset()
-		L, found, cls = s.classifyTail(g, data, floor)
+		// When own, the chain up to committed failed above (committed <
+		// size) or is the whole file's, which failed too.
+		if hinted && !own && format.Chain(data, floor, committed) {
+			floor = committed // a sound chain end: nothing below it to doubt
+			hinted = false
+		}
+		L, found, cls = classifyTail(data, floor, committed, hinted)
 	}
 	if guardFault(find) {
 		if s.opts.ReadOnly {
@@ -104,28 +112,17 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 // whole file, which does not end in one) and classifies the bytes past it
 // (format.ClassifyTail). found is false when no valid chain exists (L is 0).
 //
-// The state file's hint (stateHint), when it has one and the chain up to the
-// writer's committed tail holds, says where to look: if every byte past the
-// committed tail is the writer's own uncommitted write, that is the tail,
-// with no scan; otherwise the scan starts from the committed tail, which is
-// known to be a valid chain end. When the chain below the committed tail does
-// not hold, the scan is the plain one; but bytes up to that tail were
-// committed, so a sound run of entries ending there is damage below it even
-// when the end of the file is torn.
-//
-// floor, when not 0, is the tail an index checkpoint covers: a chain end
-// known to be sound, below which nothing is examined.
-func (s *Store) classifyTail(g *gen, data []byte, floor int64) (L int64, found bool, cls format.TailClass) {
+// floor, when not 0, is a chain end known to be sound (the tail an index
+// checkpoint covers, or the writer's committed tail when the chain below it
+// holds), below which nothing is examined. hinted says the state file names
+// committed as the writer's committed tail but the chain up to it does not
+// hold: the scan is the plain one, but bytes up to that tail were committed,
+// so a sound run of entries ending there is damage below it even when the
+// end of the file is torn. (recoverTail consults the state file first: when
+// every byte past a sound committed tail is the writer's own uncommitted
+// write, that is the tail, with no scan.)
+func classifyTail(data []byte, floor, committed int64, hinted bool) (L int64, found bool, cls format.TailClass) {
 	size := int64(len(data))
-	committed, own, hinted := s.stateHint(g, size)
-	hinted = hinted && committed >= floor && committed <= size
-	if hinted && format.Chain(data, floor, committed) {
-		if own {
-			return committed, true, format.TailClass{Kind: format.Torn, L: committed, Top: size, Break: size}
-		}
-		floor = committed
-		hinted = false // nothing below it to doubt
-	}
 	L, found = format.FindTail(data, floor)
 	if !found && floor > 0 {
 		found = true // floor itself is a sound chain end (L == floor)

@@ -24,23 +24,20 @@ type VerifyError struct {
 // Error lists the first bad offsets and where the chain breaks.
 func (e *VerifyError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "simdr: verify: %d bad checksums", len(e.Bad))
-	for i, off := range e.Bad {
-		if i == 10 {
-			fmt.Fprintf(&b, " …")
-			break
-		}
-		fmt.Fprintf(&b, " @%d", off)
-	}
-	if len(e.BadTombstones) > 0 {
-		fmt.Fprintf(&b, "; %d damaged tombstones", len(e.BadTombstones))
-		for i, off := range e.BadTombstones {
+	offsets := func(offs []int64) {
+		for i, off := range offs {
 			if i == 10 {
 				fmt.Fprintf(&b, " …")
 				break
 			}
 			fmt.Fprintf(&b, " @%d", off)
 		}
+	}
+	fmt.Fprintf(&b, "simdr: verify: %d bad checksums", len(e.Bad))
+	offsets(e.Bad)
+	if len(e.BadTombstones) > 0 {
+		fmt.Fprintf(&b, "; %d damaged tombstones", len(e.BadTombstones))
+		offsets(e.BadTombstones)
 	}
 	if e.BrokenAt >= 0 {
 		fmt.Fprintf(&b, "; chain broken below offset %d", e.BrokenAt)

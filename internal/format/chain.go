@@ -109,19 +109,3 @@ func Walk(data []byte, floor, tail int64, fn func(Entry) bool) {
 		t = e.Prev
 	}
 }
-
-// Check walks every entry of the chain that ends at tail, newest first, down
-// to the start of the file, calling fn with each entry and whether its
-// checksum holds. It returns -1 when the walk reaches the start, or the tail
-// below which the chain cannot be followed.
-func Check(data []byte, tail int64, fn func(e Entry, valid bool)) (brokenAt int64) {
-	for t := tail; t > 0; {
-		e, ok := Decode(data, t)
-		if !ok {
-			return t
-		}
-		fn(e, e.Valid(data))
-		t = e.Prev
-	}
-	return -1
-}

@@ -12,7 +12,7 @@ import (
 // entries that chain down from the top of the file, cutting them loses intact
 // data: the chain is damaged below them. ClassifyTail tells the two apart,
 // Salvage finds every intact entry of a damaged file for a repair, and Audit
-// is Check with damaged tombstones told apart.
+// walks a chain telling damaged entries (tombstones included) apart.
 
 // PageSize is the page size ClassifyTail assumes a power cut loses pages of.
 const PageSize = 4096
@@ -274,8 +274,11 @@ func lostPage(data []byte, L, lo, hi int64) bool {
 	return false
 }
 
-// Audit is Check calling fn with whether each entry is Intact (so that a
-// damaged tombstone, which Check's Valid accepts, is reported).
+// Audit walks every entry of the chain that ends at tail, newest first, down
+// to the start of the file, calling fn with each entry and whether it is
+// Intact (a damaged tombstone, which Valid accepts, is reported). It returns
+// -1 when the walk reaches the start, or the tail below which the chain
+// cannot be followed.
 func Audit(data []byte, tail int64, fn func(e Entry, intact bool)) (brokenAt int64) {
 	for t := tail; t > 0; {
 		e, ok := Decode(data, t)
