@@ -222,16 +222,24 @@ func (n *Node) Acquire() (*simdr.Store, func()) {
 }
 
 // swap makes st the store served; the old one is closed when unused.
-func (n *Node) swap(st *simdr.Store) {
+func (n *Node) swap(st *simdr.Store) { n.retire(&storeRef{st: st}) }
+
+// retire stops serving the current store, serving next instead unless it
+// is nil (Close), and closes the old store now if no request holds it (else
+// the last release does).
+func (n *Node) retire(next *storeRef) error {
 	n.mu.Lock()
 	old := n.cur
-	n.cur = &storeRef{st: st}
+	if next != nil {
+		n.cur = next
+	}
 	old.retired = true
 	idle := old.refs == 0
 	n.mu.Unlock()
 	if idle {
-		old.st.Close()
+		return old.st.Close()
 	}
+	return nil
 }
 
 // open opens the store file again (after a restore).
@@ -508,15 +516,8 @@ func (n *Node) Close() error {
 	if e := n.bolt.Close(); err == nil {
 		err = e
 	}
-	n.mu.Lock()
-	r := n.cur
-	r.retired = true
-	idle := r.refs == 0
-	n.mu.Unlock()
-	if idle {
-		if e := r.st.Close(); err == nil {
-			err = e
-		}
+	if e := n.retire(nil); err == nil {
+		err = e
 	}
 	return err
 }
