@@ -289,11 +289,15 @@ func (n *Node) Leader() (id, url string) {
 	}
 	st, release := n.Acquire()
 	defer release()
-	u := members(st)[string(lid)]
-	if u == removedMark {
-		u = ""
+	return string(lid), memberURL(members(st), string(lid))
+}
+
+// memberURL is id's HTTP URL in the members map ("" if unknown or removed).
+func memberURL(urls map[string]string, id string) string {
+	if u := urls[id]; u != removedMark {
+		return u
 	}
-	return string(lid), u
+	return ""
 }
 
 // Apply proposes a command (EncodeBatch, EncodeRename) and returns once it
@@ -423,7 +427,6 @@ type Status struct {
 func (n *Node) Status() Status {
 	s := Status{ID: n.cfg.ID, State: n.raft.State().String(), Term: n.raft.CurrentTerm(),
 		Applied: n.Applied(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(), Restores: n.restores.Load()}
-	s.Leader, s.LeaderURL = n.Leader()
 	n.fsm.mu.Lock()
 	if n.fsm.broken != nil {
 		s.Error = n.fsm.broken.Error()
@@ -432,13 +435,13 @@ func (n *Node) Status() Status {
 	st, release := n.Acquire()
 	urls := members(st)
 	release()
+	if _, lid := n.raft.LeaderWithID(); lid != "" {
+		s.Leader, s.LeaderURL = string(lid), memberURL(urls, string(lid))
+	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, sv := range f.Configuration().Servers {
-			if urls[string(sv.ID)] == removedMark {
-				urls[string(sv.ID)] = ""
-			}
 			s.Members = append(s.Members, Member{ID: string(sv.ID), RaftAddr: string(sv.Address),
-				HTTPURL: urls[string(sv.ID)], Suffrage: sv.Suffrage.String()})
+				HTTPURL: memberURL(urls, string(sv.ID)), Suffrage: sv.Suffrage.String()})
 		}
 	}
 	return s
