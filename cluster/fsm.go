@@ -306,7 +306,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := vfs.OS.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("cluster: restore: %w", err)
 	}
-	st, err := f.n.open(path)
+	st, err := f.n.cfg.Open(path)
 	if err != nil {
 		f.broken = fmt.Errorf("cluster: restore: opening the restored store: %w", err)
 		return f.broken

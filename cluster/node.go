@@ -242,9 +242,6 @@ func (n *Node) retire(next *storeRef) error {
 	return nil
 }
 
-// open opens the store file again (after a restore).
-func (n *Node) open(path string) (*simdr.Store, error) { return n.cfg.Open(path) }
-
 // Exclusive runs fn while no raft entry is applied and no snapshot is
 // restored: for a Compact of the store, which replaces the store file as a
 // restore does (run together, the later rename would win). Applying waits
