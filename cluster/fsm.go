@@ -270,10 +270,10 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 func (s *snapshot) Release() { s.release() }
 
 // Restore replaces the store with the snapshot in rc: written to a
-// temporary file beside the store, synced, checked by opening it, renamed
-// over the store file (the directory synced), and opened; the node then
-// serves the new store, and the old one is closed once the requests using
-// it are done.
+// temporary file beside the store, synced, renamed over the store file (the
+// directory synced), and opened; the node then serves the new store, and
+// the old one is closed once the requests using it are done. A snapshot
+// that does not open leaves the node broken (no more entries applied).
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	f.mu.Lock()
@@ -306,7 +306,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := vfs.OS.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("cluster: restore: %w", err)
 	}
-	st, err := f.n.open(path)
+	st, err := f.n.cfg.Open(path)
 	if err != nil {
 		f.broken = fmt.Errorf("cluster: restore: opening the restored store: %w", err)
 		return f.broken

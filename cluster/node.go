@@ -222,20 +222,25 @@ func (n *Node) Acquire() (*simdr.Store, func()) {
 }
 
 // swap makes st the store served; the old one is closed when unused.
-func (n *Node) swap(st *simdr.Store) {
+func (n *Node) swap(st *simdr.Store) { n.retire(&storeRef{st: st}) }
+
+// retire stops serving the current store, serving next instead unless it
+// is nil (Close), and closes the old store now if no request holds it (else
+// the last release does).
+func (n *Node) retire(next *storeRef) error {
 	n.mu.Lock()
 	old := n.cur
-	n.cur = &storeRef{st: st}
+	if next != nil {
+		n.cur = next
+	}
 	old.retired = true
 	idle := old.refs == 0
 	n.mu.Unlock()
 	if idle {
-		old.st.Close()
+		return old.st.Close()
 	}
+	return nil
 }
-
-// open opens the store file again (after a restore).
-func (n *Node) open(path string) (*simdr.Store, error) { return n.cfg.Open(path) }
 
 // Exclusive runs fn while no raft entry is applied and no snapshot is
 // restored: for a Compact of the store, which replaces the store file as a
@@ -281,11 +286,15 @@ func (n *Node) Leader() (id, url string) {
 	}
 	st, release := n.Acquire()
 	defer release()
-	u := members(st)[string(lid)]
-	if u == removedMark {
-		u = ""
+	return string(lid), memberURL(members(st), string(lid))
+}
+
+// memberURL is id's HTTP URL in the members map ("" if unknown or removed).
+func memberURL(urls map[string]string, id string) string {
+	if u := urls[id]; u != removedMark {
+		return u
 	}
-	return string(lid), u
+	return ""
 }
 
 // Apply proposes a command (EncodeBatch, EncodeRename) and returns once it
@@ -415,7 +424,6 @@ type Status struct {
 func (n *Node) Status() Status {
 	s := Status{ID: n.cfg.ID, State: n.raft.State().String(), Term: n.raft.CurrentTerm(),
 		Applied: n.Applied(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(), Restores: n.restores.Load()}
-	s.Leader, s.LeaderURL = n.Leader()
 	n.fsm.mu.Lock()
 	if n.fsm.broken != nil {
 		s.Error = n.fsm.broken.Error()
@@ -424,13 +432,13 @@ func (n *Node) Status() Status {
 	st, release := n.Acquire()
 	urls := members(st)
 	release()
+	if _, lid := n.raft.LeaderWithID(); lid != "" {
+		s.Leader, s.LeaderURL = string(lid), memberURL(urls, string(lid))
+	}
 	if f := n.raft.GetConfiguration(); f.Error() == nil {
 		for _, sv := range f.Configuration().Servers {
-			if urls[string(sv.ID)] == removedMark {
-				urls[string(sv.ID)] = ""
-			}
 			s.Members = append(s.Members, Member{ID: string(sv.ID), RaftAddr: string(sv.Address),
-				HTTPURL: urls[string(sv.ID)], Suffrage: sv.Suffrage.String()})
+				HTTPURL: memberURL(urls, string(sv.ID)), Suffrage: sv.Suffrage.String()})
 		}
 	}
 	return s
@@ -508,15 +516,8 @@ func (n *Node) Close() error {
 	if e := n.bolt.Close(); err == nil {
 		err = e
 	}
-	n.mu.Lock()
-	r := n.cur
-	r.retired = true
-	idle := r.refs == 0
-	n.mu.Unlock()
-	if idle {
-		if e := r.st.Close(); err == nil {
-			err = e
-		}
+	if e := n.retire(nil); err == nil {
+		err = e
 	}
 	return err
 }

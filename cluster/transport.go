@@ -31,12 +31,11 @@ var magic = [8]byte{'s', 'i', 'm', 'd', 'r', 'R', 'F', '1'}
 // useless against a fresh nonce. The traffic after the handshake is neither
 // encrypted nor integrity-protected (see docs/cluster.md).
 type streamLayer struct {
-	ln       net.Listener
-	key      []byte
-	conns    chan net.Conn
-	done     chan struct{}
-	once     sync.Once
-	advertis net.Addr
+	ln    net.Listener
+	key   []byte
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
 }
 
 // newStreamLayer listens on addr (host:port) for raft peers holding token.
@@ -49,7 +48,7 @@ func newStreamLayer(addr, token string) (*streamLayer, error) {
 		return nil, fmt.Errorf("cluster: raft listen: %w", err)
 	}
 	k := sha256.Sum256([]byte("simdr raft transport\x00" + token))
-	s := &streamLayer{ln: ln, key: k[:], conns: make(chan net.Conn), done: make(chan struct{}), advertis: ln.Addr()}
+	s := &streamLayer{ln: ln, key: k[:], conns: make(chan net.Conn), done: make(chan struct{})}
 	go s.acceptLoop()
 	return s, nil
 }
@@ -67,10 +66,10 @@ func (s *streamLayer) acceptLoop() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			time.Sleep(10 * time.Millisecond)
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		go func() { // a slow or hostile peer holds up only itself
@@ -159,7 +158,7 @@ func (s *streamLayer) Close() error {
 }
 
 // Addr is the address peers reach this node at.
-func (s *streamLayer) Addr() net.Addr { return s.advertis }
+func (s *streamLayer) Addr() net.Addr { return s.ln.Addr() }
 
 // Dial connects to a peer and runs the handshake; a peer that does not hold
 // the token fails with ErrAuth.

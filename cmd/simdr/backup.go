@@ -73,6 +73,6 @@ func runBackup(a *app, file string, args []string) error {
 	if info.From > 0 {
 		kind = "incremental"
 	}
-	a.info("%s backup of %s to %s: %s (%s read)", kind, file, dest, plural(info.Tail, "byte"), plural(info.Tail-info.From, "byte"))
+	a.info("%s backup of %s to %s: %s (%s read)", kind, file, dest, countUnit(info.Tail, "byte"), countUnit(info.Tail-info.From, "byte"))
 	return nil
 }

@@ -170,19 +170,11 @@ func runVerify(a *app, file string, _ []string) (err error) {
 			status = "FAILED"
 		}
 		fmt.Fprintf(w, "%s: %s: %s, %s, %s checked; %s\n", file, status,
-			plural(rep.Entries, "value"), plural(rep.Tombstones, "tombstone"), formatBytes(rep.CheckedBytes),
-			plural(int64(len(rep.BadOffsets)+len(rep.BadTombstones)), "bad checksum"))
+			countUnit(rep.Entries, "value"), countUnit(rep.Tombstones, "tombstone"), formatBytes(rep.CheckedBytes),
+			countUnit(int64(len(rep.BadOffsets)+len(rep.BadTombstones)), "bad checksum"))
 	}
 	if !rep.OK {
 		return errReported
 	}
 	return nil
-}
-
-// plural formats n with noun, adding an s unless n is 1.
-func plural(n int64, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return fmt.Sprintf("%d %ss", n, noun)
 }
