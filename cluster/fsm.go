@@ -273,7 +273,8 @@ func (s *snapshot) Release() { s.release() }
 // temporary file beside the store, synced, renamed over the store file (the
 // directory synced), and opened; the node then serves the new store, and
 // the old one is closed once the requests using it are done. A snapshot
-// that does not open leaves the node broken (no more entries applied).
+// that is not a whole store file (it does not open, or ends in a torn tail)
+// is refused before the rename: the store stays as it was.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	f.mu.Lock()
@@ -299,6 +300,9 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("cluster: restore: %w", err)
 	}
+	if err := wholeStore(tmp.Name()); err != nil {
+		return fmt.Errorf("cluster: restore: the snapshot is not a whole store (the store is left as it was): %w", err)
+	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return fmt.Errorf("cluster: restore: %w", err)
 	}
@@ -316,5 +320,23 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.applied = appliedIndex(st)
 	f.n.appliedIdx.Store(f.applied)
 	f.broken = nil
+	return nil
+}
+
+// wholeStore opens the store file at path read-only and checks that its
+// valid entries reach its end.
+func wholeStore(path string) error {
+	st, err := simdr.Open(path, &simdr.Options{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Size() != st.Size() {
+		return fmt.Errorf("%d of its %d bytes are valid entries: %w", st.Size(), fi.Size(), simdr.ErrCorrupt)
+	}
 	return nil
 }

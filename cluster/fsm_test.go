@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -181,4 +182,39 @@ func TestFSMSnapshotRestore(t *testing.T) {
 		t.Fatal("an entry the snapshot covers was applied again")
 	}
 	dst.cur.st.Close()
+}
+
+// A snapshot that is not a whole store (garbage, or cut short) is refused
+// before it replaces anything: the node keeps its store and keeps applying.
+func TestFSMRestoreRefusesBadSnapshot(t *testing.T) {
+	src := testNode(t, filepath.Join(t.TempDir(), "a.simdr"))
+	defer func() { src.cur.st.Close() }()
+	for i := range 20 {
+		apply(src, uint64(i+1), EncodeBatch([]Op{put(string(rune('a'+i)), "v")}))
+	}
+	snap, _ := src.fsm.Snapshot()
+	var sink bufSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	good := sink.Bytes()
+	for name, bad := range map[string][]byte{
+		"garbage": bytes.Repeat([]byte{0x5a}, 300),
+		"cut":     good[:len(good)-7],
+	} {
+		dst := testNode(t, filepath.Join(t.TempDir(), "b.simdr"))
+		apply(dst, 1, EncodeBatch([]Op{put("old", "1")}))
+		before, _ := os.ReadFile(dst.path)
+		if err := dst.fsm.Restore(io.NopCloser(bytes.NewReader(bad))); err == nil {
+			t.Fatalf("%s: Restore accepted it", name)
+		}
+		if after, _ := os.ReadFile(dst.path); !bytes.Equal(before, after) {
+			t.Fatalf("%s: a refused snapshot changed the store file", name)
+		}
+		if err := apply(dst, 2, EncodeBatch([]Op{put("new", "2")})); err != nil || get(t, dst, "new") != "2" || get(t, dst, "old") != "1" {
+			t.Fatalf("%s: the node no longer applies after a refused snapshot: %v", name, err)
+		}
+		dst.cur.st.Close()
+	}
 }
