@@ -53,54 +53,16 @@ func ServeCluster(ctx context.Context, ln net.Listener, node *cluster.Node, cfg 
 	}
 	tlsOn := cfg.TLSCertFile != "" && cfg.TLSKeyFile != ""
 	tcp, isTCP := ln.Addr().(*net.TCPAddr)
-	c := &clusterHandler{node: node, cfg: cfg, loopback: isTCP && tcp.IP.IsLoopback()}
-	srv := &http.Server{
-		Handler:           c,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		MaxHeaderBytes:    1 << 20,
-		Protocols:         new(http.Protocols),
-	}
-	srv.Protocols.SetHTTP1(true)
+	var tlsCfg *tls.Config
 	if tlsOn {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
+		var err error
+		if tlsCfg, err = loadTLS(cfg); err != nil {
 			ln.Close()
-			return fmt.Errorf("server: TLS: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		srv.Protocols.SetHTTP2(true)
-	} else {
-		srv.Protocols.SetUnencryptedHTTP2(true)
-		ln = jsonErrorListener{ln}
-	}
-	errc := make(chan error, 1)
-	go func() {
-		if tlsOn {
-			errc <- srv.ServeTLS(ln, "", "")
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	cancel()
-	c.inflight.stop()
-	c.inflight.wait()
-	if serveErr == nil {
-		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-			serveErr = err
+			return err
 		}
 	}
+	c := &clusterHandler{node: node, cfg: cfg, loopback: isTCP && tcp.IP.IsLoopback()}
+	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, c, &c.inflight, nil)
 	st, release := node.Acquire()
 	if err := st.Sync(); err != nil && !errors.Is(err, simdr.ErrClosed) {
 		serveErr = errors.Join(serveErr, err)
