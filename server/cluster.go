@@ -266,37 +266,12 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 		n := len(body)
 		answer = func() { h.metrics.wrote("put", 1, int64(n)); w.WriteHeader(http.StatusNoContent) }
 	case "/v1/batch":
-		bin, ok := bodyType(w, r, true)
+		body, bin, cst, ok := h.readBatch(w, r, &hd)
 		if !ok {
 			return
 		}
-		body, err := h.readBody(w, r, &hd)
-		if err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		cst, err := countBatch(body, bin)
-		if err != nil {
-			writeBadBody(w, err)
-			return
-		}
-		if err := hd.take(cst.batch()); err != nil {
-			writeStoreError(w, err)
-			return
-		}
 		var s opSink
-		if bin {
-			_, err = walkBinaryBatch(body, func(put bool, key, value []byte) {
-				if put {
-					s.Put(key, value)
-				} else {
-					s.Delete(key)
-				}
-			})
-		} else {
-			_, err = walkJSONBatch(body, &s)
-		}
-		if err != nil {
+		if err := walkBatch(body, bin, &s); err != nil {
 			writeBadBody(w, err)
 			return
 		}
@@ -321,12 +296,8 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			writeJSON(w, http.StatusOK, map[string]int{"ops": nops})
 		}
 	case "/v1/rename":
-		if _, ok := bodyType(w, r, false); !ok {
-			return
-		}
-		body, err := h.readBody(w, r, &hd)
-		if err != nil {
-			writeStoreError(w, err)
+		body, _, ok := h.readTypedBody(w, r, &hd, false)
+		if !ok {
 			return
 		}
 		from, to, err := decodeRename(body)

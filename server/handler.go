@@ -673,27 +673,47 @@ func bodyType(w http.ResponseWriter, r *http.Request, binaryOK bool) (bin, ok bo
 	return false, false
 }
 
-// batch applies many puts and deletes in one atomic Apply. The whole body is
-// decoded first: a malformed body, or an invalid value, applies nothing.
-func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
-	bin, ok := bodyType(w, r, true)
-	if !ok {
-		return
+// readTypedBody checks the body's Content-Type (see bodyType) and reads it
+// (see readBody). ok is false once it has answered the request.
+func (h *handler) readTypedBody(w http.ResponseWriter, r *http.Request, hd *hold, binaryOK bool) (body []byte, bin, ok bool) {
+	if bin, ok = bodyType(w, r, binaryOK); !ok {
+		return nil, false, false
 	}
-	hd := hold{b: &h.budget}
-	defer hd.release()
-	body, err := h.readBody(w, r, &hd)
+	body, err := h.readBody(w, r, hd)
 	if err != nil {
 		writeStoreError(w, err)
-		return
+		return nil, false, false
+	}
+	return body, bin, true
+}
+
+// readBatch reads a /v1/batch body, JSON or binary, checks it whole and
+// charges hd what decoding it costs. ok is false once it has answered the
+// request.
+func (h *handler) readBatch(w http.ResponseWriter, r *http.Request, hd *hold) (body []byte, bin bool, c cost, ok bool) {
+	body, bin, ok = h.readTypedBody(w, r, hd, true)
+	if !ok {
+		return nil, false, cost{}, false
 	}
 	c, err := countBatch(body, bin)
 	if err != nil {
 		writeBadBody(w, err)
-		return
+		return nil, false, cost{}, false
 	}
 	if err := hd.take(c.batch()); err != nil {
 		writeStoreError(w, err)
+		return nil, false, cost{}, false
+	}
+	return body, bin, c, true
+}
+
+// batch applies many puts and deletes in one atomic Apply. The whole body is
+// decoded first: a malformed body, or an invalid value, applies nothing.
+func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
+	hd := hold{b: &h.budget}
+	defer hd.release()
+	body, bin, c, ok := h.readBatch(w, r, &hd)
+	if !ok {
 		return
 	}
 	b, err := decodeBatch(body, bin)
@@ -712,15 +732,10 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
 // getMany answers many keys from one consistent snapshot, in the format of
 // the request (JSON or binary).
 func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
-	bin, ok := bodyType(w, r, true)
-	if !ok {
-		return
-	}
 	hd := hold{b: &h.budget}
 	defer hd.release()
-	body, err := h.readBody(w, r, &hd)
-	if err != nil {
-		writeStoreError(w, err)
+	body, bin, ok := h.readTypedBody(w, r, &hd, true)
+	if !ok {
 		return
 	}
 	c, err := countKeys(body, bin)
@@ -785,14 +800,10 @@ func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) rename(w http.ResponseWriter, r *http.Request) {
-	if _, ok := bodyType(w, r, false); !ok {
-		return
-	}
 	hd := hold{b: &h.budget}
 	defer hd.release()
-	body, err := h.readBody(w, r, &hd)
-	if err != nil {
-		writeStoreError(w, err)
+	body, _, ok := h.readTypedBody(w, r, &hd, false)
+	if !ok {
 		return
 	}
 	from, to, err := decodeRename(body)
