@@ -233,16 +233,8 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			return
 		}
 		if r.Method == "DELETE" {
-			if im := r.Header.Get("If-Match"); im != "" {
-				e, err := h.store.GetHash(kh)
-				if err != nil && !errors.Is(err, simdr.ErrNotFound) {
-					writeStoreError(w, err)
-					return
-				}
-				if err != nil || (im != "*" && im != etag(e)) {
-					writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
-					return
-				}
+			if !h.ifMatch(w, r, kh) {
+				return
 			}
 			cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Del: true}})
 			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }

@@ -303,16 +303,8 @@ func etag(e simdr.Entry) string {
 // entry that ETag names (412 "changed" otherwise): the check and the delete
 // are two steps, so a write landing between them is deleted too.
 func (h *handler) del(w http.ResponseWriter, r *http.Request, kh uint64) {
-	if im := r.Header.Get("If-Match"); im != "" {
-		e, err := h.store.GetHash(kh)
-		if err != nil && !errors.Is(err, simdr.ErrNotFound) {
-			writeStoreError(w, err)
-			return
-		}
-		if err != nil || (im != "*" && im != etag(e)) {
-			writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
-			return
-		}
+	if !h.ifMatch(w, r, kh) {
+		return
 	}
 	if err := h.store.DeleteHash(kh); err != nil {
 		writeStoreError(w, err)
@@ -320,6 +312,26 @@ func (h *handler) del(w http.ResponseWriter, r *http.Request, kh uint64) {
 	}
 	h.metrics.wrote("delete", 1, 0)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// ifMatch reports whether a request's If-Match, if any, names the entry kh
+// holds now (any entry for "*"); when not, it has answered 412 "changed"
+// (or the store's error).
+func (h *handler) ifMatch(w http.ResponseWriter, r *http.Request, kh uint64) bool {
+	im := r.Header.Get("If-Match")
+	if im == "" {
+		return true
+	}
+	e, err := h.store.GetHash(kh)
+	if err != nil && !errors.Is(err, simdr.ErrNotFound) {
+		writeStoreError(w, err)
+		return false
+	}
+	if err != nil || (im != "*" && im != etag(e)) {
+		writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
+		return false
+	}
+	return true
 }
 
 // hash serves GET, HEAD and DELETE on /v1/hash/{hash}.
