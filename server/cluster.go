@@ -212,18 +212,14 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 	case routeKeys, routeHash:
 		var kh uint64
 		if route == routeKeys {
-			seg := strings.TrimPrefix(escapedPath(r), keysPrefix)
-			k, err := url.PathUnescape(seg)
-			if err != nil || strings.Contains(seg, "/") || seg == escapedPath(r) {
-				writeError(w, http.StatusBadRequest, "bad_request", "key: want one percent-encoded path segment")
+			k, ok := pathKey(w, r)
+			if !ok {
 				return
 			}
-			kh = simdr.Hash([]byte(k))
+			kh = simdr.Hash(k)
 		} else {
-			s := strings.TrimPrefix(r.URL.Path, "/v1/hash/")
-			v, err := strconv.ParseUint(s, 16, 64)
-			if err != nil || len(s) != 16 {
-				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+			v, ok := pathHash(w, r)
+			if !ok {
 				return
 			}
 			kh = v

@@ -246,23 +246,44 @@ func escapedPath(r *http.Request) string {
 	return r.URL.EscapedPath()
 }
 
-// key serves PUT, GET, HEAD and DELETE on /v1/keys/{key}.
-func (h *handler) key(w http.ResponseWriter, r *http.Request) {
+// pathKey returns the key of a /v1/keys/{key} request; when the path holds
+// none, it has answered.
+func pathKey(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	seg, ok := strings.CutPrefix(escapedPath(r), keysPrefix)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no_route", "no key in path; use /v1/keys/{key}")
-		return
+		return nil, false
 	}
 	if strings.Contains(seg, "/") {
 		writeError(w, http.StatusBadRequest, "bad_request", "a key is one path segment: percent-encode '/' as %2F")
-		return
+		return nil, false
 	}
 	k, err := url.PathUnescape(seg)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "key: "+err.Error())
+		return nil, false
+	}
+	return []byte(k), true
+}
+
+// pathHash returns the hash of a /v1/hash/{hash} request; when the path
+// holds none, it has answered.
+func pathHash(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	s := strings.TrimPrefix(r.URL.Path, "/v1/hash/") // (mux.Handler does not set PathValue)
+	kh, err := strconv.ParseUint(s, 16, 64)
+	if err != nil || len(s) != 16 {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+		return 0, false
+	}
+	return kh, true
+}
+
+// key serves PUT, GET, HEAD and DELETE on /v1/keys/{key}.
+func (h *handler) key(w http.ResponseWriter, r *http.Request) {
+	key, ok := pathKey(w, r)
+	if !ok {
 		return
 	}
-	key := []byte(k)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		h.get(w, r, key)
@@ -336,10 +357,8 @@ func (h *handler) ifMatch(w http.ResponseWriter, r *http.Request, kh uint64) boo
 
 // hash serves GET, HEAD and DELETE on /v1/hash/{hash}.
 func (h *handler) hash(w http.ResponseWriter, r *http.Request) {
-	s := strings.TrimPrefix(r.URL.Path, "/v1/hash/") // (mux.Handler does not set PathValue)
-	kh, err := strconv.ParseUint(s, 16, 64)
-	if err != nil || len(s) != 16 {
-		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+	kh, ok := pathHash(w, r)
+	if !ok {
 		return
 	}
 	if r.Method == http.MethodDelete {
