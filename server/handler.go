@@ -66,6 +66,11 @@ type handler struct {
 	readers  readers // for releasing the files Compact replaced (release.go)
 	budget   budget
 
+	// watchStop is closed, once (watchOnce), when the server shuts down:
+	// it ends the event streams (watch.go).
+	watchStop chan struct{}
+	watchOnce sync.Once
+
 	// checkHost: the server listens on loopback, so the Host header must
 	// name loopback (or one of cfg.AllowHosts): DNS rebinding protection.
 	checkHost bool
@@ -79,7 +84,7 @@ type handler struct {
 // newHandler builds the handler; loopback says whether it serves a loopback
 // address only (then the Host header is checked).
 func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
-	h := &handler{store: store, cfg: cfg, mux: http.NewServeMux(), checkHost: loopback}
+	h := &handler{store: store, cfg: cfg, mux: http.NewServeMux(), checkHost: loopback, watchStop: make(chan struct{})}
 	h.metrics = newMetrics(h)
 	h.budget.max = cfg.MaxInflightBytes
 	if cfg.Token != "" {
