@@ -53,54 +53,16 @@ func ServeCluster(ctx context.Context, ln net.Listener, node *cluster.Node, cfg 
 	}
 	tlsOn := cfg.TLSCertFile != "" && cfg.TLSKeyFile != ""
 	tcp, isTCP := ln.Addr().(*net.TCPAddr)
-	c := &clusterHandler{node: node, cfg: cfg, loopback: isTCP && tcp.IP.IsLoopback()}
-	srv := &http.Server{
-		Handler:           c,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		MaxHeaderBytes:    1 << 20,
-		Protocols:         new(http.Protocols),
-	}
-	srv.Protocols.SetHTTP1(true)
+	var tlsCfg *tls.Config
 	if tlsOn {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
+		var err error
+		if tlsCfg, err = loadTLS(cfg); err != nil {
 			ln.Close()
-			return fmt.Errorf("server: TLS: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		srv.Protocols.SetHTTP2(true)
-	} else {
-		srv.Protocols.SetUnencryptedHTTP2(true)
-		ln = jsonErrorListener{ln}
-	}
-	errc := make(chan error, 1)
-	go func() {
-		if tlsOn {
-			errc <- srv.ServeTLS(ln, "", "")
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-errc:
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	if err := srv.Shutdown(sctx); err != nil {
-		srv.Close()
-	}
-	cancel()
-	c.inflight.stop()
-	c.inflight.wait()
-	if serveErr == nil {
-		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-			serveErr = err
+			return err
 		}
 	}
+	c := &clusterHandler{node: node, cfg: cfg, loopback: isTCP && tcp.IP.IsLoopback()}
+	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, c, &c.inflight, nil)
 	st, release := node.Acquire()
 	if err := st.Sync(); err != nil && !errors.Is(err, simdr.ErrClosed) {
 		serveErr = errors.Join(serveErr, err)
@@ -250,18 +212,14 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 	case routeKeys, routeHash:
 		var kh uint64
 		if route == routeKeys {
-			seg := strings.TrimPrefix(escapedPath(r), keysPrefix)
-			k, err := url.PathUnescape(seg)
-			if err != nil || strings.Contains(seg, "/") || seg == escapedPath(r) {
-				writeError(w, http.StatusBadRequest, "bad_request", "key: want one percent-encoded path segment")
+			k, ok := pathKey(w, r)
+			if !ok {
 				return
 			}
-			kh = simdr.Hash([]byte(k))
+			kh = simdr.Hash(k)
 		} else {
-			s := strings.TrimPrefix(r.URL.Path, "/v1/hash/")
-			v, err := strconv.ParseUint(s, 16, 64)
-			if err != nil || len(s) != 16 {
-				writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+			v, ok := pathHash(w, r)
+			if !ok {
 				return
 			}
 			kh = v
@@ -271,16 +229,8 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			return
 		}
 		if r.Method == "DELETE" {
-			if im := r.Header.Get("If-Match"); im != "" {
-				e, err := h.store.GetHash(kh)
-				if err != nil && !errors.Is(err, simdr.ErrNotFound) {
-					writeStoreError(w, err)
-					return
-				}
-				if err != nil || (im != "*" && im != etag(e)) {
-					writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
-					return
-				}
+			if !h.ifMatch(w, r, kh) {
+				return
 			}
 			cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Del: true}})
 			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }
@@ -304,37 +254,12 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 		n := len(body)
 		answer = func() { h.metrics.wrote("put", 1, int64(n)); w.WriteHeader(http.StatusNoContent) }
 	case "/v1/batch":
-		bin, ok := bodyType(w, r, true)
+		body, bin, cst, ok := h.readBatch(w, r, &hd)
 		if !ok {
 			return
 		}
-		body, err := h.readBody(w, r, &hd)
-		if err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		cst, err := countBatch(body, bin)
-		if err != nil {
-			writeBadBody(w, err)
-			return
-		}
-		if err := hd.take(cst.batch()); err != nil {
-			writeStoreError(w, err)
-			return
-		}
 		var s opSink
-		if bin {
-			_, err = walkBinaryBatch(body, func(put bool, key, value []byte) {
-				if put {
-					s.Put(key, value)
-				} else {
-					s.Delete(key)
-				}
-			})
-		} else {
-			_, err = walkJSONBatch(body, &s)
-		}
-		if err != nil {
+		if err := walkBatch(body, bin, &s); err != nil {
 			writeBadBody(w, err)
 			return
 		}
@@ -359,12 +284,8 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			writeJSON(w, http.StatusOK, map[string]int{"ops": nops})
 		}
 	case "/v1/rename":
-		if _, ok := bodyType(w, r, false); !ok {
-			return
-		}
-		body, err := h.readBody(w, r, &hd)
-		if err != nil {
-			writeStoreError(w, err)
+		body, _, ok := h.readTypedBody(w, r, &hd, false)
+		if !ok {
 			return
 		}
 		from, to, err := decodeRename(body)

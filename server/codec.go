@@ -117,23 +117,26 @@ func walkBinaryKeys(body []byte, fn func(key []byte)) (cost, error) {
 // what it keeps; it does not alias body.
 func decodeBatch(body []byte, bin bool) (*simdr.Batch, error) {
 	b := new(simdr.Batch)
-	if bin {
-		_, err := walkBinaryBatch(body, func(put bool, key, value []byte) {
-			if put {
-				b.Put(key, value)
-			} else {
-				b.Delete(key)
-			}
-		})
-		if err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	if _, err := walkJSONBatch(body, b); err != nil {
+	if err := walkBatch(body, bin, b); err != nil {
 		return nil, err
 	}
 	return b, nil
+}
+
+// walkBatch decodes a /v1/batch body, binary or JSON, into s.
+func walkBatch(body []byte, bin bool, s batchSink) error {
+	if !bin {
+		_, err := walkJSONBatch(body, s)
+		return err
+	}
+	_, err := walkBinaryBatch(body, func(put bool, key, value []byte) {
+		if put {
+			s.Put(key, value)
+		} else {
+			s.Delete(key)
+		}
+	})
+	return err
 }
 
 // countBatch validates a /v1/batch body and returns what decoding it costs.

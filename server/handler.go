@@ -66,6 +66,11 @@ type handler struct {
 	readers  readers // for releasing the files Compact replaced (release.go)
 	budget   budget
 
+	// watchStop is closed, once (watchOnce), when the server shuts down:
+	// it ends the event streams (watch.go).
+	watchStop chan struct{}
+	watchOnce sync.Once
+
 	// checkHost: the server listens on loopback, so the Host header must
 	// name loopback (or one of cfg.AllowHosts): DNS rebinding protection.
 	checkHost bool
@@ -79,7 +84,7 @@ type handler struct {
 // newHandler builds the handler; loopback says whether it serves a loopback
 // address only (then the Host header is checked).
 func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
-	h := &handler{store: store, cfg: cfg, mux: http.NewServeMux(), checkHost: loopback}
+	h := &handler{store: store, cfg: cfg, mux: http.NewServeMux(), checkHost: loopback, watchStop: make(chan struct{})}
 	h.metrics = newMetrics(h)
 	h.budget.max = cfg.MaxInflightBytes
 	if cfg.Token != "" {
@@ -246,23 +251,44 @@ func escapedPath(r *http.Request) string {
 	return r.URL.EscapedPath()
 }
 
-// key serves PUT, GET, HEAD and DELETE on /v1/keys/{key}.
-func (h *handler) key(w http.ResponseWriter, r *http.Request) {
+// pathKey returns the key of a /v1/keys/{key} request; when the path holds
+// none, it has answered.
+func pathKey(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	seg, ok := strings.CutPrefix(escapedPath(r), keysPrefix)
 	if !ok {
 		writeError(w, http.StatusNotFound, "no_route", "no key in path; use /v1/keys/{key}")
-		return
+		return nil, false
 	}
 	if strings.Contains(seg, "/") {
 		writeError(w, http.StatusBadRequest, "bad_request", "a key is one path segment: percent-encode '/' as %2F")
-		return
+		return nil, false
 	}
 	k, err := url.PathUnescape(seg)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", "key: "+err.Error())
+		return nil, false
+	}
+	return []byte(k), true
+}
+
+// pathHash returns the hash of a /v1/hash/{hash} request; when the path
+// holds none, it has answered.
+func pathHash(w http.ResponseWriter, r *http.Request) (uint64, bool) {
+	s := strings.TrimPrefix(r.URL.Path, "/v1/hash/") // (mux.Handler does not set PathValue)
+	kh, err := strconv.ParseUint(s, 16, 64)
+	if err != nil || len(s) != 16 {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+		return 0, false
+	}
+	return kh, true
+}
+
+// key serves PUT, GET, HEAD and DELETE on /v1/keys/{key}.
+func (h *handler) key(w http.ResponseWriter, r *http.Request) {
+	key, ok := pathKey(w, r)
+	if !ok {
 		return
 	}
-	key := []byte(k)
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		h.get(w, r, key)
@@ -303,16 +329,8 @@ func etag(e simdr.Entry) string {
 // entry that ETag names (412 "changed" otherwise): the check and the delete
 // are two steps, so a write landing between them is deleted too.
 func (h *handler) del(w http.ResponseWriter, r *http.Request, kh uint64) {
-	if im := r.Header.Get("If-Match"); im != "" {
-		e, err := h.store.GetHash(kh)
-		if err != nil && !errors.Is(err, simdr.ErrNotFound) {
-			writeStoreError(w, err)
-			return
-		}
-		if err != nil || (im != "*" && im != etag(e)) {
-			writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
-			return
-		}
+	if !h.ifMatch(w, r, kh) {
+		return
 	}
 	if err := h.store.DeleteHash(kh); err != nil {
 		writeStoreError(w, err)
@@ -322,12 +340,30 @@ func (h *handler) del(w http.ResponseWriter, r *http.Request, kh uint64) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// ifMatch reports whether a request's If-Match, if any, names the entry kh
+// holds now (any entry for "*"); when not, it has answered 412 "changed"
+// (or the store's error).
+func (h *handler) ifMatch(w http.ResponseWriter, r *http.Request, kh uint64) bool {
+	im := r.Header.Get("If-Match")
+	if im == "" {
+		return true
+	}
+	e, err := h.store.GetHash(kh)
+	if err != nil && !errors.Is(err, simdr.ErrNotFound) {
+		writeStoreError(w, err)
+		return false
+	}
+	if err != nil || (im != "*" && im != etag(e)) {
+		writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
+		return false
+	}
+	return true
+}
+
 // hash serves GET, HEAD and DELETE on /v1/hash/{hash}.
 func (h *handler) hash(w http.ResponseWriter, r *http.Request) {
-	s := strings.TrimPrefix(r.URL.Path, "/v1/hash/") // (mux.Handler does not set PathValue)
-	kh, err := strconv.ParseUint(s, 16, 64)
-	if err != nil || len(s) != 16 {
-		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("hash %q: want 16 hexadecimal digits", s))
+	kh, ok := pathHash(w, r)
+	if !ok {
 		return
 	}
 	if r.Method == http.MethodDelete {
@@ -673,27 +709,47 @@ func bodyType(w http.ResponseWriter, r *http.Request, binaryOK bool) (bin, ok bo
 	return false, false
 }
 
-// batch applies many puts and deletes in one atomic Apply. The whole body is
-// decoded first: a malformed body, or an invalid value, applies nothing.
-func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
-	bin, ok := bodyType(w, r, true)
-	if !ok {
-		return
+// readTypedBody checks the body's Content-Type (see bodyType) and reads it
+// (see readBody). ok is false once it has answered the request.
+func (h *handler) readTypedBody(w http.ResponseWriter, r *http.Request, hd *hold, binaryOK bool) (body []byte, bin, ok bool) {
+	if bin, ok = bodyType(w, r, binaryOK); !ok {
+		return nil, false, false
 	}
-	hd := hold{b: &h.budget}
-	defer hd.release()
-	body, err := h.readBody(w, r, &hd)
+	body, err := h.readBody(w, r, hd)
 	if err != nil {
 		writeStoreError(w, err)
-		return
+		return nil, false, false
+	}
+	return body, bin, true
+}
+
+// readBatch reads a /v1/batch body, JSON or binary, checks it whole and
+// charges hd what decoding it costs. ok is false once it has answered the
+// request.
+func (h *handler) readBatch(w http.ResponseWriter, r *http.Request, hd *hold) (body []byte, bin bool, c cost, ok bool) {
+	body, bin, ok = h.readTypedBody(w, r, hd, true)
+	if !ok {
+		return nil, false, cost{}, false
 	}
 	c, err := countBatch(body, bin)
 	if err != nil {
 		writeBadBody(w, err)
-		return
+		return nil, false, cost{}, false
 	}
 	if err := hd.take(c.batch()); err != nil {
 		writeStoreError(w, err)
+		return nil, false, cost{}, false
+	}
+	return body, bin, c, true
+}
+
+// batch applies many puts and deletes in one atomic Apply. The whole body is
+// decoded first: a malformed body, or an invalid value, applies nothing.
+func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
+	hd := hold{b: &h.budget}
+	defer hd.release()
+	body, bin, c, ok := h.readBatch(w, r, &hd)
+	if !ok {
 		return
 	}
 	b, err := decodeBatch(body, bin)
@@ -712,15 +768,10 @@ func (h *handler) batch(w http.ResponseWriter, r *http.Request) {
 // getMany answers many keys from one consistent snapshot, in the format of
 // the request (JSON or binary).
 func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
-	bin, ok := bodyType(w, r, true)
-	if !ok {
-		return
-	}
 	hd := hold{b: &h.budget}
 	defer hd.release()
-	body, err := h.readBody(w, r, &hd)
-	if err != nil {
-		writeStoreError(w, err)
+	body, bin, ok := h.readTypedBody(w, r, &hd, true)
+	if !ok {
 		return
 	}
 	c, err := countKeys(body, bin)
@@ -785,14 +836,10 @@ func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) rename(w http.ResponseWriter, r *http.Request) {
-	if _, ok := bodyType(w, r, false); !ok {
-		return
-	}
 	hd := hold{b: &h.budget}
 	defer hd.release()
-	body, err := h.readBody(w, r, &hd)
-	if err != nil {
-		writeStoreError(w, err)
+	body, _, ok := h.readTypedBody(w, r, &hd, false)
+	if !ok {
 		return
 	}
 	from, to, err := decodeRename(body)

@@ -206,16 +206,36 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 	}
 	var tlsCfg *tls.Config
 	if tlsOn {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
+		var err error
+		if tlsCfg, err = loadTLS(cfg); err != nil {
 			ln.Close()
-			return fmt.Errorf("server: TLS: %w", err)
+			return err
 		}
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	h := newHandler(store, cfg, isTCP && tcp.IP.IsLoopback())
+	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, h, &h.inflight, h.stopWatches) // server/watch.go: end the event streams
+	if err := store.Sync(); err != nil && !errors.Is(err, simdr.ErrClosed) {
+		serveErr = errors.Join(serveErr, err)
+	}
+	return serveErr
+}
+
+// loadTLS reads cfg's certificate and key.
+func loadTLS(cfg Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: TLS: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// serveUntilDone serves ln with handler (over TLS when tlsCfg is not nil)
+// until ctx ends or the listener fails, then shuts the server down within
+// cfg.ShutdownTimeout and waits until every handler inflight tracks has
+// returned. onShutdown, if not nil, runs when the shutdown starts.
+func serveUntilDone(ctx context.Context, ln net.Listener, cfg Config, tlsCfg *tls.Config, handler http.Handler, inflight *tracker, onShutdown func()) error {
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           handler,
 		ReadTimeout:       cfg.ReadTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
@@ -223,9 +243,11 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 		MaxHeaderBytes:    1 << 20,
 		Protocols:         new(http.Protocols),
 	}
-	srv.RegisterOnShutdown(h.stopWatches) // server/watch.go: end the event streams
+	if onShutdown != nil {
+		srv.RegisterOnShutdown(onShutdown)
+	}
 	srv.Protocols.SetHTTP1(true)
-	if tlsOn {
+	if tlsCfg != nil {
 		srv.Protocols.SetHTTP2(true)
 		srv.TLSConfig = tlsCfg
 	} else {
@@ -235,7 +257,7 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 
 	errc := make(chan error, 1)
 	go func() {
-		if tlsOn {
+		if tlsCfg != nil {
 			errc <- srv.ServeTLS(ln, "", "")
 		} else {
 			errc <- srv.Serve(ln)
@@ -253,15 +275,12 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 	if err != nil {
 		srv.Close() // the grace period is over: cut the connections left
 	}
-	h.inflight.stop() // a handler that starts after this gets 503
-	h.inflight.wait() // every handler has returned: no one reads the store any more
+	inflight.stop() // a handler that starts after this gets 503
+	inflight.wait() // every handler has returned: no one reads the store any more
 	if serveErr == nil {
 		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 			serveErr = err
 		}
-	}
-	if err := store.Sync(); err != nil && !errors.Is(err, simdr.ErrClosed) {
-		serveErr = errors.Join(serveErr, err)
 	}
 	return serveErr
 }

@@ -220,28 +220,9 @@ func TestKeyEncoding(t *testing.T) {
 		t.Fatalf("%%61%%2f%%62: %d %q", r.code, r.body)
 	}
 	// A malformed escape is a bad request.
-	if got := rawStatus(t, base, "GET /v1/keys/%zz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); got != 400 {
+	if got := rawCall(t, base, "GET /v1/keys/%zz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").code; got != 400 {
 		t.Fatalf("malformed escape: status %d", got)
 	}
-}
-
-// rawStatus writes req on a new connection and returns the response's status.
-func rawStatus(t *testing.T, base, req string) int {
-	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	r, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Body.Close()
-	return r.StatusCode
 }
 
 func TestAuth(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/simdr-go/simdr"
@@ -15,22 +14,11 @@ import (
 // that proxies and clients do not take it for a dead connection.
 const watchKeepalive = 15 * time.Second
 
-// watchStops holds, per handler, a channel closed when its server shuts
-// down: event streams never end on their own, and http.Server.Shutdown
-// waits for them.
-var watchStops sync.Map // *handler → chan struct{}
-
-func (h *handler) watchStop() chan struct{} {
-	c, _ := watchStops.LoadOrStore(h, make(chan struct{}))
-	return c.(chan struct{})
-}
-
 // stopWatches ends the handler's event streams (registered with
-// http.Server.RegisterOnShutdown).
+// http.Server.RegisterOnShutdown): they never end on their own, and
+// http.Server.Shutdown waits for them.
 func (h *handler) stopWatches() {
-	c := h.watchStop()
-	defer func() { recover() }() // closed twice: nothing to do
-	close(c)
+	h.watchOnce.Do(func() { close(h.watchStop) })
 }
 
 // watch streams, as server-sent events (text/event-stream), each entry the
@@ -48,7 +36,7 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	cur := h.store.Cursor()
 	fmt.Fprintf(w, ": watching from %d\n\n", cur.Tail())
-	stop := h.watchStop()
+	stop := h.watchStop
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	go func() {
