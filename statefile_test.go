@@ -477,3 +477,30 @@ func TestStateFileFollowerCannotOpen(t *testing.T) {
 	}
 	ccSameState(t, "follower without the state", r, map[string]string{"a": "1", "b": "2"})
 }
+
+// TestStateFileOtherBoot: a state written in another boot (a power cut may
+// have lost the data it vouches for) is never trusted: recovery scans.
+func TestStateFileOtherBoot(t *testing.T) {
+	s, path := openT(t, nil)
+	putT(t, s, "a", "1")
+	s.Close()
+	f, err := shm.Create(statePath(path), 0o644, uint32(os.Getuid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok := f.Load()
+	if !ok {
+		t.Fatal("no state after a writer's Close")
+	}
+	c.Boot = [2]uint64{c.Boot[0] ^ 1, c.Boot[1]}
+	f.Store(c)
+	f.Close()
+	r := reopenT(t, path, &Options{ReadOnly: true})
+	defer r.Close()
+	if _, _, ok := r.stateHint(r.cur.Load(), r.Size()); ok {
+		t.Fatal("stateHint trusted a state from another boot")
+	}
+	if getT(t, r, "a") != "1" {
+		t.Fatal("the store after an untrusted state")
+	}
+}
