@@ -160,32 +160,35 @@ type compactor struct {
 func (c *compactor) keep(h uint64, v []byte, want uint32, off, exp, now int64) {
 	if exp != 0 && exp <= now {
 		if live(c.ix, h) {
+			c.dropRecord(h)
 			c.del(h)
 		}
 		return
 	}
-	c.dropRecord(h)
+	if exp != 0 {
+		c.putRecord(h, len(v), exp) // replaces any record of h in the new file
+	} else {
+		c.dropRecord(h)
+	}
 	c.put(h, v, want, off)
-	if exp != 0 && c.nbad == 0 && c.err == nil {
-		c.putRecord(h, exp)
+	if exp != 0 {
+		c.x.set(h, uint64(exp))
 	}
 }
 
-// putRecord writes the expiry record of the value of h just written (and the
-// marker before the first record).
-func (c *compactor) putRecord(h uint64, exp int64) {
+// putRecord writes the expiry record of the n-byte value of h written next
+// (and the marker before the first record), as the appender does.
+func (c *compactor) putRecord(h uint64, n int, exp int64) {
 	if c.x == nil {
 		c.x = newExpiry()
 		c.recOf = make(map[uint64]uint64)
 		c.put(markerHash, []byte(markerValue), format.Checksum([]byte(markerValue)), -1)
 		c.x.set(markerHash, hiddenMark)
 	}
-	v, _ := c.ix.Get(h)
-	b := record{hash: h, bound: endOf(v), exp: exp}.encode()
+	b := record{hash: h, bound: boundAfterRecord(c.tail, n), exp: exp}.encode()
 	rh := recordHash(h)
 	c.put(rh, b, format.Checksum(b), -1)
 	c.x.set(rh, hiddenMark)
-	c.x.set(h, uint64(exp))
 	c.recOf[rh] = h
 }
 

@@ -200,8 +200,9 @@ func (s *Store) liveCount(g *gen) int {
 
 // noteExpiry keeps g's expiry index in step with one index update op, just
 // applied to g.ix (apply, inside the seq window). old is the main index's
-// value op replaced.
-func (g *gen) noteExpiry(op pending, old uint64) {
+// value op replaced. A record precedes the value it binds: apply passes the
+// last record met in pend, for the value op that follows it.
+func (g *gen) noteExpiry(op pending, old uint64, pend *record) {
 	x := g.x.Load()
 	if op.rec {
 		if x == nil {
@@ -216,9 +217,7 @@ func (g *gen) noteExpiry(op pending, old uint64) {
 			return // cannot happen: the writer or Refresh checked its shape
 		}
 		x.set(op.hash, hiddenMark)
-		if v, live := g.ix.Get(r.hash); live && endOf(v) == r.bound {
-			x.set(r.hash, uint64(r.exp))
-		}
+		*pend = r
 		return
 	}
 	if x == nil {
@@ -234,7 +233,11 @@ func (g *gen) noteExpiry(op pending, old uint64) {
 			x.clear(r.hash)
 		}
 	}
-	x.clear(op.hash) // a new value, or a tombstone: no expiry until a record says so
+	x.clear(op.hash) // a new value, or a tombstone: no expiry unless its record came just before
+	if !op.del && pend.hash == op.hash && pend.bound == endOf(op.pos) {
+		x.set(op.hash, uint64(pend.exp))
+	}
+	*pend = record{}
 }
 
 // recordAt decodes the record stored under h whose payload ends where index
@@ -286,9 +289,12 @@ func (g *gen) markRecords(ops []pending) {
 	}
 }
 
-// putRecord adds the expiry record of key hash h, whose value ends at bound,
-// after it, and the marker first when g has none yet.
-func (a *appender) putRecord(h uint64, bound, exp int64) {
+// putRecord adds the expiry record of key hash h for an n-byte value that
+// the caller adds right after it (and the marker first when g has none yet).
+// The record comes first so that a crash between the two (a batch is not
+// atomic across a crash) leaves a record that binds nothing, never a value
+// without its expiry.
+func (a *appender) putRecord(h uint64, n int, exp int64) {
 	if a.err != nil {
 		return
 	}
@@ -298,13 +304,23 @@ func (a *appender) putRecord(h uint64, bound, exp int64) {
 		}
 		a.marked = true
 	}
-	rh := recordHash(h)
-	a.put(rh, record{hash: h, bound: bound, exp: exp}.encode())
+	a.put(recordHash(h), record{hash: h, bound: boundAfterRecord(a.tail, n), exp: exp}.encode())
 	if a.err == nil {
 		a.s.ops[len(a.s.ops)-1].rec = true
 	}
 	a.setTTL(h, true)
 }
+
+// boundAfterRecord returns where the payload of an n-byte value ends when it
+// follows a record written at tail.
+func boundAfterRecord(tail int64, n int) int64 {
+	next := payloadEnd(tail, recordSize) + format.MetaSize
+	return payloadEnd(next, n)
+}
+
+// payloadEnd returns where the payload of an n-byte value written at tail
+// ends (after the padding that aligns it).
+func payloadEnd(tail int64, n int) int64 { return tail + format.Prepad(tail) + int64(n) }
 
 // setTTL notes whether key hash h has a record written by this write.
 func (a *appender) setTTL(h uint64, has bool) {
@@ -339,12 +355,10 @@ func (a *appender) dropRecord(h uint64) {
 	}
 }
 
-// putTTL adds a value of h expiring at exp (Unix ms), then its record.
+// putTTL adds the record of a value of h expiring at exp (Unix ms), then the value.
 func (a *appender) putTTL(h uint64, value []byte, crc uint32, exp int64) {
+	a.putRecord(h, len(value), exp)
 	a.putSum(h, value, crc)
-	if a.err == nil {
-		a.putRecord(h, endOf(a.s.ops[len(a.s.ops)-1].pos), exp)
-	}
 }
 
 // ttlOf returns the expiry (Unix ms) of h's current value in g, 0 when it has

@@ -724,20 +724,20 @@ func TestTTLFileIsPlain(t *testing.T) {
 	format.Walk(data, 0, int64(len(data)), func(e format.Entry) bool { got = append(got, e); return true })
 	sort.Slice(got, func(i, j int) bool { return got[i].Start < got[j].Start })
 	if len(got) != 3 {
-		t.Fatalf("%d entries, want 3 (value, marker, record)", len(got))
+		t.Fatalf("%d entries, want 3 (marker, record, value)", len(got))
 	}
-	if got[0].Hash != Hash([]byte("key")) || string(data[got[0].Start:got[0].End]) != "value" {
-		t.Errorf("first entry is not the value")
+	if got[0].Hash != Hash([]byte(reservedPrefix)) || string(data[got[0].Start:got[0].End]) != markerValue {
+		t.Errorf("first entry is not the marker")
 	}
-	if got[1].Hash != Hash([]byte(reservedPrefix)) || string(data[got[1].Start:got[1].End]) != markerValue {
-		t.Errorf("second entry is not the marker")
+	r, ok := decodeRecord(got[1].Hash, data[got[1].Start:got[1].End])
+	if !ok || r.hash != Hash([]byte("key")) || r.bound != got[2].End || r.exp != exp {
+		t.Errorf("second entry is not the record: %+v %v", r, ok)
 	}
-	r, ok := decodeRecord(got[2].Hash, data[got[2].Start:got[2].End])
-	if !ok || r.hash != Hash([]byte("key")) || r.bound != got[0].End || r.exp != exp {
-		t.Errorf("third entry is not the record: %+v %v", r, ok)
+	if got[1].Hash != Hash(append([]byte(reservedPrefix), le64(Hash([]byte("key")))...)) {
+		t.Errorf("record under hash %x, not that of the reserved prefix and the key hash", got[1].Hash)
 	}
-	if got[2].Hash != Hash(append([]byte(reservedPrefix), le64(Hash([]byte("key")))...)) {
-		t.Errorf("record under hash %x, not that of the reserved prefix and the key hash", got[2].Hash)
+	if got[2].Hash != Hash([]byte("key")) || string(data[got[2].Start:got[2].End]) != "value" {
+		t.Errorf("third entry is not the value")
 	}
 }
 
@@ -747,4 +747,49 @@ func le64(v uint64) []byte {
 		b[i] = byte(v >> (8 * i))
 	}
 	return b
+}
+
+// TestTTLTornBetweenRecordAndValue: a crash that keeps a PutTTL's record
+// but not its value (the file cut between them) leaves the key as it was,
+// and the record binds no later value (a later Put deletes it first).
+func TestTTLTornBetweenRecordAndValue(t *testing.T) {
+	c := newClock()
+	s, path := openT(t, c.opts(&Options{}))
+	putT(t, s, "k", "old")
+	before := s.Size()
+	if err := s.PutTTL([]byte("k"), []byte("new"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cut just past the record: the marker and the record stay, the value goes.
+	var ents []format.Entry
+	format.Walk(data, 0, int64(len(data)), func(e format.Entry) bool { ents = append(ents, e); return true })
+	recEnd := ents[1].End + format.MetaSize // newest first: value, record, marker, old
+	if _, ok := decodeRecord(ents[1].Hash, data[ents[1].Start:ents[1].End]); !ok || recEnd <= before {
+		t.Fatalf("entry below the value is not its record")
+	}
+	if err := os.Truncate(path, recEnd+7); err != nil { // and a torn start of the value
+		t.Fatal(err)
+	}
+	s = reopenT(t, path, c.opts(&Options{}))
+	if got := getT(t, s, "k"); got != "old" {
+		t.Fatalf("after the torn PutTTL, k = %q, want the old value", got)
+	}
+	if d, err := s.TTL([]byte("k")); err != nil || d != NoExpiry {
+		t.Fatalf("TTL(k) = %v, %v; want NoExpiry", d, err)
+	}
+	putT(t, s, "k", "new")
+	c.add(time.Hour)
+	if got := getT(t, s, "k"); got != "new" {
+		t.Fatalf("a later Put of k expired with the torn PutTTL's record: k = %q", got)
+	}
+	s.Close()
+	s = reopenT(t, path, c.opts(&Options{}))
+	if got := getT(t, s, "k"); got != "new" {
+		t.Fatalf("after reopen, k = %q, want new", got)
+	}
 }

@@ -68,7 +68,10 @@ func (s *Store) open() bool {
 
 // apply makes ops and tail g's state; it runs inside a seq window.
 func apply(g *gen, ops []pending, tail int64) {
-	var tombs int64
+	var (
+		tombs int64
+		pend  record // the expiry record just met (see noteExpiry)
+	)
 	for _, op := range ops {
 		var old uint64
 		if op.del {
@@ -78,7 +81,7 @@ func apply(g *gen, ops []pending, tail int64) {
 			old = g.ix.Put(op.hash, op.pos)
 		}
 		if op.rec || g.x.Load() != nil {
-			g.noteExpiry(op, old)
+			g.noteExpiry(op, old, &pend)
 		}
 	}
 	g.tail.Store(tail)
