@@ -18,7 +18,7 @@ import (
 type Batch struct {
 	ops  []batchOp
 	data []byte          // the values, copied
-	ttls []time.Duration // the ttls of the ops with ttl set, in order
+	ttls []expirySpec    // the expiries of the ops with ttl set, in order
 	err  error           // the first invalid value
 }
 
@@ -26,7 +26,14 @@ type batchOp struct {
 	hash       uint64
 	start, end int // value in data
 	del        bool
-	ttl        bool // the next of ttls is its ttl (PutTTL)
+	ttl        bool // the next of ttls is its expiry (PutTTL, PutExpiresAt)
+}
+
+// expirySpec is when a batch op's value expires: ttl after Apply writes it,
+// or at a given time (Unix ms) when at is not 0.
+type expirySpec struct {
+	ttl time.Duration
+	at  int64
 }
 
 // Put adds a put of value under key. value is copied. An empty value or the
@@ -46,7 +53,25 @@ func (b *Batch) PutTTL(key, value []byte, ttl time.Duration) {
 		b.err = fmt.Errorf("batch op %d: ttl %v: %w", len(b.ops)-1, ttl, ErrInvalidTTL)
 	}
 	b.ops[len(b.ops)-1].ttl = true
-	b.ttls = append(b.ttls, ttl)
+	b.ttls = append(b.ttls, expirySpec{ttl: ttl})
+}
+
+// PutExpiresAt adds a put of value under key that expires at at, by the
+// Store's clock (Options.Clock), to the millisecond. Unlike PutTTL it does not
+// depend on when Apply runs: replicas that apply the same batch at different
+// times give the key the same expiry. A time not after the Store's clock
+// when Apply runs writes a value that is already expired (reads do not find
+// it; Compact drops it). The value is checked as Put checks it.
+func (b *Batch) PutExpiresAt(key, value []byte, at time.Time) {
+	b.reserved(key)
+	b.PutHashExpiresAt(format.Hash(key), value, at)
+}
+
+// PutHashExpiresAt is PutExpiresAt for a caller that already has the key's hash.
+func (b *Batch) PutHashExpiresAt(h uint64, value []byte, at time.Time) {
+	b.PutHash(h, value)
+	b.ops[len(b.ops)-1].ttl = true
+	b.ttls = append(b.ttls, expirySpec{at: min(max(at.UnixMilli(), 1), maxExpiry)})
 }
 
 // reserved fails the batch when key has the reserved prefix.
@@ -115,9 +140,12 @@ func (s *Store) Apply(b *Batch) error {
 		if !op.del {
 			v := b.data[op.start:op.end]
 			if op.ttl {
-				exp, err := s.expiresAt(ttls[0])
-				if err != nil {
-					a.err = err // cannot happen: PutTTL checked it
+				exp := ttls[0].at
+				if exp == 0 {
+					var err error
+					if exp, err = s.expiresAt(ttls[0].ttl); err != nil {
+						a.err = err // cannot happen: PutTTL checked it
+					}
 				}
 				ttls = ttls[1:]
 				a.putTTL(op.hash, v, format.Checksum(v), exp)

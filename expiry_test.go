@@ -793,3 +793,26 @@ func TestTTLTornBetweenRecordAndValue(t *testing.T) {
 		t.Fatalf("after reopen, k = %q, want new", got)
 	}
 }
+
+// TestTTLExpiresAt: an absolute expiry does not depend on when Apply runs;
+// one in the past writes an expired value.
+func TestTTLExpiresAt(t *testing.T) {
+	c := newClock()
+	s, _ := openT(t, c.opts(&Options{}))
+	at := time.UnixMilli(c.ms.Load() + 5000)
+	var b Batch
+	b.PutExpiresAt([]byte("a"), []byte("x"), at)
+	b.PutHashExpiresAt(Hash([]byte("old")), []byte("y"), time.UnixMilli(c.ms.Load()-1))
+	b.PutExpiresAt([]byte("zero"), []byte("z"), time.Time{})
+	c.add(2 * time.Second) // Apply runs later: the expiry stays at
+	if err := s.Apply(&b); err != nil {
+		t.Fatal(err)
+	}
+	m := ttlModel{"a": {"x", at.UnixMilli()}, "old": {"y", 1}, "zero": {"z", 1}}
+	checkTTLModel(t, s, m, c)
+	var bad Batch
+	bad.PutExpiresAt([]byte(reservedPrefix), []byte("x"), at)
+	if err := s.Apply(&bad); !errors.Is(err, ErrReservedKey) {
+		t.Fatalf("PutExpiresAt of a reserved key: %v", err)
+	}
+}
