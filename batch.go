@@ -17,9 +17,9 @@ import (
 // whole: a batch is atomic to readers of a running Store, not across a crash.
 type Batch struct {
 	ops  []batchOp
-	data []byte          // the values, copied
-	ttls []expirySpec    // the expiries of the ops with ttl set, in order
-	err  error           // the first invalid value
+	data []byte       // the values, copied
+	ttls []expirySpec // the expiries of the ops with ttl set, in order
+	err  error        // the first invalid value
 }
 
 type batchOp struct {
