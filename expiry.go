@@ -409,12 +409,30 @@ func (s *Store) PutTTL(key, value []byte, ttl time.Duration) error {
 	return nil
 }
 
-// TTL returns how long key's value has left before it expires, in whole
-// milliseconds (at least one while it lives), or NoExpiry when the value
-// has no expiry. A key with no value, or an expired one, fails with
-// ErrNotFound (ErrClosed during or after Close).
-func (s *Store) TTL(key []byte) (time.Duration, error) {
-	h := format.Hash(key)
+// ExpiresAt returns when key's value expires (by the Store's clock, to the
+// millisecond), or the zero Time when it has no expiry. A key with no value,
+// or an expired one, fails with ErrNotFound (ErrClosed during or after
+// Close). With Batch.PutExpiresAt it copies an expiry exactly, as a replica
+// or a migration needs.
+func (s *Store) ExpiresAt(key []byte) (time.Time, error) {
+	return s.ExpiresAtHash(format.Hash(key))
+}
+
+// ExpiresAtHash is ExpiresAt for a caller that already has the key's hash.
+func (s *Store) ExpiresAtHash(h uint64) (time.Time, error) {
+	exp, err := s.expiryOf(h)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("simdr: expires at: %w", err)
+	}
+	if exp == 0 {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(exp), nil
+}
+
+// expiryOf returns the expiry (Unix ms, 0 for none) of h's live value, or
+// ErrNotFound (or ErrClosed).
+func (s *Store) expiryOf(h uint64) (int64, error) {
 	type res struct {
 		exp  int64
 		live bool
@@ -430,19 +448,28 @@ func (s *Store) TTL(key []byte) (time.Duration, error) {
 		v := x.state(h)
 		return res{exp: int64(v), live: v != hiddenMark}
 	})
-	if !ok {
-		return 0, fmt.Errorf("simdr: ttl: %w", ErrClosed)
+	switch {
+	case !ok:
+		return 0, ErrClosed
+	case !r.live || (r.exp != 0 && r.exp <= s.now()):
+		return 0, ErrNotFound
 	}
-	if !r.live {
-		return 0, fmt.Errorf("simdr: ttl: %w", ErrNotFound)
+	return r.exp, nil
+}
+
+// TTL returns how long key's value has left before it expires, in whole
+// milliseconds (at least one while it lives), or NoExpiry when the value
+// has no expiry. A key with no value, or an expired one, fails with
+// ErrNotFound (ErrClosed during or after Close).
+func (s *Store) TTL(key []byte) (time.Duration, error) {
+	exp, err := s.expiryOf(format.Hash(key))
+	if err != nil {
+		return 0, fmt.Errorf("simdr: ttl: %w", err)
 	}
-	if r.exp == 0 {
+	if exp == 0 {
 		return NoExpiry, nil
 	}
-	left := r.exp - s.now()
-	if left <= 0 {
-		return 0, fmt.Errorf("simdr: ttl: %w", ErrNotFound)
-	}
+	left := max(exp-s.now(), 1) // the clock may have moved since expiryOf
 	if left > math.MaxInt64/int64(time.Millisecond) {
 		return time.Duration(math.MaxInt64), nil
 	}

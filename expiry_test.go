@@ -816,3 +816,26 @@ func TestTTLExpiresAt(t *testing.T) {
 		t.Fatalf("PutExpiresAt of a reserved key: %v", err)
 	}
 }
+
+func TestTTLExpiresAtRead(t *testing.T) {
+	c := newClock()
+	s, _ := openT(t, c.opts(&Options{}))
+	putT(t, s, "plain", "p")
+	if err := s.PutTTL([]byte("t"), []byte("x"), 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	want := time.UnixMilli(c.ms.Load() + 1500)
+	if at, err := s.ExpiresAt([]byte("t")); err != nil || !at.Equal(want) {
+		t.Fatalf("ExpiresAt(t) = %v, %v; want %v", at, err, want)
+	}
+	if at, err := s.ExpiresAt([]byte("plain")); err != nil || !at.IsZero() {
+		t.Fatalf("ExpiresAt(plain) = %v, %v; want the zero Time", at, err)
+	}
+	if _, err := s.ExpiresAt([]byte("missing")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ExpiresAt(missing): %v", err)
+	}
+	c.add(1500 * time.Millisecond)
+	if _, err := s.ExpiresAtHash(Hash([]byte("t"))); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ExpiresAtHash(expired): %v", err)
+	}
+}
