@@ -81,10 +81,16 @@ func (b *Batch) reserved(key []byte) {
 	}
 }
 
-// PutHash is Put for a caller that already has the key's hash.
+// PutHash is Put for a caller that already has the key's hash. The hash of
+// the expiry marker, and a value that spells an expiry record under the hash
+// it names, fail the batch with ErrReservedKey (see Store.PutTTL): only
+// PutTTL writes those.
 func (b *Batch) PutHash(h uint64, value []byte) {
 	if !format.ValueOK(value) && b.err == nil {
 		b.err = fmt.Errorf("batch op %d: put %d bytes: %w", len(b.ops), len(value), ErrInvalidValue)
+	}
+	if reservedPut(h, value) && b.err == nil {
+		b.err = fmt.Errorf("batch op %d: put under hash %016x: %w", len(b.ops), h, ErrReservedKey)
 	}
 	start := len(b.data)
 	b.data = append(b.data, value...)
@@ -128,10 +134,14 @@ func (s *Store) Apply(b *Batch) error {
 	}
 	// Whether each deleted key has a value at its point in the batch.
 	var state map[uint64]bool
-	for _, op := range b.ops {
+	for i, op := range b.ops {
 		if op.del {
-			state = make(map[uint64]bool)
-			break
+			if state == nil {
+				state = make(map[uint64]bool)
+			}
+			if reservedDelete(g, op.hash) {
+				return fmt.Errorf("simdr: apply: batch op %d: delete of hash %016x: %w", i, op.hash, ErrReservedKey)
+			}
 		}
 	}
 	a := s.begin(g)

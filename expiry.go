@@ -69,6 +69,32 @@ func reserved(key []byte) bool {
 	return len(key) >= len(reservedPrefix) && key[0] == 0 && bytes.HasPrefix(key, []byte(reservedPrefix))
 }
 
+// reservedPut reports whether a put of value under hash h would write what
+// only the writer may: the marker, or a value that spells a record under the
+// hash it names (Open would take it for a record).
+func reservedPut(h uint64, value []byte) bool {
+	if h == markerHash {
+		return true
+	}
+	_, ok := decodeRecord(h, value)
+	return ok
+}
+
+// reservedDelete reports whether h is the marker's hash or a record's in g
+// (the writer's view).
+func reservedDelete(g *gen, h uint64) bool {
+	if h == markerHash {
+		return true
+	}
+	x := g.x.Load()
+	return x != nil && x.state(h) == hiddenMark
+}
+
+// IsReservedKey reports whether key starts with the prefix reserved for the
+// names of expiry records ("\x00simdr.ttl\x00"), which every write that
+// takes a key refuses with ErrReservedKey.
+func IsReservedKey(key []byte) bool { return reserved(key) }
+
 // record is a decoded expiry record.
 type record struct {
 	hash  uint64 // the key hash it is for

@@ -839,3 +839,42 @@ func TestTTLExpiresAtRead(t *testing.T) {
 		t.Fatalf("ExpiresAtHash(expired): %v", err)
 	}
 }
+
+// TestTTLHashLevelGuards: the hash-level writes cannot delete a record or
+// the marker, write the marker, or write a value that spells a record under
+// the hash it names (Open would take it for one).
+func TestTTLHashLevelGuards(t *testing.T) {
+	c := newClock()
+	s, path := openT(t, c.opts(&Options{}))
+	if err := s.PutTTL([]byte("k"), []byte("v"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	putT(t, s, "victim", "v")
+	vh := Hash([]byte("victim"))
+	forged := record{hash: vh, bound: 1, exp: 1}.encode()
+	var b1, b2, b3, b4 Batch
+	b1.DeleteHash(recordHash(Hash([]byte("k"))))
+	b2.DeleteHash(markerHash)
+	b3.PutHash(markerHash, []byte("x"))
+	b4.PutHash(recordHash(vh), forged)
+	for name, err := range map[string]error{
+		"DeleteHash(record)":     s.DeleteHash(recordHash(Hash([]byte("k")))),
+		"DeleteHash(marker)":     s.DeleteHash(markerHash),
+		"Apply(DeleteHash rec)":  s.Apply(&b1),
+		"Apply(DeleteHash mark)": s.Apply(&b2),
+		"Apply(PutHash marker)":  s.Apply(&b3),
+		"Apply(PutHash forged)":  s.Apply(&b4),
+	} {
+		if !errors.Is(err, ErrReservedKey) {
+			t.Errorf("%s = %v, want ErrReservedKey", name, err)
+		}
+	}
+	m := ttlModel{"k": {"v", c.ms.Load() + 1000}, "victim": {"v", 0}}
+	checkTTLModel(t, s, m, c)
+	s.Close()
+	s = reopenT(t, path, c.opts(&Options{}))
+	checkTTLModel(t, s, m, c)
+	if !IsReservedKey([]byte(reservedPrefix+"x")) || IsReservedKey([]byte("x")) {
+		t.Fatal("IsReservedKey")
+	}
+}

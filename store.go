@@ -356,7 +356,8 @@ func (s *Store) GetHash(h uint64) (Entry, error) {
 	q := s.seq.Load()
 	if g := s.cur.Load(); q&1 == 0 && g != nil && !s.opts.VerifyChecksums {
 		if v, ok := g.ix.Get(h); ok {
-			if v>>lenShift != 0 && g.x.Load() == nil { // no expiring keys
+			// A key with an expiry (or a record) takes the slow path.
+			if x := g.x.Load(); v>>lenShift != 0 && (x == nil || x.state(h) == 0) {
 				e := g.entryAt(h, v)
 				if s.seq.Load() == q {
 					return e, nil

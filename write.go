@@ -341,6 +341,9 @@ func (s *Store) putHash(h uint64, value []byte) error {
 	if !format.ValueOK(value) {
 		return fmt.Errorf("simdr: put %d bytes: %w", len(value), ErrInvalidValue)
 	}
+	if reservedPut(h, value) {
+		return fmt.Errorf("simdr: put: %w", ErrReservedKey)
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	g, err := s.writable()
@@ -366,13 +369,18 @@ func (s *Store) Delete(key []byte) error {
 	return s.DeleteHash(format.Hash(key))
 }
 
-// DeleteHash is Delete for a caller that already has the key's hash.
+// DeleteHash is Delete for a caller that already has the key's hash. The
+// hash of an expiry record or of the marker (see PutTTL) fails with
+// ErrReservedKey: deleting a key deletes its record.
 func (s *Store) DeleteHash(h uint64) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	g, err := s.writable()
 	if err != nil {
 		return fmt.Errorf("simdr: delete: %w", err)
+	}
+	if reservedDelete(g, h) {
+		return fmt.Errorf("simdr: delete of hash %016x: %w", h, ErrReservedKey)
 	}
 	if _, ok := g.ix.Get(h); !ok {
 		return nil
