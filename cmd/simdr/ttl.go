@@ -180,4 +180,3 @@ func keyField(key string) string {
 	}
 	return `"key_b64":"` + base64.StdEncoding.EncodeToString([]byte(key)) + `"`
 }
-
