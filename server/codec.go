@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/ttlms"
 )
 
 // cost is what decoding a body will allocate, from the counting pass.
@@ -40,15 +41,6 @@ func (c cost) keys() int64  { return int64(c.items)*keyItemBytes + c.bytes }
 func (c cost) batch() int64 { return int64(c.items)*opItemBytes + 2*c.bytes }
 
 var errTruncated = errors.New("the body ends inside a record")
-
-// msDuration is a ttl of ms milliseconds (positive), capped at the longest
-// time.Duration.
-func msDuration(ms int64) time.Duration {
-	if ms > math.MaxInt64/int64(time.Millisecond) {
-		return math.MaxInt64
-	}
-	return time.Duration(ms) * time.Millisecond
-}
 
 // walkBinaryBatch calls fn (when not nil) for each record of a binary batch
 // body, little-endian: 'P', u32 key length, key, u64 value length, value;
@@ -87,7 +79,7 @@ func walkBinaryBatch(body []byte, fn func(put bool, key, value []byte, ttl time.
 			if ms <= 0 {
 				return c, fmt.Errorf("op %d: ttl of %d ms: %w", i, uint64(ms), simdr.ErrInvalidTTL)
 			}
-			ttl = msDuration(ms)
+			ttl = ttlms.Duration(ms)
 		}
 		c.items++
 		if fn != nil {
@@ -686,7 +678,7 @@ func ttlMs(f jstr) (time.Duration, error) {
 	if ms == 0 {
 		return 0, badTTLms(f.raw)
 	}
-	return msDuration(ms), nil
+	return ttlms.Duration(ms), nil
 }
 
 // badTTLms is the error for a ttl_ms that is a number but not a valid ttl.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/ttlms"
 )
 
 // allocBound is what a codec may allocate for a body of n bytes: a small
@@ -120,7 +121,7 @@ func stdBatch(body []byte) ([]recOp, error) {
 			if err != nil {
 				return nil, err
 			}
-			op.ttl = msDuration(ms)
+			op.ttl = ttlms.Duration(ms)
 		}
 		out = append(out, op)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/internal/format"
+	"github.com/simdr-go/simdr/internal/ttlms"
 )
 
 // The bounds of one atomic batch read by "simdr FILE batch". Without
@@ -127,7 +128,7 @@ func parseOp(line []byte) (parsedOp, error) {
 			if *op.TTLms <= 0 {
 				return parsedOp{}, fmt.Errorf("put %q: ttl_ms %d: %w", key, *op.TTLms, simdr.ErrInvalidTTL)
 			}
-			p.ttl = msDuration(*op.TTLms)
+			p.ttl = ttlms.Duration(*op.TTLms)
 		}
 		return p, nil
 	case "delete":

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"path/filepath"
 	"time"
 	"unicode/utf8"
@@ -54,15 +53,6 @@ func parseTTL(s string) (time.Duration, error) {
 		return 0, errors.New("a ttl must be positive")
 	}
 	return d, nil
-}
-
-// msDuration is a ttl of ms milliseconds (positive), capped at the longest
-// time.Duration.
-func msDuration(ms int64) time.Duration {
-	if ms > math.MaxInt64/int64(time.Millisecond) {
-		return math.MaxInt64
-	}
-	return time.Duration(ms) * time.Millisecond
 }
 
 // ttlFlags registers write's --ttl.
