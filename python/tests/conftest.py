@@ -36,6 +36,16 @@ def simdr_bin(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def goview_bin(tmp_path_factory):
+    """go build ./python/tests/goview: what the Go engine reads at a given time."""
+    out = str(tmp_path_factory.mktemp("bin") / "goview")
+    env = dict(os.environ)
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly").strip()
+    subprocess.run([_go(), "build", "-o", out, "./python/tests/goview"], cwd=REPO, check=True, env=env, timeout=300)
+    return out
+
+
 def run_simdr(simdr_bin, *args, input=None):
     """Run the CLI; returns stdout (bytes). Fails the test on a non-zero exit."""
     p = subprocess.run([simdr_bin, *args], input=input, capture_output=True, timeout=60)
