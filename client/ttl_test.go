@@ -15,27 +15,16 @@ import (
 
 	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/client"
+	"github.com/simdr-go/simdr/internal/testclock"
 	"github.com/simdr-go/simdr/server"
 )
-
-// testClock is a clock the test moves by hand.
-type testClock struct{ ms atomic.Int64 }
-
-func newClock() *testClock {
-	c := &testClock{}
-	c.ms.Store(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
-	return c
-}
-
-func (c *testClock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
-func (c *testClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 // PutTTL, TTL and Batch.PutTTL give the same results on a local store and
 // through the server, on one clock.
 func TestStoreTTL(t *testing.T) {
-	clk := newClock()
-	remote, base := serveWith(t, server.Config{}, &simdr.Options{Clock: clk.now})
-	local, err := simdr.Open(filepath.Join(t.TempDir(), "l.simdr"), &simdr.Options{Clock: clk.now})
+	clk := testclock.New()
+	remote, base := serveWith(t, server.Config{}, &simdr.Options{Clock: clk.Now})
+	local, err := simdr.Open(filepath.Join(t.TempDir(), "l.simdr"), &simdr.Options{Clock: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +71,7 @@ func TestStoreTTL(t *testing.T) {
 			t.Errorf("%s: TTL of a missing key: %v", c.name, err)
 		}
 	}
-	clk.advance(10 * time.Minute)
+	clk.Advance(10 * time.Minute)
 	for _, c := range stores {
 		for _, k := range []string{"session", "tiny", "b1"} {
 			if _, err := c.s.Get(ctx, []byte(k)); !errors.Is(err, simdr.ErrNotFound) {
@@ -144,8 +133,8 @@ func TestPutTTLRefused(t *testing.T) {
 // Copy and Move keep a value's expiry, to another server (streamed) and
 // to a local store.
 func TestCopyKeepsTTL(t *testing.T) {
-	clk := newClock()
-	opts := &simdr.Options{Clock: clk.now}
+	clk := testclock.New()
+	opts := &simdr.Options{Clock: clk.Now}
 	_, srcBase := serveWith(t, server.Config{}, opts)
 	dstStore, dstBase := serveWith(t, server.Config{}, opts)
 	local, err := simdr.Open(filepath.Join(t.TempDir(), "l.simdr"), opts)
@@ -187,7 +176,7 @@ func TestCopyKeepsTTL(t *testing.T) {
 	if ok, _ := src.Has(ctx, []byte("k")); ok {
 		t.Error("Move left the source's value")
 	}
-	clk.advance(time.Hour)
+	clk.Advance(time.Hour)
 	if local.Has([]byte("k")) || dstStore.Has([]byte("k")) {
 		t.Error("a copy outlived its expiry")
 	}

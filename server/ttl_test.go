@@ -8,28 +8,19 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/testclock"
 	"github.com/simdr-go/simdr/server"
 )
 
-// testClock is a clock the test moves by hand.
-type testClock struct{ ms atomic.Int64 }
-
-func newClock() *testClock {
-	c := &testClock{}
-	c.ms.Store(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixMilli())
-	return c
-}
-
-func (c *testClock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
-func (c *testClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
-func openClocked(t *testing.T, path string, c *testClock) *simdr.Store {
+// openClocked opens the store at path on clock c, closed at the end of the
+// test.
+func openClocked(t *testing.T, path string, c *testclock.Clock) *simdr.Store {
 	t.Helper()
-	st, err := simdr.Open(path, &simdr.Options{Clock: c.now})
+	st, err := simdr.Open(path, &simdr.Options{Clock: c.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +41,7 @@ func recordHash(key string) uint64 {
 
 // PUT with ?ttl=, the expiry header on GET and HEAD, and expiry itself.
 func TestPutTTL(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	st := openClocked(t, filepath.Join(t.TempDir(), "s.simdr"), clk)
 	base, _ := start(t, st, server.Config{})
 	u := base + "/v1/keys/session"
@@ -76,11 +67,11 @@ func TestPutTTL(t *testing.T) {
 		t.Errorf("GET by hash: %d %q", r.code, r.body)
 	}
 
-	clk.advance(10*time.Minute - time.Millisecond)
+	clk.Advance(10*time.Minute - time.Millisecond)
 	if r := call(t, nil, "HEAD", u, nil); r.code != 200 || r.header.Get(server.HeaderExpiresIn) != "1" {
 		t.Errorf("HEAD a millisecond before expiry: %d %q", r.code, r.header.Get(server.HeaderExpiresIn))
 	}
-	clk.advance(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	for _, m := range []string{"GET", "HEAD"} {
 		wantStatus(t, call(t, nil, m, u, nil), 404)
 	}
@@ -92,7 +83,7 @@ func TestPutTTL(t *testing.T) {
 	// Written again without a ttl, it never expires.
 	wantStatus(t, call(t, nil, "PUT", u+"?ttl=1s", strings.NewReader("t2")), 204)
 	wantStatus(t, call(t, nil, "PUT", u, strings.NewReader("t3")), 204)
-	clk.advance(time.Hour)
+	clk.Advance(time.Hour)
 	if r := call(t, nil, "GET", u, nil); r.code != 200 || string(r.body) != "t3" || r.header.Get(server.HeaderExpiresIn) != "" {
 		t.Errorf("after a PUT without ttl: %d %q %v", r.code, r.body, r.header)
 	}
@@ -109,7 +100,7 @@ func TestPutTTL(t *testing.T) {
 	if d, err := st.TTL([]byte("big2")); err != nil || d != time.Hour {
 		t.Errorf("chunked spooled PUT with ttl: TTL %v, %v", d, err)
 	}
-	clk.advance(90 * time.Second)
+	clk.Advance(90 * time.Second)
 	wantStatus(t, call(t, nil, "GET", base+"/v1/keys/big", nil), 404)
 }
 
@@ -139,7 +130,7 @@ func TestPutTTLInvalid(t *testing.T) {
 // ttl_ms in JSON batches, the 'T' record in binary ones; a bad ttl fails
 // the whole batch with 400 invalid_ttl.
 func TestBatchTTL(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	st := openClocked(t, filepath.Join(t.TempDir(), "s.simdr"), clk)
 	base, _ := start(t, st, server.Config{})
 	body := `{"ops":[{"op":"put","key":"a","value":"1","ttl_ms":1000},{"op":"put","key":"b","value":"2"},` +
@@ -158,7 +149,7 @@ func TestBatchTTL(t *testing.T) {
 			t.Errorf("TTL %s = %v, %v; want %v", k, d, err, want)
 		}
 	}
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	if st.Has([]byte("a")) || !st.Has([]byte("d")) {
 		t.Error("a should have expired, d not")
 	}
@@ -235,7 +226,7 @@ func TestReservedKeyRefused(t *testing.T) {
 // record of a key (which would take its expiry away) or the records'
 // marker (which would make the records plain values on the next open).
 func TestDeleteHiddenHash(t *testing.T) {
-	clk := newClock()
+	clk := testclock.New()
 	path := filepath.Join(t.TempDir(), "s.simdr")
 	st := openClocked(t, path, clk)
 	base, stop := start(t, st, server.Config{})
@@ -257,7 +248,7 @@ func TestDeleteHiddenHash(t *testing.T) {
 	if d, err := st.TTL([]byte("k")); err != nil || d != time.Minute {
 		t.Fatalf("TTL after reopening = %v, %v; want 1m", d, err)
 	}
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute)
 	if st.Has([]byte("k")) {
 		t.Error("k did not expire")
 	}
