@@ -188,14 +188,35 @@ func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(w, r)
 }
 
-// opSink collects a decoded batch as the cluster's operations.
-type opSink struct{ ops []cluster.Op }
+// opSink collects a decoded batch as the cluster's operations. err is the
+// first op it refuses: a key with the reserved prefix (the nodes apply ops
+// by hash, past the library's check), or a ttl (errClusterTTL).
+type opSink struct {
+	ops []cluster.Op
+	err error
+}
 
 func (s *opSink) Put(key, value []byte) {
+	s.check(key)
 	s.ops = append(s.ops, cluster.Op{Hash: simdr.Hash(key), Value: append([]byte(nil), value...)})
 }
+
+func (s *opSink) PutTTL(key, value []byte, _ time.Duration) {
+	if s.err == nil {
+		s.err = fmt.Errorf("op %d: %w", len(s.ops), errClusterTTL)
+	}
+	s.Put(key, value)
+}
+
 func (s *opSink) Delete(key []byte) {
+	s.check(key)
 	s.ops = append(s.ops, cluster.Op{Hash: simdr.Hash(key), Del: true})
+}
+
+func (s *opSink) check(key []byte) {
+	if err := checkKey(key); err != nil && s.err == nil {
+		s.err = fmt.Errorf("op %d: %w", len(s.ops), err)
+	}
 }
 
 // validValue is simdr's rule: not empty, not the single byte 0x00.
@@ -232,9 +253,17 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			if !h.ifMatch(w, r, kh) {
 				return
 			}
+			if route == routeHash && h.absent(kh) { // (see handler.absent)
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
 			cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Del: true}})
 			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }
 			break
+		}
+		if r.URL.Query().Has("ttl") {
+			writeStoreError(w, errClusterTTL)
+			return
 		}
 		if max := h.cfg.MaxValueBytes; max > 0 && r.ContentLength > max {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
@@ -261,6 +290,10 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 		var s opSink
 		if err := walkBatch(body, bin, &s); err != nil {
 			writeBadBody(w, err)
+			return
+		}
+		if s.err != nil {
+			writeStoreError(w, s.err)
 			return
 		}
 		for i, o := range s.ops {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -63,6 +64,25 @@ func TestServeClusterOneNode(t *testing.T) {
 		{"invalid value", func() error { return c.Put(bg, []byte("e"), []byte{0}) }, simdr.ErrInvalidValue},
 		{"reserved key", func() error { return c.Put(bg, cluster.AppliedKey, []byte("x")) }, nil},
 		{"get deleted", func() error { _, err := c.Get(bg, []byte("a")); return err }, simdr.ErrNotFound},
+		{"put ttl", func() error { return c.PutTTL(bg, []byte("t"), []byte("x"), time.Minute) }, errors.ErrUnsupported},
+		{"batch ttl", func() error {
+			var b client.Batch
+			b.Put([]byte("t1"), []byte("x"))
+			b.PutTTL([]byte("t2"), []byte("x"), time.Minute)
+			return c.Apply(bg, &b)
+		}, errors.ErrUnsupported},
+		{"ttl prefix", func() error { return c.Put(bg, []byte("\x00simdr.ttl\x00k"), []byte("x")) }, simdr.ErrReservedKey},
+		{"ttl prefix in a batch", func() error {
+			var b client.Batch
+			b.Delete([]byte("\x00simdr.ttl\x00k"))
+			return c.Apply(bg, &b)
+		}, simdr.ErrReservedKey},
+		{"ttl of a value", func() error {
+			if d, err := c.TTL(bg, []byte("c")); err != nil || d != simdr.NoExpiry {
+				return fmt.Errorf("TTL %v, %v", d, err)
+			}
+			return simdr.ErrNotFound
+		}, simdr.ErrNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,6 +98,9 @@ func TestServeClusterOneNode(t *testing.T) {
 				t.Fatalf("%v, want %v", err, tc.want)
 			}
 		})
+	}
+	if ok, err := c.Has(bg, []byte("t1")); ok || err != nil {
+		t.Fatalf("a batch refused for its ttl was applied in part: %v %v", ok, err)
 	}
 	if err := c.Compact(bg); err != nil { // local, between two applies
 		t.Fatal(err)
