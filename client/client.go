@@ -8,8 +8,7 @@
 // key matches simdr.ErrNotFound with errors.Is, an invalid value
 // simdr.ErrInvalidValue, an invalid ttl simdr.ErrInvalidTTL, a key with the
 // reserved prefix simdr.ErrReservedKey, a closed store simdr.ErrClosed, and
-// so on; what the server does not implement (a ttl sent to a cluster node)
-// errors.ErrUnsupported; a wrong
+// so on; what the server does not implement (501) errors.ErrUnsupported; a wrong
 // token matches ErrUnauthorized and a body over the server's limits
 // ErrTooLarge, a full disk ErrNoSpace (and syscall.ENOSPC). Every such error
 // is an *Error carrying the status code.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -190,7 +191,9 @@ func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request) {
 
 // opSink collects a decoded batch as the cluster's operations. err is the
 // first op it refuses: a key with the reserved prefix (the nodes apply ops
-// by hash, past the library's check), or a ttl (errClusterTTL).
+// by hash, past the library's check). A ttl becomes an absolute expiry,
+// computed here, once, by this node's clock, so that every replica gives the
+// key the same one.
 type opSink struct {
 	ops []cluster.Op
 	err error
@@ -201,11 +204,23 @@ func (s *opSink) Put(key, value []byte) {
 	s.ops = append(s.ops, cluster.Op{Hash: simdr.Hash(key), Value: append([]byte(nil), value...)})
 }
 
-func (s *opSink) PutTTL(key, value []byte, _ time.Duration) {
-	if s.err == nil {
-		s.err = fmt.Errorf("op %d: %w", len(s.ops), errClusterTTL)
-	}
+func (s *opSink) PutTTL(key, value []byte, ttl time.Duration) {
 	s.Put(key, value)
+	s.ops[len(s.ops)-1].ExpiresAt = expiresAt(ttl)
+}
+
+// expiresAt returns the Unix ms at which a value written now with ttl (> 0)
+// expires, rounded up as simdr.Store.PutTTL rounds it.
+func expiresAt(ttl time.Duration) int64 {
+	ms := int64(ttl / time.Millisecond)
+	if ttl%time.Millisecond != 0 {
+		ms++
+	}
+	now := time.Now().UnixMilli()
+	if ms > math.MaxInt64/4-now {
+		return math.MaxInt64 / 4 // the library caps it further
+	}
+	return now + ms
 }
 
 func (s *opSink) Delete(key []byte) {
@@ -261,8 +276,9 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }
 			break
 		}
-		if r.URL.Query().Has("ttl") {
-			writeStoreError(w, errClusterTTL)
+		ttl, err := ttlParam(r)
+		if err != nil {
+			writeStoreError(w, err)
 			return
 		}
 		if max := h.cfg.MaxValueBytes; max > 0 && r.ContentLength > max {
@@ -279,7 +295,11 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			writeStoreError(w, fmt.Errorf("simdr: put: %w", simdr.ErrInvalidValue))
 			return
 		}
-		cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Value: body}})
+		var exp int64
+		if ttl > 0 {
+			exp = expiresAt(ttl)
+		}
+		cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Value: body, ExpiresAt: exp}})
 		n := len(body)
 		answer = func() { h.metrics.wrote("put", 1, int64(n)); w.WriteHeader(http.StatusNoContent) }
 	case "/v1/batch":

@@ -31,7 +31,6 @@ func TestErrorStatus(t *testing.T) {
 		{simdr.ErrSameKey, 400, "same_key"},
 		{fmt.Errorf("simdr: put: %w", simdr.ErrInvalidTTL), 400, "invalid_ttl"},
 		{fmt.Errorf("simdr: rename: %w", simdr.ErrReservedKey), 400, "reserved_key"},
-		{fmt.Errorf("op 3: %w", errClusterTTL), 501, "not_implemented"},
 		{simdr.ErrReadOnly, 403, "read_only"},
 		{simdr.ErrClosed, 503, "closed"},
 		{fmt.Errorf("simdr: put: %w: %w", simdr.ErrFailed, errors.New("disk full")), 503, "failed"},

@@ -72,11 +72,6 @@ func checkKey(key []byte) error {
 	return nil
 }
 
-// errClusterTTL refuses a ttl on a cluster node (501): raft applies a write
-// on every node at its own time, and an expiry computed on each from its own
-// clock would differ between them.
-var errClusterTTL = errors.New("expiring keys (ttl) are not supported on a cluster node")
-
 // ttlParam returns the ttl query parameter of a PUT (0 when absent): a Go
 // duration, positive; anything else fails with simdr.ErrInvalidTTL.
 func ttlParam(r *http.Request) (time.Duration, error) {
@@ -1095,8 +1090,6 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadRequest, "invalid_ttl"
 	case errors.Is(err, simdr.ErrReservedKey):
 		return http.StatusBadRequest, "reserved_key"
-	case errors.Is(err, errClusterTTL):
-		return http.StatusNotImplemented, "not_implemented"
 	case errors.Is(err, simdr.ErrReadOnly):
 		return http.StatusForbidden, "read_only"
 	case errors.Is(err, simdr.ErrClosed):
