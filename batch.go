@@ -84,7 +84,8 @@ func (b *Batch) reserved(key []byte) {
 // PutHash is Put for a caller that already has the key's hash. The hash of
 // the expiry marker, and a value that spells an expiry record under the hash
 // it names, fail the batch with ErrReservedKey (see Store.PutTTL): only
-// PutTTL writes those.
+// PutTTL writes those; so does, in Apply, the hash of a record the store
+// holds.
 func (b *Batch) PutHash(h uint64, value []byte) {
 	if !format.ValueOK(value) && b.err == nil {
 		b.err = fmt.Errorf("batch op %d: put %d bytes: %w", len(b.ops), len(value), ErrInvalidValue)
@@ -104,7 +105,8 @@ func (b *Batch) Delete(key []byte) {
 	b.DeleteHash(format.Hash(key))
 }
 
-// DeleteHash is Delete for a caller that already has the key's hash.
+// DeleteHash is Delete for a caller that already has the key's hash (see
+// PutHash for the hashes that make Apply fail with ErrReservedKey).
 func (b *Batch) DeleteHash(h uint64) { b.ops = append(b.ops, batchOp{hash: h, del: true}) }
 
 // Len returns the number of operations in the batch.
@@ -135,13 +137,13 @@ func (s *Store) Apply(b *Batch) error {
 	// Whether each deleted key has a value at its point in the batch.
 	var state map[uint64]bool
 	for i, op := range b.ops {
-		if op.del {
-			if state == nil {
-				state = make(map[uint64]bool)
-			}
-			if reservedDelete(g, op.hash) {
-				return fmt.Errorf("simdr: apply: batch op %d: delete of hash %016x: %w", i, op.hash, ErrReservedKey)
-			}
+		if op.del && state == nil {
+			state = make(map[uint64]bool)
+		}
+		// A put over a record would replace it (its key would lose its
+		// expiry, the value show as a key) as a delete would delete it.
+		if reservedDelete(g, op.hash) {
+			return fmt.Errorf("simdr: apply: batch op %d: write of hash %016x: %w", i, op.hash, ErrReservedKey)
 		}
 	}
 	a := s.begin(g)

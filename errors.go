@@ -34,7 +34,10 @@ var (
 	// ErrInvalidTTL: PutTTL (or Batch.PutTTL) was given a ttl that is not positive.
 	ErrInvalidTTL = errors.New("simdr: ttl must be positive")
 	// ErrReservedKey: the key starts with "\x00simdr.ttl\x00", the prefix of the
-	// names under which simdr keeps expiry records (see PutTTL).
+	// names under which simdr keeps expiry records (see PutTTL); or a
+	// hash-level write (DeleteHash, Batch.PutHash, Batch.DeleteHash) names
+	// the hash of that prefix or of an expiry record, or stores a value that
+	// would read as one.
 	ErrReservedKey = errors.New("simdr: key uses the reserved prefix \\x00simdr.ttl\\x00")
 	// ErrFailed: an earlier write failed and could not be rolled back; the Store
 	// refuses writes until it is reopened (which recovers the file).

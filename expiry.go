@@ -81,7 +81,7 @@ func reservedPut(h uint64, value []byte) bool {
 }
 
 // reservedDelete reports whether h is the marker's hash or a record's in g
-// (the writer's view).
+// (the writer's view): a hash-level delete, or put, of it is refused.
 func reservedDelete(g *gen, h uint64) bool {
 	if h == markerHash {
 		return true

@@ -262,7 +262,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	binary.LittleEndian.PutUint64(idx[:], l.Index)
 	f.b.Put(AppliedKey, idx[:])
 	err := st.Apply(&f.b)
-	if errors.Is(err, simdr.ErrInvalidValue) { // the same on every node: apply only the index
+	if errors.Is(err, simdr.ErrInvalidValue) || errors.Is(err, simdr.ErrReservedKey) { // the same on every node: apply only the index
 		cerr = err
 		f.b.Reset()
 		f.b.Put(AppliedKey, idx[:])

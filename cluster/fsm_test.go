@@ -126,6 +126,7 @@ func TestFSMCommands(t *testing.T) {
 		{"rename missing", EncodeRename([]byte("nope"), []byte("z")), simdr.ErrNotFound},
 		{"rename same", EncodeRename([]byte("k"), []byte("k")), simdr.ErrSameKey},
 		{"invalid value", EncodeBatch([]Op{put("v", "")}), simdr.ErrInvalidValue},
+		{"ttl marker", EncodeBatch([]Op{put("ok", "1"), {Hash: simdr.Hash([]byte("\x00simdr.ttl\x00")), Del: true}}), simdr.ErrReservedKey},
 		{"truncated", EncodeBatch([]Op{put("v", "abc")})[:12], errBadCommand},
 		{"empty", nil, errBadCommand},
 	}
