@@ -7,8 +7,14 @@ package simdr
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/simdr-go/simdr/internal/format"
 )
 
 // atkHashOf is what any caller can compute without the package's internals:
@@ -117,4 +123,161 @@ func TestAttackTTLHashAPIs(t *testing.T) {
 			checkTTLModel(t, s, m, c)
 		})
 	}
+}
+
+// atkState is what a key holds: its value and expiry (0 none), or absent.
+type atkState struct {
+	v   string
+	exp int64
+}
+
+// atkSnapshot reads every key of keys from s (absent: no entry), checking
+// that s shows nothing else (Len).
+func atkSnapshot(t *testing.T, s *Store, keys []string) map[string]atkState {
+	t.Helper()
+	out := map[string]atkState{}
+	for _, k := range keys {
+		e, err := s.Get([]byte(k))
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = atkState{string(e.Bytes()), atkExp(s, k)}
+	}
+	if s.Len() != len(out) {
+		t.Fatalf("Len = %d, %d keys found", s.Len(), len(out))
+	}
+	return out
+}
+
+// TestAttackTTLTornTail cuts a file at every entry boundary inside each
+// write (what a power cut leaves: a prefix of the last write's entries, the
+// state file of another boot not trusted) and reopens it. A batch is not
+// atomic across a crash, so a key may hold what any prefix of the write's
+// operations gave it, but each operation is whole: a torn Put or Delete of
+// a key must not leave its old value without its expiry (the old value was
+// acknowledged with one; it did, with the record's tombstone written first).
+//
+// One window is left, and counted: a PutTTL cut between its value and its
+// record leaves the new value, never acknowledged, with no expiry. Closing
+// it needs the record written before the value without replacing the old
+// value's record (two record slots a key, or a record that also names the
+// previous binding): a change of the record layout, left to docs/ttl.md's
+// owner (see the report of branch attackttl).
+func TestAttackTTLTornTail(t *testing.T) {
+	c := newClock()
+	s, path := openT(t, c.opts(&Options{}))
+	now := c.ms.Load()
+	keys := []string{"a", "b", "c", "d", "e", "r", "r2"}
+	// An op is one caller operation; a step is one write (a batch is
+	// several ops) and lists the states each op leaves its keys in.
+	type op struct {
+		key string
+		st  atkState // the zero state: deleted
+		ttl bool     // a PutTTL: the state with no expiry is the window
+	}
+	type step struct {
+		name string
+		run  func() error
+		ops  []op
+	}
+	min, hour := now+60_000, now+3_600_000
+	ttl := func(k, v string) step {
+		return step{"PutTTL " + k, func() error { return s.PutTTL([]byte(k), []byte(v), time.Minute) }, []op{{k, atkState{v, min}, true}}}
+	}
+	steps := []step{
+		ttl("a", "a1"),
+		{"Put a over a ttl", func() error { return s.Put([]byte("a"), []byte("a2")) }, []op{{"a", atkState{"a2", 0}, false}}},
+		ttl("b", "b1"),
+		{"Delete b with a ttl", func() error { return s.Delete([]byte("b")) }, []op{{"b", atkState{}, false}}},
+		ttl("c", "c1"),
+		{"PutReader c over a ttl", func() error {
+			_, err := s.PutReader([]byte("c"), strings.NewReader("c2"))
+			return err
+		}, []op{{"c", atkState{"c2", 0}, false}}},
+		{"Batch d, e", func() error {
+			var b Batch
+			b.PutTTL([]byte("d"), []byte("d1"), time.Minute)
+			b.Put([]byte("e"), []byte("e1"))
+			b.PutTTL([]byte("e"), []byte("e2"), time.Hour)
+			return s.Apply(&b)
+		}, []op{{"d", atkState{"d1", min}, true}, {"e", atkState{"e1", 0}, false}, {"e", atkState{"e2", hour}, true}}},
+		{"Batch Put d, Delete e", func() error {
+			var b Batch
+			b.Put([]byte("d"), []byte("d2"))
+			b.Delete([]byte("e"))
+			return s.Apply(&b)
+		}, []op{{"d", atkState{"d2", 0}, false}, {"e", atkState{}, false}}},
+		ttl("r", "r1"),
+		{"Rename r r2", func() error { return s.Rename([]byte("r"), []byte("r2")) }, []op{{"r2", atkState{"r1", min}, true}, {"r", atkState{}, false}}},
+		ttl("r", "r3"),
+		{"PutTTL r over a ttl", func() error { return s.PutTTL([]byte("r"), []byte("r4"), time.Hour) }, []op{{"r", atkState{"r4", hour}, true}}},
+	}
+	type mark struct {
+		step
+		before, after int64 // the file's size before and after the step
+		was           map[string]atkState
+	}
+	var marks []mark
+	for _, st := range steps {
+		m := mark{step: st, before: s.Size(), was: atkSnapshot(t, s, keys)}
+		if err := st.run(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		m.after = s.Size()
+		marks = append(marks, m)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cuts, window := 0, 0
+	format.Walk(data, 0, int64(len(data)), func(e format.Entry) bool {
+		cut := e.Next()
+		for _, m := range marks {
+			if cut <= m.before || cut >= m.after {
+				continue
+			}
+			cuts++
+			p := filepath.Join(dir, fmt.Sprintf("cut%d", cut))
+			if err := os.WriteFile(p, data[:cut], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			s := reopenT(t, p, c.opts(&Options{}))
+			got := atkSnapshot(t, s, keys)
+			s.Close()
+		key:
+			for _, k := range keys {
+				g := got[k]
+				if g == m.was[k] {
+					continue
+				}
+				for _, o := range m.ops {
+					if o.key != k {
+						continue
+					}
+					if g == o.st {
+						continue key
+					}
+					if o.ttl && g == (atkState{o.st.v, 0}) {
+						window++
+						t.Logf("%s, cut at %d: %q holds its new value with no expiry (the PutTTL window)", m.name, cut, k)
+						continue key
+					}
+				}
+				t.Errorf("%s, cut at %d: %q holds %+v; before the write %+v, the write's ops %+v", m.name, cut, k, g, m.was[k], m.ops)
+			}
+		}
+		return true
+	})
+	if cuts == 0 {
+		t.Fatal("no cut inside a write")
+	}
+	t.Logf("%d cuts, %d in the PutTTL window", cuts, window)
 }

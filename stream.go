@@ -39,7 +39,6 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 		s.chunk = make([]byte, streamChunk)
 	}
 	a := s.begin(g)
-	a.dropRecord(h) // the new value has no expiry
 	prev := a.tail
 	a.s.buf = format.AppendPrepad(a.s.buf, prev)
 	a.flush()
@@ -89,6 +88,7 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 	a.s.buf = format.AppendMeta(a.s.buf, format.Meta{Hash: h, Prev: prev, CRC: crc})
 	a.s.ops = append(a.s.ops, pending{hash: h, pos: pack(end, total)})
 	a.tail = end + format.MetaSize
+	a.dropRecord(h) // the new value has no expiry (after it: see store)
 	if err := a.commit(); err != nil {
 		return 0, fmt.Errorf("simdr: put reader: %w", err)
 	}

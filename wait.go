@@ -194,10 +194,11 @@ func (s *Store) Changes(from Cursor) ([]Change, Cursor, error) {
 		return nil, to, fmt.Errorf("simdr: changes since %d: not an entry boundary: %w", from.tail, ErrCorrupt)
 	}
 	slices.Reverse(out)
-	// A record's tombstone comes right before the entry of its key.
+	// A record's tombstone comes right after the entry of its key (store,
+	// remove).
 	kept := out[:0]
 	for i, c := range out {
-		if c.Deleted && i+1 < len(out) && recordHash(out[i+1].KeyHash) == c.KeyHash {
+		if c.Deleted && i > 0 && recordHash(out[i-1].KeyHash) == c.KeyHash {
 			continue
 		}
 		kept = append(kept, c)

@@ -201,18 +201,20 @@ func (a *appender) putSum(h uint64, value []byte, crc uint32) {
 	}
 }
 
-// store adds a value written by a caller, without an expiry: it first
-// deletes any expiry record the key has (see dropRecord).
+// store adds a value written by a caller, without an expiry, then deletes
+// any expiry record the key has (see dropRecord). In that order: a crash
+// that keeps only a prefix of the write leaves the old value with its
+// expiry, or the new value, never the old one without its expiry.
 func (a *appender) store(h uint64, value []byte, crc uint32) {
-	a.dropRecord(h)
 	a.putSum(h, value, crc)
+	a.dropRecord(h)
 }
 
-// remove adds a tombstone written by a caller, and one for the key's expiry
-// record if it has one.
+// remove adds a tombstone written by a caller, then one for the key's
+// expiry record if it has one (in that order, as for store).
 func (a *appender) remove(h uint64) {
-	a.dropRecord(h)
 	a.del(h)
+	a.dropRecord(h)
 }
 
 // del adds a tombstone.
