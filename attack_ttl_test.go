@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -280,4 +281,65 @@ func TestAttackTTLTornTail(t *testing.T) {
 		t.Fatal("no cut inside a write")
 	}
 	t.Logf("%d cuts, %d in the PutTTL window", cuts, window)
+}
+
+// atkEntries returns the entries of the store file at path, oldest first.
+func atkEntries(t *testing.T, path string) ([]byte, []format.Entry) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var es []format.Entry
+	format.Walk(data, 0, int64(len(data)), func(e format.Entry) bool { es = append(es, e); return true })
+	slices.Reverse(es)
+	return data, es
+}
+
+// TestAttackTTLRepairRewrite: Repair that has to move entries down over
+// dropped bytes (a rewrite) moves values; an expiry record names where its
+// value ends, so the keys above the damage must keep their expiry (they
+// lived forever: every record was left naming the old offsets).
+func TestAttackTTLRepairRewrite(t *testing.T) {
+	c := newClock()
+	s, path := openT(t, c.opts(&Options{}))
+	putT(t, s, "p1", strings.Repeat("1", 100))
+	putT(t, s, "p2", strings.Repeat("2", 100))
+	m := ttlModel{"p1": {strings.Repeat("1", 100), 0}, "q": {"q", 0}}
+	for i := range 5 {
+		k := fmt.Sprintf("k%d", i)
+		if err := s.PutTTL([]byte(k), []byte(strings.Repeat("v", 10*i+1)), time.Duration(i+1)*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		m[k] = struct {
+			v   string
+			exp int64
+		}{strings.Repeat("v", 10*i+1), c.ms.Load() + int64(i+1)*60_000}
+	}
+	putT(t, s, "q", "q")
+	s.Close()
+	data, es := atkEntries(t, path)
+	// Destroy p2's entry, payload and metadata: its bytes are dropped.
+	for i := es[1].Prev; i < es[1].Next(); i++ {
+		data[i] = 0xab
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, c.opts(&Options{Repair: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.Repaired(); r == nil || !r.Rewritten {
+		t.Fatalf("the repair did not rewrite the file: %+v", r)
+	}
+	checkTTLModel(t, s, m, c)
+	s.Close()
+	s = reopenT(t, path, c.opts(&Options{}))
+	checkTTLModel(t, s, m, c)
+	if err := s.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	c.add(3 * time.Minute)
+	checkTTLModel(t, s, m, c)
 }

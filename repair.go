@@ -119,7 +119,8 @@ func (s *Store) repairInPlace(g *gen, sv *format.Salvaged, rep *RepairReport) er
 }
 
 // rewrite writes the entries sv keeps into a new file, renames it over the
-// store's path and switches g to it.
+// store's path and switches g to it. An expiry record (expiry.go) is written
+// with the new end of the value it binds.
 func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairReport) error {
 	target, _, err := s.target(g) // refuses a file with other hard links
 	if err != nil {
@@ -156,6 +157,14 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 		buf = buf[:0]
 		return nil
 	}
+	// Where each value an expiry record binds ended, and (once written)
+	// ends now.
+	moved := map[int64]int64{}
+	for _, k := range sv.Kept {
+		if r, ok := decodeRecord(k.Hash, data[k.Start:k.End]); ok {
+			moved[r.bound] = -1
+		}
+	}
 	for _, k := range sv.Kept {
 		if k.Prev != tail {
 			rep.Relinked++
@@ -171,9 +180,20 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 			if k.Damaged {
 				rep.Damaged = append(rep.Damaged, tail+format.Prepad(tail))
 			}
-			buf = append(buf, data[k.Start:k.End]...)
-			buf = format.AppendMeta(buf, format.Meta{Hash: k.Hash, Prev: tail, CRC: k.CRC})
-			tail += format.EntrySize(tail, int(k.End-k.Start))
+			p, crc := data[k.Start:k.End], k.CRC
+			if r, ok := decodeRecord(k.Hash, p); ok && !k.Damaged {
+				if end := moved[r.bound]; end > 0 { // its value moved: follow it
+					r.bound = end
+					p = r.encode()
+					crc = format.Checksum(p)
+				}
+			}
+			buf = append(buf, p...)
+			buf = format.AppendMeta(buf, format.Meta{Hash: k.Hash, Prev: tail, CRC: crc})
+			if _, ok := moved[k.End]; ok {
+				moved[k.End] = tail + format.Prepad(tail) + int64(len(p))
+			}
+			tail += format.EntrySize(tail, len(p))
 		}
 		if len(buf) >= 1<<20 {
 			if err := flush(); err != nil {
