@@ -343,3 +343,65 @@ func TestAttackTTLRepairRewrite(t *testing.T) {
 	c.add(3 * time.Minute)
 	checkTTLModel(t, s, m, c)
 }
+
+// TestAttackTTLDamagedRecord flips a byte in each field of a key's expiry
+// record (not the newest entry: Open does not check its checksum) and
+// opens the file, as the writer, read-only and with Repair. The damaged
+// record's expiry cannot be trusted: the key must read as expired (a cache
+// miss), never with another expiry, nor none (it would outlive its ttl,
+// or live for good); the record must not show as a key; Verify must name
+// the damage.
+func TestAttackTTLDamagedRecord(t *testing.T) {
+	for _, field := range []struct {
+		name string
+		at   int
+	}{{"magic", 0}, {"hash", 8}, {"bound", 16}, {"bound high", 22}, {"expiry", 24}, {"expiry high", 29}} {
+		t.Run(field.name, func(t *testing.T) {
+			c := newClock()
+			s, path := openT(t, c.opts(&Options{}))
+			if err := s.PutTTL([]byte("k"), []byte("v"), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			putT(t, s, "after", "a")
+			s.Close()
+			data, es := atkEntries(t, path)
+			var rec format.Entry
+			for _, e := range es {
+				if e.Hash == atkRecordHash("k") {
+					rec = e
+				}
+			}
+			data[rec.Start+int64(field.at)] ^= 0x10
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range []Options{{}, {ReadOnly: true}, {Repair: true}} {
+				s, err := Open(path, c.opts(&o))
+				if err != nil {
+					t.Fatalf("Open(%+v): %v", o, err)
+				}
+				if d, err := s.TTL([]byte("k")); !errors.Is(err, ErrNotFound) {
+					t.Errorf("Open(%+v): TTL(k) = %v, %v; want ErrNotFound (expired)", o, d, err)
+				}
+				checkModel(t, s, map[string]string{"after": "a"})
+				if err := s.Verify(); !errors.Is(err, ErrChecksum) {
+					t.Errorf("Open(%+v): Verify = %v, want ErrChecksum", o, err)
+				}
+				s.Close()
+			}
+			// Compact refuses, as for a damaged value, until the key is
+			// written again.
+			s = reopenT(t, path, c.opts(&Options{}))
+			if err := s.Compact(); !errors.Is(err, ErrChecksum) {
+				t.Fatalf("Compact = %v, want ErrChecksum", err)
+			}
+			if err := s.PutTTL([]byte("k"), []byte("v2"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Compact(); err != nil {
+				t.Fatal(err)
+			}
+			checkTTLModel(t, s, ttlModel{"k": {"v2", c.ms.Load() + 60_000}, "after": {"a", 0}}, c)
+		})
+	}
+}

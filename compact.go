@@ -209,13 +209,7 @@ const maxBadListed = 16
 // put copies value v, stored at off with checksum want, unless its bytes do
 // not match want: then it notes the damage and writes nothing more.
 func (c *compactor) put(h uint64, v []byte, want uint32, off int64) {
-	crc := format.Checksum(v)
-	if crc != want {
-		if len(c.bad) < maxBadListed {
-			c.bad = append(c.bad, off)
-		}
-		c.nbad++
-	}
+	crc := c.check(v, want, off)
 	if c.nbad > 0 || c.err != nil {
 		return // the copy is lost anyway: only look for more damage
 	}
@@ -227,6 +221,19 @@ func (c *compactor) put(h uint64, v []byte, want uint32, off int64) {
 	c.tail = end + format.MetaSize
 	c.ents++
 	c.maybeFlush()
+}
+
+// check notes value v, stored at off, as damaged unless its bytes match
+// want, and returns their checksum.
+func (c *compactor) check(v []byte, want uint32, off int64) uint32 {
+	crc := format.Checksum(v)
+	if crc != want {
+		if len(c.bad) < maxBadListed {
+			c.bad = append(c.bad, off)
+		}
+		c.nbad++
+	}
+	return crc
 }
 
 func (c *compactor) del(h uint64) {
@@ -407,7 +414,11 @@ func (s *Store) compact() (err error) {
 				// Read without the write lock: a key written since t0 is
 				// written again from phase 2, with its expiry then.
 				if exp = int64(x.state(l.h)); exp == hiddenMark {
-					continue // a record (written again with its value) or the marker
+					// A record (written again with its value) or the marker;
+					// a damaged one fails the copy as a damaged value does.
+					e := g.entryAt(l.h, l.v)
+					c.check(e.Bytes(), e.Checksum(), e.Offset())
+					continue
 				}
 			}
 			ra.at(endOf(l.v))

@@ -238,7 +238,7 @@ func (g *gen) noteExpiry(op pending, old uint64, pend *record) {
 			}
 			g.x.Store(x)
 		}
-		r, ok := g.recordAt(op.hash, op.pos)
+		r, ok := g.recordEntry(op.hash, op.pos)
 		if !ok {
 			return // cannot happen: the writer or Refresh checked its shape
 		}
@@ -255,30 +255,58 @@ func (g *gen) noteExpiry(op pending, old uint64, pend *record) {
 	}
 	if x.state(op.hash) == hiddenMark && old != 0 && old&index.Deleted == 0 {
 		// A record replaced or deleted: its key no longer expires.
-		if r, ok := g.recordAt(op.hash, old); ok {
+		if r, ok := g.recordEntry(op.hash, old); ok {
 			x.clear(r.hash)
 		}
 	}
 	x.clear(op.hash) // a new value, or a tombstone: no expiry unless its record came just before
-	if !op.del && pend.hash == op.hash && pend.bound == endOf(op.pos) {
+	if !op.del && pend.hash == op.hash && pend.binds(op.pos) {
 		x.set(op.hash, uint64(pend.exp))
 	}
 	*pend = record{}
 }
 
 // recordAt decodes the record stored under h whose payload ends where index
-// value v says (reading the mapping, guarded).
+// value v says (reading the mapping, guarded); ok is false for a damaged
+// one (see recordEntry).
 func (g *gen) recordAt(h, v uint64) (r record, ok bool) {
+	r, ok = g.recordEntry(h, v)
+	return r, ok && r.bound > 0
+}
+
+// damagedBound is the bound of a damaged record (see recordEntry).
+const damagedBound = -1
+
+// recordEntry is recordAt that also takes a damaged record: one whose
+// checksum fails but whose hash field names the key it is for (h is that
+// key's record hash), whatever else the damage hit (the magic, the bound, the
+// expiry). Its expiry cannot be trusted, so it binds the key's value whatever
+// its end and makes it expired: a key reads as missing rather than outlive
+// its ttl, or live for good (Verify names the damaged record; a write of the
+// key replaces or deletes it).
+func (g *gen) recordEntry(h, v uint64) (r record, ok bool) {
 	end := endOf(v)
 	data := g.m.Bytes()
-	if v>>lenShift != recordSize || end > int64(len(data)) {
+	if v>>lenShift != recordSize || end+format.MetaSize > int64(len(data)) {
 		return r, false
 	}
-	if guardFault(func() { r, ok = decodeRecord(h, data[end-recordSize:end]) }) {
+	if guardFault(func() {
+		p := data[end-recordSize : end]
+		if format.Checksum(p) == format.ReadMeta(data[end:end+format.MetaSize]).CRC {
+			r, ok = decodeRecord(h, p)
+			return
+		}
+		r.hash = binary.LittleEndian.Uint64(p[8:])
+		r.bound, r.exp = damagedBound, 1
+		ok = recordHash(r.hash) == h
+	}) {
 		return r, false
 	}
 	return r, ok
 }
+
+// binds reports whether r applies to its key's value at index value v.
+func (r record) binds(v uint64) bool { return r.bound == damagedBound || endOf(v) == r.bound }
 
 // loadExpiry builds g's expiry index from its main index after Open (walked
 // or loaded from a checkpoint): only when the file has the marker, by one
@@ -290,19 +318,51 @@ func (g *gen) loadExpiry() {
 	x := newExpiry()
 	x.set(markerHash, hiddenMark)
 	var recs []record
+	var lost map[uint64]bool // damaged records whose hash field is damaged too
 	g.ix.Range(func(h, v uint64) bool {
-		if r, ok := g.recordAt(h, v); ok {
+		if r, ok := g.recordEntry(h, v); ok {
 			x.set(h, hiddenMark)
 			recs = append(recs, r)
+		} else if g.lostRecord(v) {
+			if lost == nil {
+				lost = map[uint64]bool{}
+			}
+			lost[h] = true
 		}
 		return true
 	})
+	if lost != nil {
+		// Find their keys: the live keys whose record hash they are under.
+		g.ix.Range(func(h, _ uint64) bool {
+			if rh := recordHash(h); lost[rh] {
+				x.set(rh, hiddenMark)
+				recs = append(recs, record{hash: h, bound: damagedBound, exp: 1})
+			}
+			return true
+		})
+	}
 	for _, r := range recs {
-		if v, live := g.ix.Get(r.hash); live && endOf(v) == r.bound && x.state(r.hash) != hiddenMark {
+		if v, live := g.ix.Get(r.hash); live && r.binds(v) && x.state(r.hash) != hiddenMark {
 			x.set(r.hash, uint64(r.exp))
 		}
 	}
 	g.x.Store(x)
+}
+
+// lostRecord reports whether the value at index value v looks like a
+// damaged record whose hash field is damaged too: 32 bytes that start with
+// the magic and fail their checksum.
+func (g *gen) lostRecord(v uint64) (lost bool) {
+	end := endOf(v)
+	data := g.m.Bytes()
+	if v>>lenShift != recordSize || end+format.MetaSize > int64(len(data)) {
+		return false
+	}
+	guardFault(func() {
+		p := data[end-recordSize : end]
+		lost = string(p[:8]) == recordMagic && format.Checksum(p) != format.ReadMeta(data[end:end+format.MetaSize]).CRC
+	})
+	return lost
 }
 
 // markRecords flags, in ops that Refresh found in g's file, the values that
@@ -310,7 +370,7 @@ func (g *gen) loadExpiry() {
 func (g *gen) markRecords(ops []pending) {
 	for i := range ops {
 		if op := &ops[i]; !op.del && op.pos>>lenShift == recordSize {
-			_, op.rec = g.recordAt(op.hash, op.pos)
+			_, op.rec = g.recordEntry(op.hash, op.pos)
 		}
 	}
 }
