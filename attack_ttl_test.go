@@ -405,3 +405,127 @@ func TestAttackTTLDamagedRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackTTLCheckpointBeforeTTL: an index checkpoint taken before the
+// file held any expiry record (no marker in its table), then keys written
+// with a ttl (and one with a ttl replaced by a plain value, one deleted)
+// past what it covers; Open loads the checkpoint and walks the rest. And
+// the other way: a checkpoint covering ttl keys, then writes that drop
+// their expiry past it.
+func TestAttackTTLCheckpointBeforeTTL(t *testing.T) {
+	c := newClock()
+	o := func() *Options { return c.opts(&Options{}) }
+	s, path := openT(t, o())
+	model := ckModel(t, s, 2*ckMinEntries, 7)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m := ttlModel{}
+	for k, v := range model {
+		m[k] = struct {
+			v   string
+			exp int64
+		}{v, 0}
+	}
+	type e = struct {
+		v   string
+		exp int64
+	}
+	// reopen closes s (too few entries written for Close to checkpoint
+	// again) and opens it from the checkpoint, which covers less.
+	reopen := func() *Store {
+		t.Helper()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		s := reopenT(t, path, o())
+		if ck := s.cur.Load().ck; ck == nil || ck.h.tail >= s.Size() {
+			t.Fatal("the index was not loaded from a checkpoint covering less than the file")
+		}
+		return s
+	}
+	s = reopenT(t, path, o())
+	now := c.ms.Load()
+	for i := range 20 {
+		k := fmt.Sprintf("k%d", i)
+		if err := s.PutTTL([]byte(k), []byte("t"), time.Duration(1+i)*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		m[k] = e{"t", now + int64(1+i)*1000}
+	}
+	putT(t, s, "k3", "plain")
+	m["k3"] = e{"plain", 0}
+	if err := s.Delete([]byte("k4")); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "k4")
+	s = reopen()
+	checkTTLModel(t, s, m, c)
+	// Now a checkpoint that covers the ttl keys.
+	s.wmu.Lock()
+	g := s.cur.Load()
+	err := s.writeCheckpoint(g, g.tail.Load(), g.ents.Load(), g.tomb.Load(), true)
+	s.wmu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 5; i < 10; i++ {
+		k := fmt.Sprintf("k%d", i)
+		putT(t, s, k, "plain")
+		m[k] = e{"plain", 0}
+	}
+	if err := s.Delete([]byte("k10")); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "k10")
+	if err := s.PutTTL([]byte("k11"), []byte("later"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	m["k11"] = e{"later", now + 3_600_000}
+	s = reopen()
+	checkTTLModel(t, s, m, c)
+	c.add(30 * time.Second)
+	checkTTLModel(t, s, m, c)
+}
+
+// TestAttackTTLClockBackReopen: a key this process reported expired stays
+// expired when the clock goes back and the store is opened again in the
+// same process, or opened by a second Store (a read-only follower) after
+// the clock went back.
+func TestAttackTTLClockBackReopen(t *testing.T) {
+	c := newClock()
+	o := func(ro bool) *Options { return c.opts(&Options{ReadOnly: ro}) }
+	s, path := openT(t, o(false))
+	if err := s.PutTTL([]byte("k"), []byte("v"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Second)
+	if s.Has([]byte("k")) {
+		t.Fatal("not expired")
+	}
+	c.add(-time.Hour)
+	f := reopenT(t, path, o(true))
+	if f.Has([]byte("k")) || f.Len() != 0 {
+		t.Error("a follower opened after the clock went back shows a key the writer reported expired")
+	}
+	f.Close()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = reopenT(t, path, o(false))
+	if _, err := s.Get([]byte("k")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("reopened after the clock went back: Get(k) = %v, want ErrNotFound", err)
+	}
+	// A Store on the system clock does not take the time of one given its
+	// own clock (a year ahead here): it would expire a ttl of an hour at once.
+	c.ms.Store(time.Now().Add(365 * 24 * time.Hour).UnixMilli())
+	s.Has([]byte("k"))
+	s.Close()
+	s = reopenT(t, path, nil)
+	if err := s.PutTTL([]byte("h"), []byte("v"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.TTL([]byte("h")); err != nil || d > time.Hour {
+		t.Errorf("on the system clock, after a Store of the same path on a clock a year ahead: TTL = %v, %v", d, err)
+	}
+}

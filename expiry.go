@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/simdr-go/simdr/internal/format"
@@ -165,9 +168,32 @@ func (x *expiry) hiddenAndExpired(now int64) (n int) {
 	return n
 }
 
+// clocks holds, for each store path opened in this process, the latest time
+// (Unix ms) a Store of it used (see now): one for the Stores on the system
+// clock, one for those given Options.Clock (a caller that writes a store on a
+// clock of its own, behind, say, is not moved to the system's time).
+var clocks sync.Map // clockKey → *atomic.Int64
+
+type clockKey struct {
+	path  string // absolute
+	given bool   // Options.Clock
+}
+
+// clockOf returns the latest time mark of the store at path for Stores with
+// (given) or without Options.Clock.
+func clockOf(path string, given bool) *atomic.Int64 {
+	if p, err := filepath.Abs(path); err == nil {
+		path = p
+	}
+	v, _ := clocks.LoadOrStore(clockKey{path, given}, new(atomic.Int64))
+	return v.(*atomic.Int64)
+}
+
 // now returns the Store's clock in Unix milliseconds, never less than a time
-// it returned before: a clock that goes back does not bring back a key this
-// Store already reported expired.
+// any Store of the same path (on the same kind of clock, see clocks) returned
+// before in this process: a clock that goes back does not bring back a key
+// this process already reported expired, even across Close and Open, or in a
+// follower opened later.
 func (s *Store) now() int64 {
 	var t int64
 	if s.opts.Clock != nil {

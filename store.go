@@ -64,7 +64,7 @@ type Store struct {
 
 	sf stateFile // the shared state file beside the store (statefile.go)
 
-	clockMax atomic.Int64 // the latest time now returned (expiry.go)
+	clockMax *atomic.Int64 // the latest time now returned for this path in this process (expiry.go)
 }
 
 // gen is one file generation: a file, its mapping and the index into it.
@@ -101,6 +101,7 @@ func Open(path string, opts *Options) (*Store, error) {
 	if opts != nil {
 		s.opts = *opts
 	}
+	s.clockMax = clockOf(path, s.opts.Clock != nil)
 	s.fs = s.opts.fsys()
 	g, err := s.openGen()
 	if err != nil {
