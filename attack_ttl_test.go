@@ -299,8 +299,17 @@ func atkEntries(t *testing.T, path string) ([]byte, []format.Entry) {
 // TestAttackTTLRepairRewrite: Repair that has to move entries down over
 // dropped bytes (a rewrite) moves values; an expiry record names where its
 // value ends, so the keys above the damage must keep their expiry (they
-// lived forever: every record was left naming the old offsets).
+// lived forever: every record was left naming the old offsets). And when the
+// bytes dropped held the marker, the records kept must still be found on
+// Open (without it Open does not look for them: every record showed as a
+// key, and no key expired).
 func TestAttackTTLRepairRewrite(t *testing.T) {
+	for _, destroy := range []string{"p2", "marker"} {
+		t.Run(destroy, func(t *testing.T) { atkRepairRewrite(t, destroy) })
+	}
+}
+
+func atkRepairRewrite(t *testing.T, destroy string) {
 	c := newClock()
 	s, path := openT(t, c.opts(&Options{}))
 	putT(t, s, "p1", strings.Repeat("1", 100))
@@ -319,9 +328,22 @@ func TestAttackTTLRepairRewrite(t *testing.T) {
 	putT(t, s, "q", "q")
 	s.Close()
 	data, es := atkEntries(t, path)
-	// Destroy p2's entry, payload and metadata: its bytes are dropped.
-	for i := es[1].Prev; i < es[1].Next(); i++ {
+	// Destroy the entry, payload and metadata: its bytes are dropped.
+	d := es[1]
+	if destroy == "marker" {
+		d = es[3]
+		if d.Hash != atkMarkerHash {
+			t.Fatalf("entry 3 is not the marker")
+		}
+	}
+	for i := d.Prev; i < d.Next(); i++ {
 		data[i] = 0xab
+	}
+	if destroy == "marker" {
+		m["p2"] = struct {
+			v   string
+			exp int64
+		}{strings.Repeat("2", 100), 0}
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)

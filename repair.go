@@ -120,7 +120,8 @@ func (s *Store) repairInPlace(g *gen, sv *format.Salvaged, rep *RepairReport) er
 
 // rewrite writes the entries sv keeps into a new file, renames it over the
 // store's path and switches g to it. An expiry record (expiry.go) is written
-// with the new end of the value it binds.
+// with the new end of the value it binds, and the marker again after the last
+// entry when records are kept but the marker was dropped.
 func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairReport) error {
 	target, _, err := s.target(g) // refuses a file with other hard links
 	if err != nil {
@@ -160,11 +161,14 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 	// Where each value an expiry record binds ended, and (once written)
 	// ends now.
 	moved := map[int64]int64{}
+	marked := false // the marker is kept
 	for _, k := range sv.Kept {
 		if r, ok := decodeRecord(k.Hash, data[k.Start:k.End]); ok {
 			moved[r.bound] = -1
 		}
+		marked = marked || k.Hash == markerHash && !k.Tombstone
 	}
+
 	for _, k := range sv.Kept {
 		if k.Prev != tail {
 			rep.Relinked++
@@ -200,6 +204,12 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 				return err
 			}
 		}
+	}
+	if len(moved) > 0 && !marked {
+		// The marker was in the bytes dropped: without it Open would not
+		// look for the records kept.
+		buf = format.AppendEntry(buf, tail, markerHash, []byte(markerValue))
+		tail += format.EntrySize(tail, len(markerValue))
 	}
 	if err := flush(); err != nil {
 		return err
