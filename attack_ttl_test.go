@@ -6,12 +6,19 @@ package simdr
 // process, and a writer killed at any moment.
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -550,4 +557,399 @@ func TestAttackTTLClockBackReopen(t *testing.T) {
 	if d, err := s.TTL([]byte("h")); err != nil || d > time.Hour {
 		t.Errorf("on the system clock, after a Store of the same path on a clock a year ahead: TTL = %v, %v", d, err)
 	}
+}
+
+// TestAttackTTLCompactUnderWriters runs Compact while two writers (on keys
+// of their own) PutTTL, Put, Delete and Apply batches, and a reader checks
+// every Get; the clock stands still within a round and moves between
+// rounds, so that each writer's model knows every expiry. After each round
+// the store must hold exactly the models, and again after a reopen.
+func TestAttackTTLCompactUnderWriters(t *testing.T) {
+	c := newClock()
+	s, path := openT(t, c.opts(&Options{}))
+	const writers, keys = 2, 40
+	models := make([]ttlModel, writers)
+	for i := range models {
+		models[i] = ttlModel{}
+	}
+	type e = struct {
+		v   string
+		exp int64
+	}
+	rounds := 6
+	if testing.Short() {
+		rounds = 2
+	}
+	for round := range rounds {
+		now := c.ms.Load()
+		done := make(chan struct{})
+		errs := make(chan error, writers+2)
+		var ww, wg sync.WaitGroup
+		for w := range writers {
+			ww.Add(1)
+			go func() {
+				defer ww.Done()
+				m := models[w]
+				r := rand.New(rand.NewPCG(uint64(round), uint64(w)))
+				for i := 0; i < 300; i++ {
+					k := fmt.Sprintf("w%d-%d", w, r.IntN(keys))
+					v := fmt.Sprintf("r%d-%d", round, i)
+					d := time.Duration(1+r.IntN(3000)) * time.Millisecond
+					var err error
+					switch r.IntN(5) {
+					case 0:
+						err = s.Put([]byte(k), []byte(v))
+						m[k] = e{v, 0}
+					case 1, 2:
+						err = s.PutTTL([]byte(k), []byte(v), d)
+						m[k] = e{v, now + d.Milliseconds()}
+					case 3:
+						err = s.Delete([]byte(k))
+						delete(m, k)
+					case 4:
+						var b Batch
+						k2 := fmt.Sprintf("w%d-%d", w, r.IntN(keys))
+						b.PutTTL([]byte(k), []byte(v), d)
+						b.Put([]byte(k2), []byte(v+"b"))
+						m[k] = e{v, now + d.Milliseconds()}
+						m[k2] = e{v + "b", 0}
+						err = s.Apply(&b)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Add(1)
+		go func() { // Compact, again and again, while the writers write
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := s.Compact(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		wg.Add(1)
+		go func() { // every value read is one some writer wrote
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for e := range s.Entries() {
+					if !strings.HasPrefix(string(e.Bytes()), "r") {
+						errs <- fmt.Errorf("Entries yields %q under %x", e.Bytes(), e.KeyHash())
+						return
+					}
+				}
+			}
+		}()
+		ww.Wait() // the writers are done: stop Compact and the reader
+		close(done)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		all := ttlModel{}
+		for _, m := range models {
+			for k, v := range m {
+				all[k] = v
+			}
+		}
+		checkTTLModel(t, s, all, c)
+		c.add(time.Duration(300*(round+1)) * time.Millisecond)
+		checkTTLModel(t, s, all, c)
+		if err := s.Compact(); err != nil {
+			t.Fatal(err)
+		}
+		checkTTLModel(t, s, all, c)
+	}
+	s.Close()
+	s = reopenT(t, path, c.opts(&Options{}))
+	all := ttlModel{}
+	for _, m := range models {
+		for k, v := range m {
+			all[k] = v
+		}
+	}
+	checkTTLModel(t, s, all, c)
+}
+
+// ---- A writer of expiring keys killed at any moment ----
+
+// atkKillEnv runs TestAttackTTLKillChild: "path|seed|sync".
+const (
+	atkKillEnv   = "SIMDR_ATK_TTL_KILL"
+	atkKillLives = 40
+)
+
+// atkKillClock is the child's clock and the parent's: it stands still, so
+// that every expiry is known exactly (base + ttl).
+func atkKillClock() time.Time { return time.UnixMilli(1_700_000_000_000) }
+
+// atkKillOp is one caller operation of the child: a PutTTL, Put, Delete,
+// PutReader, Rename, or a batch of PutTTLs, Puts and Deletes.
+type atkKillOp struct {
+	kind  byte // 't' PutTTL, 'p' Put, 'd' Delete, 'r' PutReader, 'n' Rename, 'b' batch
+	k, k2 string
+	v     string
+	ttl   time.Duration
+	batch []atkKillOp
+}
+
+func atkKillGen(r *rand.Rand, i int) atkKillOp {
+	key := func() string { return fmt.Sprintf("k%d", r.IntN(24)) }
+	val := func(j int) string {
+		n := 1 + r.IntN(40)
+		if r.IntN(8) == 0 {
+			n = 5000 + r.IntN(70000) // some values of many pages
+		}
+		return fmt.Sprintf("%d.%d.", i, j) + strings.Repeat("x", n)
+	}
+	ttl := func() time.Duration { return time.Duration(1+r.IntN(1e6)) * time.Millisecond }
+	switch n := r.IntN(20); {
+	case n < 6:
+		return atkKillOp{kind: 't', k: key(), v: val(0), ttl: ttl()}
+	case n < 9:
+		return atkKillOp{kind: 'p', k: key(), v: val(0)}
+	case n < 11:
+		return atkKillOp{kind: 'd', k: key()}
+	case n < 12:
+		return atkKillOp{kind: 'r', k: key(), v: val(0)}
+	case n < 14:
+		return atkKillOp{kind: 'n', k: key(), k2: key()}
+	default:
+		op := atkKillOp{kind: 'b'}
+		for j := range 1 + r.IntN(6) {
+			switch r.IntN(3) {
+			case 0:
+				op.batch = append(op.batch, atkKillOp{kind: 't', k: key(), v: val(j), ttl: ttl()})
+			case 1:
+				op.batch = append(op.batch, atkKillOp{kind: 'p', k: key(), v: val(j)})
+			default:
+				op.batch = append(op.batch, atkKillOp{kind: 'd', k: key()})
+			}
+		}
+		return op
+	}
+}
+
+func (op atkKillOp) run(s *Store) error {
+	switch op.kind {
+	case 't':
+		return s.PutTTL([]byte(op.k), []byte(op.v), op.ttl)
+	case 'p':
+		return s.Put([]byte(op.k), []byte(op.v))
+	case 'd':
+		return s.Delete([]byte(op.k))
+	case 'r':
+		_, err := s.PutReader([]byte(op.k), strings.NewReader(op.v))
+		return err
+	case 'n':
+		if op.k == op.k2 {
+			return nil
+		}
+		if err := s.Rename([]byte(op.k), []byte(op.k2)); !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return nil
+	}
+	var b Batch
+	for _, o := range op.batch {
+		switch o.kind {
+		case 't':
+			b.PutTTL([]byte(o.k), []byte(o.v), o.ttl)
+		case 'p':
+			b.Put([]byte(o.k), []byte(o.v))
+		default:
+			b.Delete([]byte(o.k))
+		}
+	}
+	return s.Apply(&b)
+}
+
+// apply applies op to model m (a copy is returned).
+func (op atkKillOp) apply(m map[string]atkState) map[string]atkState {
+	out := make(map[string]atkState, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	base := atkKillClock().UnixMilli()
+	var do func(o atkKillOp)
+	do = func(o atkKillOp) {
+		switch o.kind {
+		case 't':
+			out[o.k] = atkState{o.v, base + o.ttl.Milliseconds()}
+		case 'p', 'r':
+			out[o.k] = atkState{o.v, 0}
+		case 'd':
+			delete(out, o.k)
+		case 'n':
+			if st, ok := out[o.k]; ok && o.k != o.k2 {
+				out[o.k2] = st
+				delete(out, o.k)
+			}
+		case 'b':
+			for _, b := range o.batch {
+				do(b)
+			}
+		}
+	}
+	do(op)
+	return out
+}
+
+// TestAttackTTLKillChild is the child of TestAttackTTLKill; it is skipped
+// unless re-executed by it.
+func TestAttackTTLKillChild(t *testing.T) {
+	spec := os.Getenv(atkKillEnv)
+	if spec == "" {
+		t.Skip("run by TestAttackTTLKill")
+	}
+	f := strings.Split(spec, "|")
+	seed, _ := strconv.ParseUint(f[1], 10, 64)
+	s, err := Open(f[0], &Options{SyncWrites: f[2] == "1", Clock: atkKillClock})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		os.Exit(3)
+	}
+	r := rand.New(rand.NewPCG(seed, 2))
+	for i := 0; ; i++ {
+		op := atkKillGen(r, i)
+		fmt.Fprintf(os.Stdout, "begin %d\n", i)
+		if err := op.run(s); err != nil {
+			fmt.Fprintf(os.Stderr, "child op %d: %v\n", i, err)
+			os.Exit(3)
+		}
+		fmt.Fprintf(os.Stdout, "ack %d\n", i)
+	}
+}
+
+// TestAttackTTLKill kills a child writing expiring keys (PutTTL, batches
+// with PutTTL, Puts, Deletes, PutReaders, Renames over them) with SIGKILL
+// at a random moment, many times over one file, and reopens it (read-only
+// first, then as the writer; in some lives with the state file removed, as
+// another boot leaves it). Every key must hold exactly what the
+// acknowledged operations gave it, expiry included, or what the one in
+// flight gave it (with the state file, the write in flight is whole or not
+// at all): no key gets an expiry it was not given, none loses one.
+func TestAttackTTLKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("SIMDR_ATK_TTL_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("seed %d (SIMDR_ATK_TTL_SEED=%d to replay)", seed, seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	path := filepath.Join(t.TempDir(), "kill.simdr")
+	keys := make([]string, 24)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+	}
+	model := map[string]atkState{}
+	inFlight, noState := 0, 0
+	for life := range atkKillLives {
+		lifeSeed := r.Uint64()
+		syncW := life%2 == 1
+		cmd := exec.Command(os.Args[0], "-test.run=^TestAttackTTLKillChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d|%d", atkKillEnv, path, lifeSeed, relB2i(syncW)))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		safety := time.AfterFunc(2*time.Minute, func() { cmd.Process.Kill() })
+		killAt := 1 + r.IntN(60)
+		pause := time.Duration(r.IntN(400)) * time.Microsecond
+		acks, begun, killed := 0, false, false
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			line := sc.Text()
+			if _, ok := strings.CutPrefix(line, "begin "); ok {
+				begun = true
+				if acks >= killAt && !killed {
+					killed = true
+					time.Sleep(pause)
+					cmd.Process.Signal(syscall.SIGKILL)
+				}
+				continue
+			}
+			if _, ok := strings.CutPrefix(line, "ack "); ok {
+				acks++
+				begun = false
+			}
+		}
+		werr := cmd.Wait()
+		safety.Stop()
+		var ee *exec.ExitError
+		if !killed || !errors.As(werr, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("life %d: child ended by itself (%v) after %d acks: %s", life, werr, acks, stderr.String())
+		}
+		// The model: the acknowledged ops, then the one in flight.
+		gr := rand.New(rand.NewPCG(lifeSeed, 2))
+		var next atkKillOp
+		for i := 0; i <= acks; i++ {
+			next = atkKillGen(gr, i)
+			if i < acks {
+				model = next.apply(model)
+			}
+		}
+		after := next.apply(model)
+		if life%3 == 2 {
+			os.Remove(path + StateSuffix) // as another boot leaves it
+			noState++
+		}
+		for _, ro := range []bool{true, false} {
+			s, err := Open(path, &Options{ReadOnly: ro, Clock: atkKillClock})
+			if err != nil {
+				t.Fatalf("life %d: Open(read-only %v): %v", life, ro, err)
+			}
+			got := atkSnapshot(t, s, keys)
+			if err := s.Verify(); err != nil {
+				t.Fatalf("life %d: Verify: %v", life, err)
+			}
+			s.Close()
+			switch {
+			case atkSameState(got, model):
+			case begun && atkSameState(got, after):
+				if !ro {
+					model = after // the op in flight is in the file
+					inFlight++
+				}
+			default:
+				t.Fatalf("life %d (read-only %v, sync %v, %d acks, op in flight %v: %+v):\n got  %v\n want %v\n  or %v",
+					life, ro, syncW, acks, begun, next, got, model, after)
+			}
+		}
+	}
+	t.Logf("%d lives, %d showed the op in flight, %d reopened without the state file", atkKillLives, inFlight, noState)
+}
+
+func atkSameState(a, b map[string]atkState) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
 }
