@@ -8,6 +8,7 @@ package simdr
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -825,7 +827,26 @@ func TestAttackTTLKillChild(t *testing.T) {
 		os.Exit(3)
 	}
 	r := rand.New(rand.NewPCG(seed, 2))
+	count := -1 // ops before "done" (then the child waits to be killed)
+	if len(f) > 3 {
+		count, _ = strconv.Atoi(f[3])
+	}
 	for i := 0; ; i++ {
+		if i == count {
+			fmt.Fprintln(os.Stdout, "done")
+			if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+				select {} // no parent asking for more
+			}
+			if err := s.Compact(); err != nil {
+				fmt.Fprintln(os.Stderr, "child compact:", err)
+				os.Exit(3)
+			}
+			fmt.Fprintln(os.Stdout, "compacted")
+			select {}
+		}
+		if count > 0 && i%16 == 0 {
+			time.Sleep(time.Millisecond) // let the follower follow
+		}
 		op := atkKillGen(r, i)
 		fmt.Fprintf(os.Stdout, "begin %d\n", i)
 		if err := op.run(s); err != nil {
@@ -952,4 +973,170 @@ func atkSameState(a, b map[string]atkState) bool {
 		}
 	}
 	return true
+}
+
+// atkChanges returns the changes op makes, as Changes shows them (key and
+// whether deleted), given the model m before it.
+func (op atkKillOp) changes(m map[string]atkState) []string {
+	var out []string
+	live := func(k string) bool { _, ok := m[k]; return ok }
+	var do func(o atkKillOp)
+	do = func(o atkKillOp) {
+		switch o.kind {
+		case 't', 'p', 'r':
+			out = append(out, o.k)
+		case 'd':
+			if live(o.k) {
+				out = append(out, "-"+o.k)
+			}
+		case 'n':
+			if live(o.k) && o.k != o.k2 {
+				out = append(out, o.k2, "-"+o.k)
+			}
+		case 'b':
+			for _, b := range o.batch {
+				do(b)
+				m = b.apply(m)
+			}
+		}
+	}
+	do(op)
+	return out
+}
+
+// TestAttackTTLFollowerProcess: a writer in another process writes expiring
+// keys while this process follows it read-only with Wait and Changes. The
+// changes must be exactly the callers' writes (no record, record tombstone
+// or marker), and the follower, refreshed, must hold every key with exactly
+// its expiry, and again once the writer has compacted.
+func TestAttackTTLFollowerProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	const ops = 400
+	path := filepath.Join(t.TempDir(), "follow.simdr")
+	w := reopenT(t, path, &Options{Clock: atkKillClock})
+	putT(t, w, "seed", "s") // the file exists before the follower opens it
+	w.Close()
+	f := reopenT(t, path, &Options{ReadOnly: true, Clock: atkKillClock})
+	cur := f.Cursor()
+	const seed = 77
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAttackTTLKillChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s|%d|0|%d", atkKillEnv, path, seed, ops))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	done, compacted := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool // the child printed done (else it died)
+	go func() {
+		defer close(compacted)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			switch sc.Text() {
+			case "done":
+				finished.Store(true)
+				close(done)
+			case "compacted":
+				return
+			}
+		}
+		if !finished.Load() {
+			close(done)
+		}
+	}()
+	names := map[uint64]string{}
+	for i := range 24 {
+		k := fmt.Sprintf("k%d", i)
+		names[Hash([]byte(k))] = k
+	}
+	var got []string
+	rounds := 0 // Changes calls that found something
+	follow := func() {
+		ch, next, err := f.Changes(cur)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ch) > 0 {
+			rounds++
+		}
+		for _, c := range ch {
+			k, ok := names[c.KeyHash]
+			if !ok {
+				t.Fatalf("Changes shows key hash %016x, not one of the writer's keys (a record, or the marker?)", c.KeyHash)
+			}
+			if c.Deleted {
+				k = "-" + k
+			}
+			got = append(got, k)
+		}
+		cur = next
+	}
+	for stop := false; !stop; {
+		select {
+		case <-done:
+			stop = true
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		f.Wait(ctx) // a timeout only makes it look again
+		cancel()
+		if err := f.Refresh(); err != nil {
+			t.Fatal(err)
+		}
+		follow()
+	}
+	if !finished.Load() {
+		cmd.Wait()
+		t.Fatalf("the child died: %s", stderr.String())
+	}
+	if err := f.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	follow()
+	// What the child wrote.
+	r := rand.New(rand.NewPCG(seed, 2))
+	model := map[string]atkState{}
+	var want []string
+	for i := range ops {
+		op := atkKillGen(r, i)
+		want = append(want, op.changes(model)...)
+		model = op.apply(model)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Changes:\n got  %v\n want %v", got, want)
+	}
+	keys := []string{"seed"}
+	for i := range 24 {
+		keys = append(keys, fmt.Sprintf("k%d", i))
+	}
+	model["seed"] = atkState{"s", 0}
+	if st := atkSnapshot(t, f, keys); !atkSameState(st, model) {
+		t.Fatalf("the follower holds\n %v\nthe writer wrote\n %v", st, model)
+	}
+	// The writer compacts: the follower moves to the new file (its records
+	// bound to the values' new places).
+	g := f.Generation()
+	fmt.Fprintln(in, "compact")
+	<-compacted
+	if err := f.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if f.Generation() == g {
+		t.Fatalf("the follower did not move to the compacted file: %s", stderr.String())
+	}
+	if st := atkSnapshot(t, f, keys); !atkSameState(st, model) {
+		t.Fatalf("after the writer's Compact the follower holds\n %v\nthe writer wrote\n %v", st, model)
+	}
+	t.Logf("%d changes followed in %d rounds", len(got), rounds)
 }
