@@ -1140,3 +1140,24 @@ func TestAttackTTLFollowerProcess(t *testing.T) {
 	}
 	t.Logf("%d changes followed in %d rounds", len(got), rounds)
 }
+
+// TestAttackTTLReadAllocs: the reads a missing answer comes from in a store
+// with expiring keys allocate nothing either: an expired key, a record's
+// hash, the marker's.
+func TestAttackTTLReadAllocs(t *testing.T) {
+	c := newClock()
+	s, _ := openT(t, c.opts(&Options{}))
+	if err := s.PutTTL([]byte("a"), []byte("x"), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	putT(t, s, "b", "y")
+	c.add(time.Second)
+	for name, h := range map[string]uint64{"expired": Hash([]byte("a")), "record": atkRecordHash("a"), "marker": atkMarkerHash, "live": Hash([]byte("b"))} {
+		if _, err := s.GetHash(h); (err == nil) != (name == "live") {
+			t.Fatalf("GetHash(%s) = %v", name, err)
+		}
+		if n := testing.AllocsPerRun(100, func() { s.GetHash(h) }); n != 0 {
+			t.Errorf("GetHash(%s) allocates %v times", name, n)
+		}
+	}
+}
