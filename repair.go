@@ -158,8 +158,8 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 		buf = buf[:0]
 		return nil
 	}
-	// Where each value an expiry record binds ended, and (once written)
-	// ends now.
+	// Where each value an expiry record binds ended, and where it ends in
+	// the new file (a record comes before its value).
 	moved := map[int64]int64{}
 	marked := false // the marker is kept
 	for _, k := range sv.Kept {
@@ -167,6 +167,19 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 			moved[r.bound] = -1
 		}
 		marked = marked || k.Hash == markerHash && !k.Tombstone
+	}
+	if len(moved) > 0 {
+		var t int64
+		for _, k := range sv.Kept {
+			if k.Tombstone {
+				t += format.TombstoneSize
+				continue
+			}
+			if _, ok := moved[k.End]; ok {
+				moved[k.End] = payloadEnd(t, int(k.End-k.Start))
+			}
+			t += format.EntrySize(t, int(k.End-k.Start))
+		}
 	}
 
 	for _, k := range sv.Kept {
@@ -194,9 +207,6 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 			}
 			buf = append(buf, p...)
 			buf = format.AppendMeta(buf, format.Meta{Hash: k.Hash, Prev: tail, CRC: crc})
-			if _, ok := moved[k.End]; ok {
-				moved[k.End] = tail + format.Prepad(tail) + int64(len(p))
-			}
 			tail += format.EntrySize(tail, len(p))
 		}
 		if len(buf) >= 1<<20 {
