@@ -391,6 +391,45 @@ func (g *gen) lostRecord(v uint64) (lost bool) {
 	return lost
 }
 
+// unfinished returns tail less the expiry records that end the chain there
+// (down to floor at most). A record is written before its value, and every
+// write that has one ends with a value or a tombstone, so a record that ends
+// the file is the start of a write cut between the two: by a crash, or still
+// being written as a follower without the state file sees it. Taken alone it
+// would replace the record of the key's current value (which would lose its
+// expiry) and bind nothing; it goes with the torn tail.
+func unfinished(data []byte, floor, tail int64) int64 {
+	for tail > floor {
+		e, ok := format.Decode(data, tail)
+		if !ok || e.Tombstone || e.End-e.Start != recordSize || e.Prev < floor {
+			break
+		}
+		if _, ok := decodeRecord(e.Hash, data[e.Start:e.End]); !ok {
+			break
+		}
+		tail = e.Prev
+	}
+	return tail
+}
+
+// cutUnfinished applies unfinished to g's recovered tail: a writer cuts the
+// records off the file, a read-only Store leaves them. It returns the tail.
+func (s *Store) cutUnfinished(g *gen, floor, tail int64) (int64, error) {
+	t := tail
+	if guardFault(func() { t = unfinished(g.m.Bytes()[:tail], floor, tail) }) || t == tail {
+		return tail, nil // a fault: the read-only Store's next Refresh sees what is left
+	}
+	if !s.opts.ReadOnly {
+		if err := g.f.Truncate(t); err != nil {
+			return 0, fmt.Errorf("cut an unfinished write at %d: %w", t, err)
+		}
+		if err := g.f.Sync(); err != nil {
+			return 0, fmt.Errorf("cut an unfinished write at %d: %w", t, err)
+		}
+	}
+	return t, nil
+}
+
 // markRecords flags, in ops that Refresh found in g's file, the values that
 // are expiry records, so that apply keeps the expiry index.
 func (g *gen) markRecords(ops []pending) {

@@ -162,6 +162,7 @@ func (s *Store) scanFrom(g *gen, tail, size int64) (newTail int64, ok bool, err 
 				return
 			}
 		}
+		newTail = unfinished(data, tail, newTail) // a write the writer has not finished
 		format.Walk(data, tail, newTail, func(e format.Entry) bool {
 			s.ops = append(s.ops, opFor(e))
 			return true

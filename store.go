@@ -242,6 +242,13 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		c.reset()
 		tail, err = s.recoverTail(g, size, 0, &c)
 	}
+	if err == nil {
+		var t int64
+		if t, err = s.cutUnfinished(g, floor, tail); err == nil && t != tail {
+			tail = t
+			c.reset() // it holds the records cut off
+		}
+	}
 	if err != nil {
 		m.Close()
 		return nil, err
