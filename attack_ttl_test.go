@@ -1268,3 +1268,100 @@ func TestAttackTTLFollowerSplit(t *testing.T) {
 	}
 	checkTTLModel(t, f, ttlModel{"k": {"v2", now + 7_200_000}}, c)
 }
+
+// ---- Costs of expiring keys ----
+
+// atkLoadTTL writes n keys (benchKey, 100-byte values) like loadBench,
+// every other one with PutTTL (an hour).
+func atkLoadTTL(b testing.TB, path string, n int) {
+	s, err := Open(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	var batch Batch
+	v := bytes.Repeat([]byte("v"), 100)
+	k := make([]byte, 8)
+	for i := 0; i < n; i++ {
+		if i%2 == 0 {
+			batch.PutTTL(benchKey(k, i), v, time.Hour)
+		} else {
+			batch.Put(benchKey(k, i), v)
+		}
+		if batch.Len() == 1000 || i == n-1 {
+			if err := s.Apply(&batch); err != nil {
+				b.Fatal(err)
+			}
+			batch.Reset()
+		}
+	}
+}
+
+// BenchmarkAttackTTLGet: Get in a store where half the keys have an expiry,
+// of the keys without one and of the keys with one, next to a store with
+// none (as BenchmarkGet); -simdr.keys keys, the same random order.
+func BenchmarkAttackTTLGet(b *testing.B) {
+	n := *benchKeys
+	plain, ttl := filepath.Join(b.TempDir(), "p"), filepath.Join(b.TempDir(), "t")
+	loadBench(b, plain, n)
+	atkLoadTTL(b, ttl, n)
+	get := func(b *testing.B, path string, parity int) {
+		s, err := Open(path, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		var keys [][]byte
+		for i := range n {
+			if j := int(uint64(i) * 2654435761 % uint64(n)); parity < 0 || j%2 == parity {
+				keys = append(keys, benchKey(make([]byte, 8), j))
+			}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		var sum int
+		for i := 0; i < b.N; i++ {
+			e, err := s.Get(keys[i%len(keys)])
+			if err != nil {
+				b.Fatal(err)
+			}
+			sum += int(e.Bytes()[0])
+		}
+		_ = sum
+	}
+	b.Run("no-ttl-store", func(b *testing.B) { get(b, plain, -1) })
+	b.Run("ttl-store/plain-key", func(b *testing.B) { get(b, ttl, 1) })
+	b.Run("ttl-store/ttl-key", func(b *testing.B) { get(b, ttl, 0) })
+}
+
+// BenchmarkAttackTTLOpen: Open (read-only, as BenchmarkOpen) of a store of
+// -simdr.keys keys with no expiry, and of one where half have one (Open
+// rebuilds the expiry index: one pass over the index reading the 32-byte
+// values), from the checkpoint Close writes and by a walk of the file.
+func BenchmarkAttackTTLOpen(b *testing.B) {
+	n := *benchKeys
+	plain, ttl := filepath.Join(b.TempDir(), "p"), filepath.Join(b.TempDir(), "t")
+	loadBench(b, plain, n)
+	atkLoadTTL(b, ttl, n)
+	open := func(b *testing.B, path string) {
+		for b.Loop() {
+			s, err := Open(path, &Options{ReadOnly: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Get(benchKey(make([]byte, 8), 1)); err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+		}
+	}
+	b.Run("no-ttl/checkpoint", func(b *testing.B) { open(b, plain) })
+	b.Run("ttl/checkpoint", func(b *testing.B) { open(b, ttl) })
+	for _, p := range []*string{&plain, &ttl} {
+		w := *p + ".walk"
+		copyFileB(b, *p, w)
+		*p = w
+	}
+	b.Run("no-ttl/walk", func(b *testing.B) { open(b, plain) })
+	b.Run("ttl/walk", func(b *testing.B) { open(b, ttl) })
+}

@@ -341,13 +341,14 @@ func (g *gen) loadExpiry() {
 	if _, ok := g.ix.Get(markerHash); !ok {
 		return
 	}
-	x := newExpiry()
-	x.set(markerHash, hiddenMark)
-	var recs []record
-	var lost map[uint64]bool // damaged records whose hash field is damaged too
+	var (
+		recs   []record
+		hidden []uint64        // their hashes
+		lost   map[uint64]bool // damaged records whose hash field is damaged too
+	)
 	g.ix.Range(func(h, v uint64) bool {
 		if r, ok := g.recordEntry(h, v); ok {
-			x.set(h, hiddenMark)
+			hidden = append(hidden, h)
 			recs = append(recs, r)
 		} else if g.lostRecord(v) {
 			if lost == nil {
@@ -361,11 +362,19 @@ func (g *gen) loadExpiry() {
 		// Find their keys: the live keys whose record hash they are under.
 		g.ix.Range(func(h, _ uint64) bool {
 			if rh := recordHash(h); lost[rh] {
-				x.set(rh, hiddenMark)
+				hidden = append(hidden, rh)
 				recs = append(recs, record{hash: h, bound: damagedBound, exp: 1})
 			}
 			return true
 		})
+	}
+	// Sized for all it will hold: the hashes come in the index's order
+	// (sorted by where they go), which piles them into one run of slots, a
+	// probe of them all for each insert, in a table that grows as they come.
+	x := &expiry{ix: index.New(1 + len(hidden) + len(recs))}
+	x.set(markerHash, hiddenMark)
+	for _, h := range hidden {
+		x.set(h, hiddenMark)
 	}
 	for _, r := range recs {
 		if v, live := g.ix.Get(r.hash); live && r.binds(v) && x.state(r.hash) != hiddenMark {
