@@ -627,38 +627,34 @@ func TestAttackTTLCompactUnderWriters(t *testing.T) {
 				}
 			}()
 		}
-		wg.Add(1)
-		go func() { // Compact, again and again, while the writers write
-			defer wg.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				if err := s.Compact(); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-		wg.Add(1)
-		go func() { // every value read is one some writer wrote
-			defer wg.Done()
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				for e := range s.Entries() {
-					if !strings.HasPrefix(string(e.Bytes()), "r") {
-						errs <- fmt.Errorf("Entries yields %q under %x", e.Bytes(), e.KeyHash())
+		// Until the writers are done: fn again and again, its first error
+		// sent on errs.
+		loop := func(fn func() error) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					if err := fn(); err != nil {
+						errs <- err
 						return
 					}
 				}
+			}()
+		}
+		loop(s.Compact)
+		loop(func() error { // every value read is one some writer wrote
+			for e := range s.Entries() {
+				if !strings.HasPrefix(string(e.Bytes()), "r") {
+					return fmt.Errorf("Entries yields %q under %x", e.Bytes(), e.KeyHash())
+				}
 			}
-		}()
+			return nil
+		})
 		ww.Wait() // the writers are done: stop Compact and the reader
 		close(done)
 		wg.Wait()
@@ -1271,31 +1267,9 @@ func TestAttackTTLFollowerSplit(t *testing.T) {
 
 // ---- Costs of expiring keys ----
 
-// atkLoadTTL writes n keys (benchKey, 100-byte values) like loadBench,
-// every other one with PutTTL (an hour).
-func atkLoadTTL(b testing.TB, path string, n int) {
-	s, err := Open(path, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	var batch Batch
-	v := bytes.Repeat([]byte("v"), 100)
-	k := make([]byte, 8)
-	for i := 0; i < n; i++ {
-		if i%2 == 0 {
-			batch.PutTTL(benchKey(k, i), v, time.Hour)
-		} else {
-			batch.Put(benchKey(k, i), v)
-		}
-		if batch.Len() == 1000 || i == n-1 {
-			if err := s.Apply(&batch); err != nil {
-				b.Fatal(err)
-			}
-			batch.Reset()
-		}
-	}
-}
+// atkLoadTTL writes n keys as loadBench does, every other one with PutTTL
+// (an hour).
+func atkLoadTTL(b testing.TB, path string, n int) { loadBenchTTL(b, path, n, 2) }
 
 // BenchmarkAttackTTLGet: Get in a store where half the keys have an expiry,
 // of the keys without one and of the keys with one, next to a store with
@@ -1343,18 +1317,7 @@ func BenchmarkAttackTTLOpen(b *testing.B) {
 	plain, ttl := filepath.Join(b.TempDir(), "p"), filepath.Join(b.TempDir(), "t")
 	loadBench(b, plain, n)
 	atkLoadTTL(b, ttl, n)
-	open := func(b *testing.B, path string) {
-		for b.Loop() {
-			s, err := Open(path, &Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.Get(benchKey(make([]byte, 8), 1)); err != nil {
-				b.Fatal(err)
-			}
-			s.Close()
-		}
-	}
+	open := benchOpen
 	b.Run("no-ttl/checkpoint", func(b *testing.B) { open(b, plain) })
 	b.Run("ttl/checkpoint", func(b *testing.B) { open(b, ttl) })
 	for _, p := range []*string{&plain, &ttl} {
