@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -51,15 +50,11 @@ func ServeCluster(ctx context.Context, ln net.Listener, node *cluster.Node, cfg 
 		ln.Close()
 		return errors.New("server: a cluster node needs a token")
 	}
-	tlsOn := cfg.TLSCertFile != "" && cfg.TLSKeyFile != ""
 	tcp, isTCP := ln.Addr().(*net.TCPAddr)
-	var tlsCfg *tls.Config
-	if tlsOn {
-		var err error
-		if tlsCfg, err = loadTLS(cfg); err != nil {
-			ln.Close()
-			return err
-		}
+	tlsCfg, err := loadTLS(cfg) // ErrTLSHalf rather than plain HTTP
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	c := &clusterHandler{node: node, cfg: cfg, loopback: isTCP && tcp.IP.IsLoopback()}
 	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, c, &c.inflight, nil)
