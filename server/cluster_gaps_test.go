@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -239,5 +240,156 @@ func TestClusterShutdownEndsWatch(t *testing.T) {
 			}
 			noWatchGoroutines(t)
 		})
+	}
+}
+
+// inNode is a cluster node served in process.
+type inNode struct {
+	n    *cluster.Node
+	url  string
+	raft string // the raft transport's address
+}
+
+// startNode opens and serves node id (bootstrapping when join is "").
+func startNode(t *testing.T, id, join string) *inNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftLn, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the transport
+	if err != nil {
+		t.Fatal(err)
+	}
+	raftAddr := raftLn.Addr().String()
+	raftLn.Close()
+	base := "http://" + ln.Addr().String()
+	st, err := simdr.Open(filepath.Join(t.TempDir(), id+".simdr"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := cluster.Open(cluster.Config{ID: id, RaftAddr: raftAddr, Dir: t.TempDir(), Token: "tok",
+		HTTPURL: base, Bootstrap: join == "", Join: join,
+		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LogOutput: testLog{t}}, st)
+	if err != nil {
+		st.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- server.ServeCluster(ctx, ln, n, server.Config{Token: "tok"}) }()
+	t.Cleanup(func() { cancel(); <-errc; n.Close() })
+	return &inNode{n: n, url: base, raft: raftAddr}
+}
+
+// waitFor polls cond until it holds, failing the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// members is the configuration n sees, by ID, with the HTTP URLs it knows.
+func members(n *cluster.Node) map[string]string {
+	m := map[string]string{}
+	for _, mb := range n.Status().Members {
+		m[mb.ID] = mb.HTTPURL
+	}
+	return m
+}
+
+// storeHas reports whether n's store holds key with value v.
+func storeHas(n *cluster.Node, key, v string) bool {
+	st, release := n.Acquire()
+	defer release()
+	e, err := st.Get([]byte(key))
+	return err == nil && string(e.Bytes()) == v
+}
+
+// postJSON posts body to url with the token and returns the status code.
+func postJSON(t *testing.T, url, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// A node removed from the cluster while it runs stays out (its own
+// requests to join are refused, and it loses its leader without taking
+// the others with it), misses the writes made meanwhile, and
+// when joined again explicitly (POST /v1/cluster/join) is a member again:
+// its URL recorded, every write made while it was out and after in its
+// store, and writes sent to it forwarded to the leader.
+func TestClusterRemovedNodeRejoins(t *testing.T) {
+	n1 := startNode(t, "n1", "")
+	waitFor(t, "n1 to lead", n1.n.IsLeader)
+	n2 := startNode(t, "n2", n1.url)
+	n3 := startNode(t, "n3", n1.url)
+	waitFor(t, "three members with their URLs", func() bool {
+		m := members(n1.n)
+		return len(m) == 3 && m["n2"] == n2.url && m["n3"] == n3.url
+	})
+	ctx := context.Background()
+	c, _ := client.New(n1.url, &client.Options{Token: "tok", Nodes: []string{n2.url}})
+	if err := c.Put(ctx, []byte("before"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n3 to apply the first write", func() bool { return storeHas(n3.n, "before", "1") })
+
+	if code := postJSON(t, n2.url+"/v1/cluster/remove", `{"id":"n3"}`); code != http.StatusNoContent {
+		t.Fatalf("remove n3 (through a follower): %d", code)
+	}
+	waitFor(t, "n3 out of the configuration", func() bool { _, in := members(n1.n)["n3"]; return !in })
+	// Out long enough to have stopped hearing from the leader (it may
+	// campaign: the others must not follow it).
+	waitFor(t, "n3 to stop following a leader", func() bool { id, _ := n3.n.Leader(); return id == "" })
+	if err := c.Put(ctx, []byte("while-out"), []byte("2")); err != nil {
+		t.Fatal(err)
+	}
+	// Its own request to join again (what its register loop sends) is refused.
+	self := fmt.Sprintf(`{"id":"n3","raft_addr":%q,"http_url":%q`, n3.raft, n3.url)
+	if code := postJSON(t, n1.url+"/v1/cluster/join", self+`,"auto":true}`); code != http.StatusConflict {
+		t.Fatalf("a removed node's own join: %d, want 409", code)
+	}
+	if storeHas(n3.n, "while-out", "2") {
+		t.Fatal("the removed node applied a write made after its removal")
+	}
+	if _, in := members(n1.n)["n3"]; in {
+		t.Fatal("the removed node is back in by itself")
+	}
+
+	// An explicit join adds it back.
+	if code := postJSON(t, n2.url+"/v1/cluster/join", self+"}"); code != http.StatusNoContent {
+		t.Fatalf("explicit join of n3: %d", code)
+	}
+	waitFor(t, "n3 back as a voter with its URL", func() bool {
+		for _, m := range n1.n.Status().Members {
+			if m.ID == "n3" {
+				return m.Suffrage == "Voter" && m.HTTPURL == n3.url
+			}
+		}
+		return false
+	})
+	waitFor(t, "n3 to catch up with the write made while it was out", func() bool { return storeHas(n3.n, "while-out", "2") })
+	// A write sent to it goes through (forwarded to the leader, whoever it is now).
+	c3, _ := client.New(n3.url, &client.Options{Token: "tok", Nodes: []string{n1.url, n2.url}})
+	if err := c3.Put(ctx, []byte("after"), []byte("3")); err != nil {
+		t.Fatalf("a write through the rejoined node: %v", err)
+	}
+	for _, n := range []*inNode{n1, n2, n3} {
+		waitFor(t, n.n.ID()+" to apply the write made through n3", func() bool { return storeHas(n.n, "after", "3") })
+	}
+	if _, lurl := n3.n.Leader(); lurl == "" {
+		t.Fatal("the rejoined node knows no leader")
 	}
 }
