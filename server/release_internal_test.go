@@ -62,7 +62,8 @@ func TestReadersDrainConcurrent(t *testing.T) {
 	var rs readers
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 4 { // churn
+	// until runs fn over and over in a goroutine of its own until stop.
+	until := func(fn func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -71,26 +72,18 @@ func TestReadersDrainConcurrent(t *testing.T) {
 				case <-stop:
 					return
 				default:
+					fn()
 				}
-				rs.leave(rs.enter("/v1/keys/{key}"))
 			}
 		}()
+	}
+	for range 4 { // churn
+		until(func() { rs.leave(rs.enter("/v1/keys/{key}")) })
 	}
 	for range 2 { // drains of their own
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				<-rs.drain()
-			}
-		}()
+		until(func() { <-rs.drain() })
 	}
-	for i := range 20000 { // a request held across a drain
+	for i := range 5000 { // a request held across a drain
 		tk := rs.enter("/v1/get-many")
 		d := rs.drain()
 		select {
