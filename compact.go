@@ -34,14 +34,7 @@ const compactSuffix = ".simdr.compact"
 // file being compacted: a file of that name beside the store that is not
 // being compacted now is a leftover of an interrupted Compact. Open removes
 // it; no other file is ever removed.
-func compactName(real string, fi os.FileInfo) string {
-	_, ino, _, ok := fileID(fi)
-	if !ok {
-		return ""
-	}
-	dir, base := filepath.Split(real)
-	return filepath.Join(dir, "."+base+"."+strconv.FormatUint(ino, 16)+compactSuffix)
-}
+func compactName(real string, fi os.FileInfo) string { return tempName(real, fi, compactSuffix) }
 
 // compactPath returns the temporary file a Compact of the store at path would
 // write now ("" when path does not name a file).
@@ -64,11 +57,12 @@ func compactPath(path string) string {
 // path no longer names a file.
 func (s *Store) CompactTempPath() string { return compactPath(s.path) }
 
-// removeLeftover removes the temporary file an interrupted Compact of the
-// file fi (open and locked by this writer) left beside it. Nothing else is
-// touched: the name carries fi's inode number, and only a regular file of
-// that exact name is removed. A legacy leftover "PATH.compact" of an older
-// simdr is not removed: it may as well be a user's file.
+// removeLeftover removes the temporary files an interrupted Compact or
+// Repair of the file fi (open and locked by this writer) left beside it.
+// Nothing else is touched: the names carry fi's inode number, and only a
+// regular file of such an exact name is removed. A legacy leftover
+// "PATH.compact" or "PATH.repair-XXXXXXXXXXXX" of an older simdr is not
+// removed: it may as well be a user's file.
 func (s *Store) removeLeftover(fi os.FileInfo) {
 	real, err := filepath.EvalSymlinks(s.path)
 	if err != nil {
@@ -77,11 +71,11 @@ func (s *Store) removeLeftover(fi os.FileInfo) {
 	if pi, err := s.fs.Stat(real); err != nil || !os.SameFile(fi, pi) {
 		return
 	}
-	tmp := compactName(real, fi)
-	if li, err := os.Lstat(tmp); tmp == "" || err != nil || !li.Mode().IsRegular() {
-		return
+	for _, tmp := range []string{compactName(real, fi), repairName(real, fi)} {
+		if li, err := os.Lstat(tmp); tmp != "" && err == nil && li.Mode().IsRegular() {
+			s.fs.Remove(tmp)
+		}
 	}
-	s.fs.Remove(tmp)
 }
 
 // Compact rewrites the live entries (the latest value of each live key, no

@@ -1,12 +1,11 @@
 package simdr
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/mapping"
@@ -45,6 +44,29 @@ type RepairReport struct {
 	// replaced the old one (entries had to move down over dropped bytes);
 	// false when the repair rewrote links in place and cut the file.
 	Rewritten bool `json:"rewritten"`
+}
+
+// repairSuffix ends the name of the temporary file a Repair that rewrites
+// the file writes.
+const repairSuffix = ".simdr.repair"
+
+// repairName is the temporary file a Repair that rewrites the store file
+// real (its path with symlinks resolved, identity fi) writes:
+// ".BASE.INODE.simdr.repair" in real's directory, as compactName. A file of
+// that name beside the store, which only the lock holder writes, is a
+// leftover of an interrupted Repair of this very file: the next writer's
+// Open removes it (removeLeftover), and no other file.
+func repairName(real string, fi os.FileInfo) string { return tempName(real, fi, repairSuffix) }
+
+// tempName is ".BASE.INODE" followed by suffix, in real's directory, INODE
+// fi's inode number in hex ("" when fi has none).
+func tempName(real string, fi os.FileInfo, suffix string) string {
+	_, ino, _, ok := fileID(fi)
+	if !ok {
+		return ""
+	}
+	dir, base := filepath.Split(real)
+	return filepath.Join(dir, "."+base+"."+strconv.FormatUint(ino, 16)+suffix)
 }
 
 // Repaired returns what Open with Options.Repair changed, or nil when the
@@ -127,11 +149,7 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 	if err != nil {
 		return err
 	}
-	f, tmp, err := s.replacement(g, func(real string, _ os.FileInfo) string {
-		var rnd [6]byte
-		rand.Read(rnd[:])
-		return real + ".repair-" + hex.EncodeToString(rnd[:])
-	})
+	f, tmp, err := s.replacement(g, repairName)
 	if err != nil {
 		return err
 	}

@@ -266,6 +266,12 @@ func (c *Client) keyPath(key []byte) string {
 // otherwise it closes it and returns an *Error. With several nodes
 // (Options.Nodes) it retries on the next one as Options.Nodes says.
 func (c *Client) do(ctx context.Context, method, url string, body io.Reader, contentType string, want int) (*http.Response, error) {
+	return c.doHeader(ctx, method, url, body, contentType, nil, want)
+}
+
+// doHeader is do with more request headers (hdr, which may be nil), sent on
+// every attempt.
+func (c *Client) doHeader(ctx context.Context, method, url string, body io.Reader, contentType string, hdr http.Header, want int) (*http.Response, error) {
 	path, ours := strings.CutPrefix(url, c.base)
 	if c.strong && isRead(method, path) {
 		if strings.Contains(path, "?") {
@@ -307,6 +313,9 @@ func (c *Client) do(ctx context.Context, method, url string, body io.Reader, con
 				return nil, fmt.Errorf("client: %w", err)
 			}
 			req.GetBody, req.ContentLength = getBody, length
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
 		}
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
@@ -879,6 +888,12 @@ func (c *Client) copy(ctx context.Context, key []byte, dst Store) (string, error
 // to a failure: if the copy fails, the server keeps it. The server checks
 // and deletes in two steps, so a write landing exactly between them is
 // deleted too (simdr.Store.Move holds the write lock across both).
+//
+// With Options.Nodes the get and the delete are retried on the other nodes
+// as any write is. A delete that was applied but not acknowledged (503 from
+// a leader that lost its leadership) and is sent again finds the key gone:
+// the If-Match then fails, which Move takes, as a value that changed, for
+// a move that is done.
 func (c *Client) Move(ctx context.Context, key []byte, dst Store) error {
 	tag, err := c.copy(ctx, key, dst)
 	if err == nil {
@@ -887,24 +902,18 @@ func (c *Client) Move(ctx context.Context, key []byte, dst Store) error {
 	if err != nil {
 		return fmt.Errorf("client: move: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.keyPath(key), nil)
-	if err != nil {
-		return fmt.Errorf("client: move: %w", err)
-	}
+	var hdr http.Header
 	if tag != "" {
-		req.Header.Set("If-Match", tag)
+		hdr = http.Header{"If-Match": {tag}}
 	}
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("client: move: copied, but not deleted from the source: %w", err)
-	}
-	defer done(resp)
-	switch resp.StatusCode {
-	case http.StatusNoContent, http.StatusPreconditionFailed: // deleted, or changed meanwhile: keep the newer value
+	resp, err := c.doHeader(ctx, http.MethodDelete, c.keyPath(key), nil, "", hdr, http.StatusNoContent)
+	var e *Error
+	switch {
+	case err == nil:
+		done(resp)
 		return nil
+	case errors.As(err, &e) && e.StatusCode == http.StatusPreconditionFailed:
+		return nil // changed meanwhile (or deleted by an earlier attempt): keep the newer value
 	}
-	return fmt.Errorf("client: move: copied, but not deleted from the source: %w", readError(resp))
+	return fmt.Errorf("client: move: copied, but not deleted from the source: %w", err)
 }

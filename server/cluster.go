@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,18 +51,14 @@ func ServeCluster(ctx context.Context, ln net.Listener, node *cluster.Node, cfg 
 		ln.Close()
 		return errors.New("server: a cluster node needs a token")
 	}
-	tlsOn := cfg.TLSCertFile != "" && cfg.TLSKeyFile != ""
 	tcp, isTCP := ln.Addr().(*net.TCPAddr)
-	var tlsCfg *tls.Config
-	if tlsOn {
-		var err error
-		if tlsCfg, err = loadTLS(cfg); err != nil {
-			ln.Close()
-			return err
-		}
+	tlsCfg, err := loadTLS(cfg) // ErrTLSHalf rather than plain HTTP
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	c := &clusterHandler{node: node, cfg: cfg, loopback: isTCP && tcp.IP.IsLoopback()}
-	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, c, &c.inflight, nil)
+	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, c, &c.inflight, c.stopWatches)
 	st, release := node.Acquire()
 	if err := st.Sync(); err != nil && !errors.Is(err, simdr.ErrClosed) {
 		serveErr = errors.Join(serveErr, err)
@@ -89,6 +84,20 @@ type clusterHandler struct {
 
 	mu sync.Mutex
 	h  *handler
+	// watchesStopped: the server is shutting down (stopWatches ran): a
+	// handler built from then on has its event streams ended at once.
+	watchesStopped bool
+}
+
+// stopWatches ends the event streams of the current handler and of any
+// handler built later (registered with http.Server.RegisterOnShutdown).
+func (c *clusterHandler) stopWatches() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watchesStopped = true
+	if c.h != nil {
+		c.h.stopWatches()
+	}
 }
 
 func (c *clusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -102,8 +111,18 @@ func (c *clusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	c.mu.Lock()
 	if c.h == nil || c.h.store != st {
+		if c.h != nil {
+			// A snapshot replaced the store: the streams watching the old
+			// one would never see another commit. End them; the clients
+			// watch the new store again.
+			c.h.stopWatches()
+		}
 		c.h = newHandler(st, c.cfg, c.loopback)
 		c.h.intercept = c.intercept
+		c.h.watchDone = c.node.Done()
+		if c.watchesStopped {
+			c.h.stopWatches()
+		}
 	}
 	h := c.h
 	c.mu.Unlock()

@@ -113,6 +113,9 @@ type handler struct {
 	// it ends the event streams (watch.go).
 	watchStop chan struct{}
 	watchOnce sync.Once
+	// watchDone, when not nil, ends the event streams too (a cluster
+	// node's Done: the node is closing and waits for the store).
+	watchDone <-chan struct{}
 
 	// checkHost: the server listens on loopback, so the Host header must
 	// name loopback (or one of cfg.AllowHosts): DNS rebinding protection.
