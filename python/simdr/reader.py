@@ -47,6 +47,33 @@ def _record_hash(h):
     return xxh3_64(RESERVED_PREFIX + struct.pack("<Q", h))
 
 
+def _as_record(data, start, h):
+    """The 32-byte value at start stored under h as an expiry record, as
+    (key hash, bound, expiry), or None when it is not one (the Go engine's
+    decodeRecord)."""
+    magic, kh, bound, exp = _record(data, start)
+    if (magic == _RECORD_MAGIC and 0 < bound < 1 << 63 and 0 < exp <= _MAX_EXPIRY
+            and _record_hash(kh) == h):
+        return (kh, bound, exp)
+    return None
+
+
+def _unfinished(data, tail):
+    """tail less the expiry records that end the chain there: a record is
+    written before its value, so one that ends the file is the start of a
+    write cut between the two, which the Go engine leaves out (its
+    unfinished)."""
+    while tail > 0:
+        e = _decode(data, tail)
+        if e is None:
+            break
+        start, end, h, prev, _, tomb = e
+        if tomb or end - start != _RECORD_SIZE or _as_record(data, start, h) is None:
+            break
+        tail = prev
+    return tail
+
+
 class CorruptError(ValueError):
     """The file is not empty but holds no valid entry chain (FORMAT.md: open
     fails and the file is left untouched)."""
@@ -200,7 +227,7 @@ class Reader:
             tail = find_tail(self._view)
             if tail is None:
                 raise CorruptError(f"{self.path}: no valid entry chain in {size} bytes")
-            self.tail = tail
+            self.tail = _unfinished(self._view, tail)
             self._build()
         except BaseException:
             self.close()
@@ -244,11 +271,10 @@ class Reader:
             start, end = index[h]
             if end - start != _RECORD_SIZE:
                 continue
-            magic, kh, bound, exp = _record(data, start)
-            if (magic == _RECORD_MAGIC and 0 < bound < 1 << 63 and 0 < exp <= _MAX_EXPIRY
-                    and _record_hash(kh) == h):
+            r = _as_record(data, start, h)
+            if r is not None:
                 hidden.add(h)
-                records.append((kh, bound, exp))
+                records.append(r)
         expiry = {}
         for kh, bound, exp in records:
             loc = index.get(kh)
