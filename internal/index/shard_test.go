@@ -1,0 +1,268 @@
+package index
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"unsafe"
+)
+
+// loadRandom puts n random keys (position i+1) and deletes every 5th of
+// them, checking the memory bound as it goes; it returns the model.
+func loadRandom(t *testing.T, ix *Index, n int, seed uint64) map[uint64]uint64 {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 2))
+	model := map[uint64]uint64{}
+	var keys []uint64
+	for i := 0; i < n; i++ {
+		h := r.Uint64()
+		ix.Put(h, uint64(i+1))
+		model[h] = uint64(i + 1)
+		keys = append(keys, h)
+		if i%5 == 4 {
+			k := keys[r.IntN(len(keys))]
+			ix.Delete(k, uint64(i+1))
+			delete(model, k)
+		}
+		if i%100_000 == 99_999 {
+			// Every shard stays between fitLoad and maxLoad (deleted
+			// slots count as used): never more than 23.5 bytes per used
+			// slot, and no shard above maxGroups.
+			if _, largest := ix.Shards(); largest > maxGroups*GroupBytes {
+				t.Fatalf("after %d keys a shard holds %d bytes, want ≤ %d", i+1, largest, maxGroups*GroupBytes)
+			}
+		}
+	}
+	return model
+}
+
+func checkModel(t *testing.T, ix *Index, model map[uint64]uint64) {
+	t.Helper()
+	if ix.Len() != len(model) {
+		t.Fatalf("Len = %d, want %d", ix.Len(), len(model))
+	}
+	for h, want := range model {
+		if pos, ok := ix.Get(h); !ok || pos != want {
+			t.Fatalf("Get(%x) = %d, %v; want %d", h, pos, ok, want)
+		}
+	}
+	n := 0
+	ix.Range(func(h, pos uint64) bool {
+		if model[h] != pos {
+			t.Fatalf("Range gave %x=%d, want %d", h, pos, model[h])
+		}
+		n++
+		return true
+	})
+	if n != len(model) {
+		t.Fatalf("Range visited %d, want %d", n, len(model))
+	}
+}
+
+// TestShards grows an index far past one shard, Put by Put and with Load,
+// and checks it against a map, through Shrink and its merges.
+func TestShards(t *testing.T) {
+	ix := New(0)
+	model := loadRandom(t, ix, 400_000, 1)
+	if n, _ := ix.Shards(); n < 8 {
+		t.Fatalf("%d shards after 400,000 keys: the index did not split", n)
+	}
+	checkModel(t, ix, model)
+	if per := float64(ix.Bytes()) / float64(len(model)+len(model)/4); per > 24 {
+		t.Fatalf("%.1f bytes per used slot before Shrink, want ≤ 24", per)
+	}
+	ix.Shrink()
+	checkModel(t, ix, model)
+	if per := float64(ix.Bytes()) / float64(len(model)); per > 24 {
+		t.Fatalf("%.1f bytes per key after Shrink, want ≤ 24", per)
+	}
+	// Delete nearly everything: Shrink merges the shards back.
+	before, _ := ix.Shards()
+	i := 0
+	for h := range model {
+		if i++; i%100 != 0 {
+			ix.Delete(h, 1)
+			delete(model, h)
+		}
+	}
+	ix.Shrink()
+	checkModel(t, ix, model)
+	if after, _ := ix.Shards(); after*4 > before {
+		t.Fatalf("Shrink left %d of %d shards for %d keys", after, before, len(model))
+	}
+
+	// Load, newest first, into an index told too few keys.
+	lx := New(1000)
+	r := rand.New(rand.NewPCG(3, 4))
+	hs, vs := make([]uint64, 300_000), make([]uint64, 300_000)
+	want := map[uint64]uint64{}
+	for i := range hs {
+		hs[i], vs[i] = r.Uint64(), uint64(i+1)
+		if i%10 == 9 {
+			hs[i] = hs[i-5] // an older state of a key loaded already: ignored
+		}
+		if _, ok := want[hs[i]]; !ok {
+			want[hs[i]] = vs[i]
+		}
+	}
+	for lo := 0; lo < len(hs); lo += 256 {
+		hi := min(lo+256, len(hs))
+		lx.Load(hs[lo:hi], vs[lo:hi])
+	}
+	checkModel(t, lx, want)
+}
+
+// TestSkewedHashes: hashes that share their top bits cannot be split
+// apart; the index must still hold them (growing past maxGroups once the
+// directory is as deep as it may be).
+func TestSkewedHashes(t *testing.T) {
+	defer func(m int) { maxGroups = m }(maxGroups)
+	maxGroups = 16 // split at 1 KiB
+	ix := New(0)
+	model := map[uint64]uint64{}
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := uint64(1); i <= 3_000; i++ {
+		h := r.Uint64() >> 16 // the top 16 bits are all zero
+		ix.Put(h, i)
+		model[h] = i
+	}
+	checkModel(t, ix, model)
+	if d := ix.d.Load(); d.depth != maxDepth {
+		t.Fatalf("directory depth %d, want the cap %d", d.depth, maxDepth)
+	}
+}
+
+// TestConcurrentSplits runs readers while one writer splits shards (run it
+// with -race): a key once written reads its own value or nothing yet, and
+// keys written before the readers started are always found.
+func TestConcurrentSplits(t *testing.T) {
+	defer func(m int) { maxGroups = m }(maxGroups)
+	maxGroups = 64 // many splits and directory doublings
+	ix := New(0)
+	const pre = 10_000
+	key := func(i int) uint64 { return uint64(i)*0x9E3779B97F4A7C15 | 1 }
+	for i := 0; i < pre; i++ {
+		ix.Put(key(i), uint64(i)<<8|2)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for g := 0; g < 2; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := 0; !stop.Load(); r++ {
+				i := r % pre
+				if pos, ok := ix.Get(key(i)); !ok || pos>>8 != uint64(i) {
+					t.Errorf("Get(key %d) = %d, %v", i, pos, ok)
+					return
+				}
+				j := pre + r%200_000
+				if pos, ok := ix.Get(key(j)); ok && pos>>8 != uint64(j) {
+					t.Errorf("Get(key %d) = %d", j, pos)
+					return
+				}
+				if r%50_000 == 0 {
+					ix.Range(func(h, pos uint64) bool { return true })
+				}
+			}
+		}()
+	}
+	for i := pre; i < pre+200_000; i++ {
+		ix.Put(key(i), uint64(i)<<8|1)
+	}
+	stop.Store(true)
+	wg.Wait()
+}
+
+// TestSnapshotShards: WriteSnapshot and WriteQuiet of a sharded index give
+// back the same index through Restore, from 64-byte aligned memory, and it
+// grows on from there; a damaged directory is ErrSnapshot.
+func TestSnapshotShards(t *testing.T) {
+	ix := New(0)
+	model := loadRandom(t, ix, 200_000, 5)
+	for _, quiet := range []bool{false, true} {
+		var buf bytes.Buffer
+		var info SnapInfo
+		var err error
+		if quiet {
+			info, err = ix.WriteQuiet(&buf)
+		} else {
+			info, err = ix.WriteSnapshot(&buf)
+		}
+		if err != nil || info.Groups*GroupBytes != buf.Len() || info.Live != len(model) {
+			t.Fatalf("quiet=%v: %+v, %d bytes, %v", quiet, info, buf.Len(), err)
+		}
+		mem := alignedBytes(buf.Bytes())
+		rx, err := Restore(mem, info.Used, info.Live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkModel(t, rx, model)
+		if !owns(rx, mem) {
+			t.Fatal("restored index does not live in mem")
+		}
+		m2 := map[uint64]uint64{}
+		for h, p := range model {
+			m2[h] = p
+		}
+		for h, p := range loadRandom(t, rx, 100_000, 6) {
+			m2[h] = p
+		}
+		// loadRandom deletes only its own keys: model's stay.
+		checkModel(t, rx, m2)
+		if quiet {
+			// Damage: counts, a shard size, the magic.
+			if _, err := Restore(alignedBytes(buf.Bytes()), info.Used+1, info.Live); !errors.Is(err, ErrSnapshot) {
+				t.Fatalf("wrong used: %v", err)
+			}
+			b := alignedBytes(buf.Bytes())
+			n := len(b) / GroupBytes
+			dg := dirGroups(len(ix.d.Load().tables()))
+			w := unsafe.Slice((*uint64)(unsafe.Pointer(&b[0])), len(b)/8)
+			w[(n-dg)*8] += 1 // the first shard's groups, one too many
+			if _, err := Restore(b, info.Used, info.Live); !errors.Is(err, ErrSnapshot) {
+				t.Fatalf("wrong shard size: %v", err)
+			}
+		}
+	}
+	// The single table of earlier versions: one shard, found whole.
+	old := New(1000)
+	for i := uint64(1); i <= 500; i++ {
+		old.Put(i*0x9E3779B97F4A7C15, i)
+	}
+	tb := old.d.Load().tabs[0]
+	mem := alignedBytes(groupBytes(tb.groups))
+	rx, err := Restore(mem, tb.used, tb.live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 500; i++ {
+		if p, ok := rx.Get(i * 0x9E3779B97F4A7C15); !ok || p != i {
+			t.Fatalf("legacy table: Get %d = %d, %v", i, p, ok)
+		}
+	}
+}
+
+// owns reports whether every current shard of ix lives in mem (none has
+// grown since Restore).
+func owns(ix *Index, mem []byte) bool {
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(mem)))
+	hi := lo + uintptr(len(mem))
+	for _, t := range ix.d.Load().tables() {
+		if p := uintptr(unsafe.Pointer(unsafe.SliceData(t.groups))); p < lo || p >= hi {
+			return false
+		}
+	}
+	return true
+}
+
+// alignedBytes copies b into 64-byte aligned memory.
+func alignedBytes(b []byte) []byte {
+	gs := alignedGroups(len(b) / GroupBytes)
+	out := groupBytes(gs)
+	copy(out, b)
+	return out
+}
