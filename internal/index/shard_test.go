@@ -266,3 +266,157 @@ func alignedBytes(b []byte) []byte {
 	copy(out, b)
 	return out
 }
+
+// TestRestoreForged: snapshots edited as a forger would (or a bug) must be
+// refused with ErrSnapshot, never panic, and never restore a shard where a
+// lookup of an absent key would probe forever.
+func TestRestoreForged(t *testing.T) {
+	ix := New(0)
+	loadRandom(t, ix, 150_000, 9)
+	var buf bytes.Buffer
+	info, err := ix.WriteQuiet(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := ix.Shards()
+	if ns < 4 {
+		t.Fatalf("%d shards: too few for the test", ns)
+	}
+	dg := dirGroups(ns)
+	words := func(b []byte) []uint64 { return unsafe.Slice((*uint64)(unsafe.Pointer(&b[0])), len(b)/8) }
+	// dirKey returns the index in words of the i'th directory key word.
+	n := buf.Len() / GroupBytes
+	dirKey := func(i int) int { return (n-dg)*8 + (i/4)*8 + (i%4)*2 }
+	trailer := func(i int) int { return (n-1)*8 + i*2 }
+	shardGroups := func(w []uint64, k int) int { return int(w[dirKey(3*k)] & (1<<56 - 1)) }
+	for _, c := range []struct {
+		name string
+		edit func(w []uint64)
+	}{
+		{"depth beyond the maximum", func(w []uint64) { w[trailer(0)] = maxDepth + 1 }},
+		{"no shards", func(w []uint64) { w[trailer(1)] = 0 }},
+		{"more shards than entries", func(w []uint64) { w[trailer(1)] = 1<<w[trailer(0)] + 1 }},
+		{"directory groups wrong", func(w []uint64) { w[trailer(2)]++ }},
+		{"directory larger than the snapshot", func(w []uint64) { w[trailer(2)] = uint64(n + 1) }},
+		{"a position in the directory", func(w []uint64) { w[dirKey(0)+1] = 5 }},
+		{"local depth above the depth", func(w []uint64) { w[dirKey(0)] = (w[trailer(0)]+1)<<56 | w[dirKey(0)]&(1<<56-1) }},
+		{"local depth 0 beside others", func(w []uint64) { w[dirKey(3)] &= 1<<56 - 1 }},
+		{"a shard of no groups", func(w []uint64) { w[dirKey(0)] &^= 1<<56 - 1 }},
+		{"a shard past the end", func(w []uint64) { w[dirKey(0)] += uint64(n) }},
+		{"shard sizes shifted", func(w []uint64) { w[dirKey(0)]++; w[dirKey(3)]-- }},
+		{"counts moved between shards", func(w []uint64) {
+			w[dirKey(1)] += 3
+			w[dirKey(2)] += 3
+			w[dirKey(4)] -= 3
+			w[dirKey(5)] -= 3
+		}},
+		{"a shard without a probe end, counts honest", func(w []uint64) {
+			// In shard 1, move each group's first slot into its empty last
+			// slot: no group of the shard ends a probe any more.
+			lo := shardGroups(w, 0)
+			for g := lo; g < lo+shardGroups(w, 1); g++ {
+				s := w[g*8 : g*8+8]
+				if s[7] == 0 {
+					s[6], s[7] = s[0], s[1]
+					if s[7] == 0 { // an empty group: fill its last slot
+						s[6], s[7] = 1, Deleted|1
+						w[dirKey(3+1)]++ // used, kept honest
+					}
+					s[0], s[1] = 0, 0
+				}
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := alignedBytes(buf.Bytes())
+			c.edit(words(b))
+			if _, err := Restore(b, info.Used, info.Live); !errors.Is(err, ErrSnapshot) {
+				t.Fatalf("Restore of a forged snapshot: %v, want ErrSnapshot", err)
+			}
+		})
+	}
+	// The single table of earlier versions with no probe end.
+	old := New(1000)
+	for i := uint64(1); i <= 500; i++ {
+		old.Put(i*0x9E3779B97F4A7C15, i)
+	}
+	tb := old.d.Load().tabs[0]
+	b := alignedBytes(groupBytes(tb.groups))
+	w := words(b)
+	used := tb.used
+	for g := 0; g < len(w)/8; g++ {
+		if s := w[g*8 : g*8+8]; s[7] == 0 {
+			s[6], s[7] = uint64(g)<<1|1, Deleted|1
+			used++
+		}
+	}
+	if _, err := Restore(b, used, tb.live); !errors.Is(err, ErrSnapshot) {
+		t.Fatalf("Restore of a single table with no probe end: %v, want ErrSnapshot", err)
+	}
+}
+
+// TestRestoreSingleTableGrows: a single table of an earlier version, larger
+// than a shard may be, restores as one shard of depth 0 and splits from
+// there as keys are added.
+func TestRestoreSingleTableGrows(t *testing.T) {
+	const n = 100_000
+	st := &single{groups: alignedGroups(groupsFor(n))}
+	model := map[uint64]uint64{}
+	r := rand.New(rand.NewPCG(21, 22))
+	used := 0
+	for used < int(float64(len(st.groups)*4)*maxLoad)-1 { // as full as it may get
+		h := r.Uint64()
+		s := (*table)(nil).slotForSingle(st, h)
+		st.groupsStore(s, h, uint64(used+1))
+		model[h] = uint64(used + 1)
+		used++
+	}
+	ix, err := Restore(alignedBytes(groupBytes(st.groups)), used, used)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkModel(t, ix, model)
+	for i := 0; i < 50_000; i++ {
+		h := r.Uint64()
+		ix.Put(h, uint64(used+i+1))
+		model[h] = uint64(used + i + 1)
+	}
+	checkModel(t, ix, model)
+	if ns, _ := ix.Shards(); ns < 2 {
+		t.Fatalf("%d shard after growing a restored %d-group single table", ns, len(st.groups))
+	}
+}
+
+// TestReserveTouch: after Reserve, the Touch of each key of a batch grows
+// the shards the batch could fill, so that its Puts never grow one (the
+// store runs them inside its readers' seq window).
+func TestReserveTouch(t *testing.T) {
+	defer func(m int) { maxGroups = m }(maxGroups)
+	maxGroups = 256 // splits too
+	ix := New(0)
+	model := map[uint64]uint64{}
+	r := rand.New(rand.NewPCG(31, 32))
+	hs := make([]uint64, 1000)
+	for batch := 0; batch < 300; batch++ {
+		m := 1 + r.IntN(len(hs))
+		for i := range hs[:m] {
+			hs[i] = r.Uint64()
+			if i > 0 && r.IntN(4) == 0 {
+				hs[i] = hs[r.IntN(i)] // a key twice in the batch
+			}
+		}
+		ix.Reserve(m)
+		for _, h := range hs[:m] {
+			ix.Touch(h)
+		}
+		id := ix.TableID()
+		for i, h := range hs[:m] {
+			ix.Put(h, uint64(batch*1000+i+1))
+			model[h] = uint64(batch*1000 + i + 1)
+		}
+		if ix.TableID() != id {
+			t.Fatalf("batch %d of %d keys: a Put grew a shard after the touches", batch, m)
+		}
+	}
+	checkModel(t, ix, model)
+}
