@@ -104,10 +104,15 @@ func alignedGroups(n int) []group {
 	return unsafe.Slice((*group)(unsafe.Add(p, off)), n)
 }
 
-// home is the first group h probes: the bits of h below the shard's prefix,
+// homeShift drops the bits of a hash that may pick its shard (the top
+// maxDepth), so that what is left spreads the hashes of any shard over its
+// groups. A constant: no shard's local depth is needed to find a home.
+const homeShift = maxDepth
+
+// home is the first group h probes: the bits of h below the directory's,
 // scaled to the table.
 func (t *table) home(h uint64) uint64 {
-	hi, _ := bits.Mul64(h<<(t.ld&63), uint64(len(t.groups)))
+	hi, _ := bits.Mul64(h<<homeShift, uint64(len(t.groups)))
 	return hi
 }
 
@@ -189,43 +194,56 @@ func (t *table) copyFrom(src *table, keep bool) {
 // readers use, tabs the writer's view of the same shards.
 type dir struct {
 	depth uint
-	shift uint // 63 - depth: h>>1>>shift is h's entry (see entry)
-	refs  []ref
+	shift uint  // 63 - depth: h>>1>>shift is h's entry (see entry)
+	refs  []ref // placed so that their address holds depth (see tagged)
 	tabs  []*table
 }
 
-// ref is what a reader needs of a shard, inline in the directory so that a
-// lookup costs one load more than a single table's: the directory's entry.
+// ref is what a reader needs of a shard, inline in the directory: where its
+// groups start, and how many.
 type ref struct {
 	groups *group // the first of n
 	n      uint64
-	ld     uint64
 }
 
 func newDir(depth uint) *dir {
-	return &dir{depth: depth, shift: 63 - depth, refs: make([]ref, 1<<depth), tabs: make([]*table, 1<<depth)}
+	// The refs start where bits 4-9 of their address are 63-depth, so that
+	// a reader's pointer to the first one (see tagged) also says how deep
+	// the directory is: 63 refs of slack at most.
+	n := 1 << depth
+	buf := make([]ref, n+63)
+	k := (uintptr(63-depth) - uintptr(unsafe.Pointer(&buf[0]))>>4) & 63
+	return &dir{depth: depth, shift: 63 - depth, refs: buf[k : k+uintptr(n) : k+uintptr(n)], tabs: make([]*table, n)}
 }
 
-// entry returns the index of h's entry: its top depth bits. (Two constant-
-// bounded shifts, so that depth 0 needs no shift by 64, which Go would
-// guard with a compare and a mask on every lookup.)
+// tagged returns what readers load to find d's refs: a pointer to the first
+// one, whose address bits 4-9 are d.shift (a ref is 16 bytes, and the
+// garbage collector sees the pointer: it keeps the refs alive). So a lookup
+// needs no load of d itself.
+func (d *dir) tagged() *ref { return unsafe.SliceData(d.refs) }
+
+// refAt returns the ref for h from a pointer tagged returned, without a
+// bounds check: h's entry (its top depth bits) is below 2^depth, the
+// number of refs, by construction. (Two constant-bounded shifts, so that
+// depth 0 needs no shift by 64, which Go would guard with a compare and a
+// mask on every lookup.)
+func refAt(p *ref, h uint64) *ref {
+	e := uintptr(h >> 1 >> (uintptr(unsafe.Pointer(p)) >> 4 & 63))
+	return (*ref)(unsafe.Add(unsafe.Pointer(p), e*unsafe.Sizeof(ref{})))
+}
+
+// entry returns the index of h's entry in d: its top depth bits.
 func (d *dir) entry(h uint64) uint64 { return h >> 1 >> (d.shift & 63) }
-
-// ref returns the reader's reference for h, without a bounds check: entry
-// is below 2^depth, the length of refs, by construction.
-func (d *dir) ref(h uint64) *ref {
-	return (*ref)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(d.refs)), d.entry(h)*uint64(unsafe.Sizeof(ref{}))))
-}
 
 // homeGroup returns h's home group in the shard r names.
 func (r *ref) homeGroup(h uint64) *group {
-	i, _ := bits.Mul64(h<<(r.ld&63), r.n)
+	i, _ := bits.Mul64(h<<homeShift, r.n)
 	return (*group)(unsafe.Add(unsafe.Pointer(r.groups), i*uint64(unsafe.Sizeof(group{}))))
 }
 
 // set makes entries [lo, hi) of d (not yet published) name t.
 func (d *dir) set(lo, hi int, t *table) {
-	r := ref{groups: unsafe.SliceData(t.groups), n: uint64(len(t.groups)), ld: uint64(t.ld)}
+	r := ref{groups: unsafe.SliceData(t.groups), n: uint64(len(t.groups))}
 	for i := lo; i < hi; i++ {
 		d.refs[i], d.tabs[i] = r, t
 	}
@@ -260,7 +278,7 @@ func (d *dir) tables() []*table {
 // Values are loaded before keys: a value seen non-zero has its key stored.
 func (r *ref) find(h uint64) uint64 {
 	n := r.n
-	i, _ := bits.Mul64(h<<(r.ld&63), n)
+	i, _ := bits.Mul64(h<<homeShift, n)
 	for {
 		g := (*group)(unsafe.Add(unsafe.Pointer(r.groups), i*uint64(unsafe.Sizeof(group{}))))
 		v0, v1, v2, v3 := g[0].val.Load(), g[1].val.Load(), g[2].val.Load(), g[3].val.Load()
@@ -280,6 +298,10 @@ func (r *ref) find(h uint64) uint64 {
 // called from any goroutine; Put, Delete, Load, Shrink, Reserve, Touch and
 // WriteQuiet only by one goroutine at a time (the store's writer).
 type Index struct {
+	// rp is the current directory's tagged pointer (dir.tagged), what Get
+	// loads; d is the directory itself, for everything else. The writer
+	// stores d, then rp: each is consistent on its own.
+	rp    atomic.Pointer[ref]
 	d     atomic.Pointer[dir]
 	live  atomic.Int64
 	sink  uint64 // what Touch reads, so that the reads are not optimized away
@@ -299,8 +321,14 @@ func New(keys int) *Index {
 		d.set(i, i+1, newTable(keys>>depth, depth, uint64(i)))
 	}
 	ix := &Index{}
-	ix.d.Store(d)
+	ix.store(d)
 	return ix
+}
+
+// store publishes d (writer only).
+func (ix *Index) store(d *dir) {
+	ix.d.Store(d)
+	ix.rp.Store(d.tagged())
 }
 
 // tab returns the shard that holds h (writer only).
@@ -311,13 +339,13 @@ func (ix *Index) tab(h uint64) *table {
 
 // Get returns the position stored for h; ok is false when h is absent or deleted.
 func (ix *Index) Get(h uint64) (pos uint64, ok bool) {
-	v := ix.d.Load().ref(h).find(h)
+	v := refAt(ix.rp.Load(), h).find(h)
 	return v, v-1 < valueMask // v != 0 && v&Deleted == 0, in one compare
 }
 
 // Lookup returns the raw value for h: 0 when absent, Deleted|pos when deleted.
 func (ix *Index) Lookup(h uint64) uint64 {
-	return ix.d.Load().ref(h).find(h)
+	return refAt(ix.rp.Load(), h).find(h)
 }
 
 // Len returns the number of live keys.
@@ -475,7 +503,7 @@ func (ix *Index) grow(t *table, extra int, keep bool) {
 	lo, hi := d.span(t)
 	nd.set(lo, lo+(hi-lo)/2, a)
 	nd.set(lo+(hi-lo)/2, hi, b)
-	ix.d.Store(nd)
+	ix.store(nd)
 }
 
 // publish publishes a copy of the directory whose entries that named old name
@@ -484,7 +512,7 @@ func (ix *Index) publish(old, nt *table) {
 	nd := ix.d.Load().clone()
 	lo, hi := nd.span(old)
 	nd.set(lo, hi, nt)
-	ix.d.Store(nd)
+	ix.store(nd)
 }
 
 // deepen publishes a directory of twice the entries, naming the same shards,
@@ -496,7 +524,7 @@ func (ix *Index) deepen() *dir {
 	for i := range nd.tabs {
 		nd.refs[i], nd.tabs[i] = d.refs[i>>1], d.tabs[i>>1]
 	}
-	ix.d.Store(nd)
+	ix.store(nd)
 	return nd
 }
 

@@ -228,22 +228,6 @@ func TestSnapshotShards(t *testing.T) {
 			}
 		}
 	}
-	// The single table of earlier versions: one shard, found whole.
-	old := New(1000)
-	for i := uint64(1); i <= 500; i++ {
-		old.Put(i*0x9E3779B97F4A7C15, i)
-	}
-	tb := old.d.Load().tabs[0]
-	mem := alignedBytes(groupBytes(tb.groups))
-	rx, err := Restore(mem, tb.used, tb.live)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := uint64(1); i <= 500; i++ {
-		if p, ok := rx.Get(i * 0x9E3779B97F4A7C15); !ok || p != i {
-			t.Fatalf("legacy table: Get %d = %d, %v", i, p, ok)
-		}
-	}
 }
 
 // owns reports whether every current shard of ix lives in mem (none has
@@ -355,9 +339,9 @@ func TestRestoreForged(t *testing.T) {
 	}
 }
 
-// TestRestoreSingleTableGrows: a single table of an earlier version, larger
-// than a shard may be, restores as one shard of depth 0 and splits from
-// there as keys are added.
+// TestRestoreSingleTableGrows: a single table of an earlier version (its
+// homes are not a shard's), larger than a shard may be, restores whole, and
+// the index grows on from there.
 func TestRestoreSingleTableGrows(t *testing.T) {
 	const n = 100_000
 	st := &single{groups: alignedGroups(groupsFor(n))}
@@ -419,4 +403,23 @@ func TestReserveTouch(t *testing.T) {
 		}
 	}
 	checkModel(t, ix, model)
+}
+
+// TestTaggedRefs: the reader's tagged pointer finds the same ref as the
+// writer's directory, at every depth (the allocator places the refs of each
+// directory differently).
+func TestTaggedRefs(t *testing.T) {
+	for depth := uint(0); depth <= maxDepth; depth++ {
+		for try := 0; try < 8; try++ {
+			d := newDir(depth)
+			for i := range d.refs {
+				d.refs[i].n = uint64(i)
+			}
+			for _, h := range []uint64{0, 1, 1 << 63, 1<<64 - 1, 0x9E3779B97F4A7C15, 0x0123456789abcdef} {
+				if r, want := refAt(d.tagged(), h), &d.refs[d.entry(h)]; r != want {
+					t.Fatalf("depth %d, hash %x: ref %p, want %p (entry %d)", depth, h, r, want, d.entry(h))
+				}
+			}
+		}
+	}
 }

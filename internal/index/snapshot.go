@@ -142,14 +142,18 @@ func (g *group) store(s *slot, h, v uint64) {
 var ErrSnapshot = errors.New("index: not a snapshot table")
 
 // Restore returns an index whose shards live in mem: a snapshot written by
-// WriteSnapshot (used and live as it reported), or the single table of an
-// earlier version. mem must be 64-byte aligned, a whole number of groups,
-// writable, and stay valid for as long as the index or any reader of it may
-// use it (a shard replaced by growth is still read by readers that loaded it
-// before). Restore does not copy mem, but reads all of it once: it counts
-// each shard's slots itself. A directory that does not add up (sizes,
-// prefixes, counts), or a shard where no group's last slot is empty (a
-// lookup of an absent key would probe it forever), is ErrSnapshot.
+// WriteSnapshot (used and live as it reported). mem must be 64-byte aligned,
+// a whole number of groups, writable, and stay valid for as long as the
+// index or any reader of it may use it (a shard replaced by growth is still
+// read by readers that loaded it before). Restore does not copy mem, but
+// reads all of it once: it counts each shard's slots itself. A directory that
+// does not add up (sizes, prefixes, counts), or a shard where no group's last
+// slot is empty (a lookup of an absent key would probe it forever), is
+// ErrSnapshot.
+//
+// mem may also be the single table of earlier versions (no directory), whose
+// homes are not a shard's: Restore then copies its live keys into an index of
+// its own, and does not use mem once it returns.
 func Restore(mem []byte, used, live int) (*Index, error) {
 	n := len(mem) / GroupBytes
 	if n < 1 || len(mem)%GroupBytes != 0 || uintptr(unsafe.Pointer(unsafe.SliceData(mem)))%64 != 0 ||
@@ -157,24 +161,20 @@ func Restore(mem []byte, used, live int) (*Index, error) {
 		return nil, ErrSnapshot
 	}
 	all := unsafe.Slice((*group)(unsafe.Pointer(unsafe.SliceData(mem))), n)
-	var d *dir
 	if last := &all[n-1]; last[0].val.Load()|last[1].val.Load()|last[2].val.Load()|last[3].val.Load() != 0 || last[3].key.Load() != snapMagic {
-		// The single table of an earlier version.
 		t := tableOf(all, 0, 0)
 		if !t.count() || t.used != used || t.live != live {
 			return nil, ErrSnapshot
 		}
-		d = newDir(0)
-		d.set(0, 1, t)
-	} else {
-		var err error
-		if d, err = restoreDir(all, used, live); err != nil {
-			return nil, err
-		}
+		return fromSingle(t), nil
+	}
+	d, err := restoreDir(all, used, live)
+	if err != nil {
+		return nil, err
 	}
 	ix := &Index{}
 	ix.live.Store(int64(live))
-	ix.d.Store(d)
+	ix.store(d)
 	for _, t := range d.tables() {
 		if t.used >= t.limit {
 			// A shard restored full: give the next insert room at once.
@@ -182,6 +182,29 @@ func Restore(mem []byte, used, live int) (*Index, error) {
 		}
 	}
 	return ix, nil
+}
+
+// fromSingle returns a new index holding the live keys of t, the single table
+// of an earlier version.
+func fromSingle(t *table) *Index {
+	ix := New(t.live)
+	const batch = 256
+	var hs, vs [batch]uint64
+	n := 0
+	for i := range t.groups {
+		g := &t.groups[i]
+		for j := range g {
+			if v := g[j].val.Load(); v != 0 && v&Deleted == 0 {
+				hs[n], vs[n] = g[j].key.Load(), v
+				if n++; n == batch {
+					ix.Load(hs[:], vs[:])
+					n = 0
+				}
+			}
+		}
+	}
+	ix.Load(hs[:n], vs[:n])
+	return ix
 }
 
 // count sets t's used and live slots from its groups, and reports whether
