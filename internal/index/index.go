@@ -88,7 +88,9 @@ func groupsFor(keys int) int {
 }
 
 func newTable(keys int, ld uint, prefix uint64) *table {
-	return tableOf(alignedGroups(groupsFor(keys)), ld, prefix)
+	gs := alignedGroups(groupsFor(keys))
+	adviseHuge(gs)
+	return tableOf(gs, ld, prefix)
 }
 
 func tableOf(groups []group, ld uint, prefix uint64) *table {
@@ -166,26 +168,63 @@ func (t *table) store(s *slot, h, v uint64) {
 // insert adds h (absent from t) with value v to a table no reader can see
 // yet.
 func (t *table) insert(h, v uint64) {
-	t.store(t.slotFor(h), h, v)
+	t.put(h, v)
 	t.used++
 	t.live += int(^v >> 63) // 1 unless v is Deleted
+}
+
+// put stores h (absent from t) with value v in a table no reader can see
+// yet, leaving the counts to the caller. It looks only for the first free
+// slot from h's home, with plain loads: a group's used slots are always its
+// first ones, so its last slot tells whether it has room and the used ones
+// before it where that is.
+func (t *table) put(h, v uint64) {
+	n := uint64(len(t.groups))
+	base := unsafe.Pointer(unsafe.SliceData(t.groups))
+	for i := t.home(h); ; {
+		w := (*[8]uint64)(unsafe.Add(base, i*uint64(unsafe.Sizeof(group{}))))
+		if w[7] == 0 {
+			j := (w[1]|-w[1])>>63 + (w[3]|-w[3])>>63 + (w[5]|-w[5])>>63
+			w[2*j&7], w[(2*j+1)&7] = h, v
+			return
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
 }
 
 // kept reports whether growing keeps a slot holding v: a live key always, a
 // deleted one when keep.
 func kept(v uint64, keep bool) bool { return v != 0 && (keep || v&Deleted == 0) }
 
+// words returns group i of t as its eight words (key, value, ...), for the
+// writer, which reads its own tables with plain loads.
+func (t *table) words(i int) *[8]uint64 {
+	return (*[8]uint64)(unsafe.Pointer(&t.groups[i]))
+}
+
 // copyFrom inserts the live keys of src (and its deleted ones when keep)
-// into t, which no reader can see yet.
+// into t, which no reader can see yet. (Source groups in order: their keys'
+// homes in t come in order too, so the stores stream through t.)
 func (t *table) copyFrom(src *table, keep bool) {
+	var del uint64 // a slot's value is kept when it is non-zero and v&^del has bit 63 clear
+	if !keep {
+		del = Deleted
+	}
+	used, live := 0, 0
 	for i := range src.groups {
-		g := &src.groups[i]
-		for j := range g {
-			if v := g[j].val.Load(); kept(v, keep) {
-				t.insert(g[j].key.Load(), v)
+		w := src.words(i)
+		for j := 0; j < 8; j += 2 {
+			if v := w[j+1]; v != 0 && v&del == 0 {
+				t.put(w[j], v)
+				used++
+				live += int(^v >> 63)
 			}
 		}
 	}
+	t.used += used
+	t.live += live
 }
 
 // dir is the directory: entry i names the shard of the hashes whose top depth
@@ -475,24 +514,21 @@ func (ix *Index) grow(t *table, extra int, keep bool) {
 	bit := (63 - t.ld) & 63
 	n1 := 0 // the kept keys whose next bit is 1
 	for i := range t.groups {
-		g := &t.groups[i]
-		for j := range g {
-			if v := g[j].val.Load(); kept(v, keep) {
-				n1 += int(g[j].key.Load() >> bit & 1)
+		w := t.words(i)
+		for j := 0; j < 8; j += 2 {
+			if kept(w[j+1], keep) {
+				n1 += int(w[j] >> bit & 1)
 			}
 		}
 	}
 	a := newTable(keys-n1+extra/2+1, t.ld+1, t.prefix<<1)
 	b := newTable(n1+extra/2+1, t.ld+1, t.prefix<<1|1)
+	halves := [2]*table{a, b}
 	for i := range t.groups {
-		g := &t.groups[i]
-		for j := range g {
-			if v := g[j].val.Load(); kept(v, keep) {
-				if h := g[j].key.Load(); h>>bit&1 == 0 {
-					a.insert(h, v)
-				} else {
-					b.insert(h, v)
-				}
+		w := t.words(i)
+		for j := 0; j < 8; j += 2 {
+			if v := w[j+1]; kept(v, keep) {
+				halves[w[j]>>bit&1].insert(w[j], v)
 			}
 		}
 	}
