@@ -413,16 +413,16 @@ func (ix *Index) set(h, v uint64) uint64 {
 			s = t.slotFor(h)
 		}
 		t.used++
-		s.key.Store(h)
+		s.claim(h)
 	}
 	s.val.Store(v)
 	switch {
 	case old&Deleted == 0 && old != 0 && v&Deleted != 0:
 		t.live--
-		ix.live.Add(-1)
+		ix.addLive(-1)
 	case (old == 0 || old&Deleted != 0) && v&Deleted == 0:
 		t.live++
-		ix.live.Add(1)
+		ix.addLive(1)
 	}
 	return old
 }
@@ -487,7 +487,7 @@ func (ix *Index) Load(hs, vs []uint64) {
 				live++
 			}
 		}
-		ix.live.Add(int64(live))
+		ix.addLive(int64(live))
 	}
 }
 
