@@ -8,7 +8,8 @@ import (
 
 // Batch collects puts and deletes that Apply writes together: one write call,
 // one flush (and one sync with Options.SyncWrites). Other goroutines see all of
-// a batch or none of it. A Batch is not safe for concurrent use; it may be
+// a batch or none of it. A Batch is not safe for concurrent use (Apply, too,
+// writes into it: two Applys of one Batch must not run at once); it may be
 // reused after Reset.
 //
 // On a crash in the middle of Apply, the format (which has no commit record)
@@ -35,9 +36,8 @@ func (b *Batch) PutHash(h uint64, value []byte) {
 	if !format.ValueOK(value) && b.err == nil {
 		b.err = fmt.Errorf("batch op %d: put %d bytes: %w", len(b.ops), len(value), ErrInvalidValue)
 	}
-	start := len(b.data)
-	b.data = append(b.data, value...)
-	b.ops = append(b.ops, batchOp{hash: h, start: start, end: len(b.data)})
+	start, end := b.appendImage(h, value) // see batchimage.go
+	b.ops = append(b.ops, batchOp{hash: h, start: start, end: end})
 }
 
 // Delete adds a delete of key. A key that has no value when Apply reaches this
@@ -81,9 +81,14 @@ func (s *Store) Apply(b *Batch) error {
 		}
 	}
 	a := s.begin(g)
-	for _, op := range b.ops {
+	ops := b.ops
+	if state == nil { // puts only: the image as it lies in b (see batchimage.go)
+		a.putImage(b)
+		ops = nil
+	}
+	for _, op := range ops {
 		if !op.del {
-			a.put(op.hash, b.data[op.start:op.end])
+			a.putSum(op.hash, b.data[op.start:op.end], b.crcOf(op))
 			if state != nil {
 				state[op.hash] = true
 			}
