@@ -76,8 +76,9 @@ type table struct {
 	limit  int    // used slots allowed before growing
 	used   int    // claimed slots
 	live   int    // slots holding a live key
-	// Touch counts the keys of the batch epoch that may land here
-	// (pending), so that it grows the shard before the batch fills it.
+	// Touch counts the keys of the batch epoch that may land here and are
+	// not stored yet (pending), so that it grows the shard before the
+	// batch fills it.
 	epoch   uint64
 	pending int
 }
@@ -404,6 +405,9 @@ func (ix *Index) Delete(h, pos uint64) (old uint64) {
 
 func (ix *Index) set(h, v uint64) uint64 {
 	t := ix.tab(h)
+	if t.pending > 0 {
+		t.pending-- // a touched key stored (see Touch)
+	}
 	s := t.slotFor(h)
 	old := s.val.Load()
 	if old == 0 {

@@ -423,3 +423,22 @@ func TestTaggedRefs(t *testing.T) {
 		}
 	}
 }
+
+// TestTouchWithoutReserve: Touch and Put without Reserve (no batch begun)
+// must not count touches forever and grow a shard at every Touch.
+func TestTouchWithoutReserve(t *testing.T) {
+	ix := New(0)
+	changes, id := 0, ix.TableID()
+	const n = 200_000
+	for i := uint64(1); i <= n; i++ {
+		h := i * 0x9E3779B97F4A7C15
+		ix.Touch(h)
+		ix.Put(h, i)
+		if nid := ix.TableID(); nid != id {
+			changes, id = changes+1, nid
+		}
+	}
+	if per := float64(ix.Bytes()) / n; changes > 400 || per > 24 {
+		t.Fatalf("%d growth steps for %d keys, %.1f bytes per key", changes, n, per)
+	}
+}
