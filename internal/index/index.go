@@ -346,6 +346,9 @@ type Index struct {
 	live  atomic.Int64
 	sink  uint64 // what Touch reads, so that the reads are not optimized away
 	epoch uint64 // the batch Reserve began (see Touch)
+	// The home groups Touch noted and has not read yet (touchAll).
+	touched [64]*group
+	nt      int
 }
 
 // New returns an index sized for about keys keys: shards of at most
@@ -404,6 +407,9 @@ func (ix *Index) Delete(h, pos uint64) (old uint64) {
 }
 
 func (ix *Index) set(h, v uint64) uint64 {
+	if ix.nt != 0 {
+		ix.touchAll() // the batch's last touches
+	}
 	t := ix.tab(h)
 	if t.pending > 0 {
 		t.pending-- // a touched key stored (see Touch)
@@ -613,10 +619,12 @@ func (ix *Index) Shrink() {
 // that fills.
 func (ix *Index) Reserve(n int) { ix.epoch++ }
 
-// Touch reads h's home group (writer only). Touching every key of a batch
-// before storing any lets their cache misses overlap, instead of queueing
-// one after the other in the Puts and Deletes that follow. After Reserve, it
-// also grows h's shard when the batch's keys so far could fill it.
+// Touch reads h's home group (writer only), or notes it to read with the
+// next touches: by the next Put or Delete, every group touched has been
+// read. Touching every key of a batch before storing any lets their cache
+// misses overlap, instead of queueing one after the other in the Puts and
+// Deletes that follow. After Reserve, it also grows h's shard when the
+// batch's keys so far could fill it.
 func (ix *Index) Touch(h uint64) {
 	d := ix.d.Load()
 	e := d.entry(h)
@@ -630,7 +638,23 @@ func (ix *Index) Touch(h uint64) {
 		d = ix.d.Load()
 		e = d.entry(h)
 	}
-	ix.sink += d.refs[e].homeGroup(h)[0].val.Load()
+	ix.touched[ix.nt] = d.refs[e].homeGroup(h)
+	if ix.nt++; ix.nt == len(ix.touched) {
+		ix.touchAll()
+	}
+}
+
+// touchAll reads the home groups Touch noted, in a loop of a few
+// instructions each, so that as many of their cache misses as the core can
+// hold are in flight at once (with the bookkeeping of each Touch between
+// them, about three times fewer).
+func (ix *Index) touchAll() {
+	var sink uint64
+	for _, g := range ix.touched[:ix.nt] {
+		sink += g[0].val.Load()
+	}
+	ix.sink += sink
+	ix.nt = 0
 }
 
 // Range calls fn for every live key and its position until fn returns false.
