@@ -29,7 +29,11 @@ func benchKey(k []byte, i int) []byte {
 }
 
 // loadBench fills a store with n keys of 100-byte values, in batches of 1,000.
-func loadBench(b testing.TB, path string, n int) {
+func loadBench(b testing.TB, path string, n int) { loadBenchTTL(b, path, n, 0) }
+
+// loadBenchTTL is loadBench that writes every ttlEvery-th key with PutTTL (an
+// hour), none when ttlEvery is 0.
+func loadBenchTTL(b testing.TB, path string, n, ttlEvery int) {
 	s, err := Open(path, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -39,7 +43,11 @@ func loadBench(b testing.TB, path string, n int) {
 	v := bytes.Repeat([]byte("v"), 100)
 	k := make([]byte, 8)
 	for i := 0; i < n; i++ {
-		batch.Put(benchKey(k, i), v)
+		if ttlEvery > 0 && i%ttlEvery == 0 {
+			batch.PutTTL(benchKey(k, i), v, time.Hour)
+		} else {
+			batch.Put(benchKey(k, i), v)
+		}
 		if batch.Len() == 1000 || i == n-1 {
 			if err := s.Apply(&batch); err != nil {
 				b.Fatal(err)
@@ -186,18 +194,7 @@ func BenchmarkApply(b *testing.B) {
 func BenchmarkOpen(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "o")
 	loadBench(b, path, *benchKeys)
-	open := func(b *testing.B, path string) {
-		for b.Loop() {
-			s, err := Open(path, &Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := s.Get(benchKey(make([]byte, 8), 1)); err != nil {
-				b.Fatal(err)
-			}
-			s.Close()
-		}
-	}
+	open := benchOpen
 	b.Run("simdr", func(b *testing.B) { open(b, path) })
 	walk := filepath.Join(b.TempDir(), "w")
 	copyFileB(b, path, walk)
@@ -235,6 +232,21 @@ func BenchmarkOpen(b *testing.B) {
 	}
 	b.Run("read-file", func(b *testing.B) { read(b, path) })
 	b.Run("read-checkpoint", func(b *testing.B) { read(b, checkpointPath(path)) })
+}
+
+// benchOpen opens the store at path read-only, reads a key and closes it,
+// b.N times.
+func benchOpen(b *testing.B, path string) {
+	for b.Loop() {
+		s, err := Open(path, &Options{ReadOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Get(benchKey(make([]byte, 8), 1)); err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
 }
 
 // copyFileB copies the store file at from to to (not its checkpoint).

@@ -1,12 +1,11 @@
 package simdr
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/simdr-go/simdr/internal/format"
 	"github.com/simdr-go/simdr/internal/mapping"
@@ -45,6 +44,29 @@ type RepairReport struct {
 	// replaced the old one (entries had to move down over dropped bytes);
 	// false when the repair rewrote links in place and cut the file.
 	Rewritten bool `json:"rewritten"`
+}
+
+// repairSuffix ends the name of the temporary file a Repair that rewrites
+// the file writes.
+const repairSuffix = ".simdr.repair"
+
+// repairName is the temporary file a Repair that rewrites the store file
+// real (its path with symlinks resolved, identity fi) writes:
+// ".BASE.INODE.simdr.repair" in real's directory, as compactName. A file of
+// that name beside the store, which only the lock holder writes, is a
+// leftover of an interrupted Repair of this very file: the next writer's
+// Open removes it (removeLeftover), and no other file.
+func repairName(real string, fi os.FileInfo) string { return tempName(real, fi, repairSuffix) }
+
+// tempName is ".BASE.INODE" followed by suffix, in real's directory, INODE
+// fi's inode number in hex ("" when fi has none).
+func tempName(real string, fi os.FileInfo, suffix string) string {
+	_, ino, _, ok := fileID(fi)
+	if !ok {
+		return ""
+	}
+	dir, base := filepath.Split(real)
+	return filepath.Join(dir, "."+base+"."+strconv.FormatUint(ino, 16)+suffix)
 }
 
 // Repaired returns what Open with Options.Repair changed, or nil when the
@@ -119,17 +141,15 @@ func (s *Store) repairInPlace(g *gen, sv *format.Salvaged, rep *RepairReport) er
 }
 
 // rewrite writes the entries sv keeps into a new file, renames it over the
-// store's path and switches g to it.
+// store's path and switches g to it. An expiry record (expiry.go) is written
+// with the new end of the value it binds, and the marker again after the last
+// entry when records are kept but the marker was dropped.
 func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairReport) error {
 	target, _, err := s.target(g) // refuses a file with other hard links
 	if err != nil {
 		return err
 	}
-	f, tmp, err := s.replacement(g, func(real string, _ os.FileInfo) string {
-		var rnd [6]byte
-		rand.Read(rnd[:])
-		return real + ".repair-" + hex.EncodeToString(rnd[:])
-	})
+	f, tmp, err := s.replacement(g, repairName)
 	if err != nil {
 		return err
 	}
@@ -156,6 +176,30 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 		buf = buf[:0]
 		return nil
 	}
+	// Where each value an expiry record binds ended, and where it ends in
+	// the new file (a record comes before its value).
+	moved := map[int64]int64{}
+	marked := false // the marker is kept
+	for _, k := range sv.Kept {
+		if r, ok := decodeRecord(k.Hash, data[k.Start:k.End]); ok {
+			moved[r.bound] = -1
+		}
+		marked = marked || k.Hash == markerHash && !k.Tombstone
+	}
+	if len(moved) > 0 {
+		var t int64
+		for _, k := range sv.Kept {
+			if k.Tombstone {
+				t += format.TombstoneSize
+				continue
+			}
+			if _, ok := moved[k.End]; ok {
+				moved[k.End] = payloadEnd(t, int(k.End-k.Start))
+			}
+			t += format.EntrySize(t, int(k.End-k.Start))
+		}
+	}
+
 	for _, k := range sv.Kept {
 		if k.Prev != tail {
 			rep.Relinked++
@@ -171,15 +215,29 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 			if k.Damaged {
 				rep.Damaged = append(rep.Damaged, tail+format.Prepad(tail))
 			}
-			buf = append(buf, data[k.Start:k.End]...)
-			buf = format.AppendMeta(buf, format.Meta{Hash: k.Hash, Prev: tail, CRC: k.CRC})
-			tail += format.EntrySize(tail, int(k.End-k.Start))
+			p, crc := data[k.Start:k.End], k.CRC
+			if r, ok := decodeRecord(k.Hash, p); ok && !k.Damaged {
+				if end := moved[r.bound]; end > 0 { // its value moved: follow it
+					r.bound = end
+					p = r.encode()
+					crc = format.Checksum(p)
+				}
+			}
+			buf = append(buf, p...)
+			buf = format.AppendMeta(buf, format.Meta{Hash: k.Hash, Prev: tail, CRC: crc})
+			tail += format.EntrySize(tail, len(p))
 		}
 		if len(buf) >= 1<<20 {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
+	}
+	if len(moved) > 0 && !marked {
+		// The marker was in the bytes dropped: without it Open would not
+		// look for the records kept.
+		buf = format.AppendEntry(buf, tail, markerHash, []byte(markerValue))
+		tail += format.EntrySize(tail, len(markerValue))
 	}
 	if err := flush(); err != nil {
 		return err

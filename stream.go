@@ -25,6 +25,9 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 	if r == nil {
 		return 0, fmt.Errorf("simdr: put reader: nil reader: %w", ErrInvalidValue)
 	}
+	if reserved(key) {
+		return 0, fmt.Errorf("simdr: put reader: %w", ErrReservedKey)
+	}
 	h := Hash(key)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -85,6 +88,7 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 	a.s.buf = format.AppendMeta(a.s.buf, format.Meta{Hash: h, Prev: prev, CRC: crc})
 	a.s.ops = append(a.s.ops, pending{hash: h, pos: pack(end, total)})
 	a.tail = end + format.MetaSize
+	a.dropRecord(h) // the new value has no expiry (after it: see store)
 	if err := a.commit(); err != nil {
 		return 0, fmt.Errorf("simdr: put reader: %w", err)
 	}

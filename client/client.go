@@ -6,7 +6,9 @@
 //
 // Errors the server returns map back to the simdr sentinel errors: a missing
 // key matches simdr.ErrNotFound with errors.Is, an invalid value
-// simdr.ErrInvalidValue, a closed store simdr.ErrClosed, and so on; a wrong
+// simdr.ErrInvalidValue, an invalid ttl simdr.ErrInvalidTTL, a key with the
+// reserved prefix simdr.ErrReservedKey, a closed store simdr.ErrClosed, and
+// so on; what the server does not implement (501) errors.ErrUnsupported; a wrong
 // token matches ErrUnauthorized and a body over the server's limits
 // ErrTooLarge, a full disk ErrNoSpace (and syscall.ENOSPC). Every such error
 // is an *Error carrying the status code.
@@ -31,16 +33,22 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/ttlms"
 )
 
 // binaryType is the media type of the server's binary bodies.
 const binaryType = "application/x-simdr"
+
+// headerExpiresIn is the server's header of a GET or HEAD of a key whose
+// value expires (server.HeaderExpiresIn): its milliseconds left.
+const headerExpiresIn = "X-Simdr-Expires-In-Ms"
 
 // Errors of the client's own, beside the simdr sentinels.
 var (
@@ -198,6 +206,12 @@ func (e *Error) Unwrap() error {
 		return simdr.ErrInvalidValue
 	case "same_key":
 		return simdr.ErrSameKey
+	case "invalid_ttl":
+		return simdr.ErrInvalidTTL
+	case "reserved_key":
+		return simdr.ErrReservedKey
+	case "not_implemented":
+		return errors.ErrUnsupported
 	case "read_only":
 		return simdr.ErrReadOnly
 	case "closed":
@@ -252,6 +266,12 @@ func (c *Client) keyPath(key []byte) string {
 // otherwise it closes it and returns an *Error. With several nodes
 // (Options.Nodes) it retries on the next one as Options.Nodes says.
 func (c *Client) do(ctx context.Context, method, url string, body io.Reader, contentType string, want int) (*http.Response, error) {
+	return c.doHeader(ctx, method, url, body, contentType, nil, want)
+}
+
+// doHeader is do with more request headers (hdr, which may be nil), sent on
+// every attempt.
+func (c *Client) doHeader(ctx context.Context, method, url string, body io.Reader, contentType string, hdr http.Header, want int) (*http.Response, error) {
 	path, ours := strings.CutPrefix(url, c.base)
 	if c.strong && isRead(method, path) {
 		if strings.Contains(path, "?") {
@@ -260,7 +280,11 @@ func (c *Client) do(ctx context.Context, method, url string, body io.Reader, con
 			path += "?consistency=strong"
 		}
 	}
-	var last error
+	var (
+		last    error
+		getBody func() (io.ReadCloser, error) // the first attempt's
+		length  int64
+	)
 	start := int(c.cur.Load())
 	for attempt := 0; attempt < c.maxAttempts; attempt++ {
 		i := (start + attempt) % len(c.nodes)
@@ -268,19 +292,30 @@ func (c *Client) do(ctx context.Context, method, url string, body io.Reader, con
 		if ours {
 			target = c.nodes[i] + path
 		}
-		req, err := http.NewRequestWithContext(ctx, method, target, body)
+		if attempt > 0 && body != nil && getBody == nil {
+			return nil, last // the body is spent
+		}
+		var reqBody io.Reader = body
+		if attempt > 0 {
+			reqBody = nil // a new copy of the first attempt's, below
+		}
+		req, err := http.NewRequestWithContext(ctx, method, target, reqBody)
 		if err != nil {
 			return nil, fmt.Errorf("client: %w", err)
 		}
-		if attempt > 0 {
-			if body != nil && req.GetBody == nil {
-				return nil, last // the body is spent
+		switch {
+		case attempt == 0:
+			// GetBody replays the body from where it was now: an attempt
+			// that read some of it must not make the next send the rest.
+			getBody, length = req.GetBody, req.ContentLength
+		case body != nil:
+			if req.Body, err = getBody(); err != nil {
+				return nil, fmt.Errorf("client: %w", err)
 			}
-			if req.GetBody != nil {
-				if req.Body, err = req.GetBody(); err != nil {
-					return nil, fmt.Errorf("client: %w", err)
-				}
-			}
+			req.GetBody, req.ContentLength = getBody, length
+		}
+		for k, v := range hdr {
+			req.Header[k] = v
 		}
 		if contentType != "" {
 			req.Header.Set("Content-Type", contentType)
@@ -405,12 +440,70 @@ func (c *Client) Put(ctx context.Context, key, value []byte) error {
 	return nil
 }
 
+// PutTTL stores value under key to expire ttl from now, by the server's
+// clock (simdr.Store.PutTTL; a PUT with ?ttl=). A ttl that is not positive
+// fails with simdr.ErrInvalidTTL before anything is sent; a key with the
+// reserved prefix with simdr.ErrReservedKey; a cluster node answers
+// errors.ErrUnsupported. It is retried as Put is.
+func (c *Client) PutTTL(ctx context.Context, key, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("client: put: ttl %v: %w", ttl, simdr.ErrInvalidTTL)
+	}
+	resp, err := c.do(ctx, http.MethodPut, ttlURL(c.keyPath(key), ttl), bytes.NewReader(value), "application/octet-stream", http.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	done(resp)
+	return nil
+}
+
+// ttlURL adds ttl to a PUT's URL, as a Go duration (exact: the server
+// rounds it up to whole milliseconds, as the library does).
+func ttlURL(u string, ttl time.Duration) string {
+	return u + "?ttl=" + url.QueryEscape(ttl.String())
+}
+
+// TTL returns how long key's value has left before it expires, in whole
+// milliseconds, or simdr.NoExpiry when it has no expiry (a HEAD request:
+// the server's X-Simdr-Expires-In-Ms header). A missing or expired key
+// matches simdr.ErrNotFound. A server older than expiring keys sends no
+// header, so every value reads as simdr.NoExpiry from it.
+func (c *Client) TTL(ctx context.Context, key []byte) (time.Duration, error) {
+	resp, err := c.do(ctx, http.MethodHead, c.keyPath(key), nil, "", http.StatusOK)
+	var e *Error
+	if errors.As(err, &e) && e.StatusCode == http.StatusNotFound && e.Code == "" {
+		e.Code = "not_found" // an answer to HEAD has no body to say so
+	}
+	if err != nil {
+		return 0, err
+	}
+	done(resp)
+	return expiresIn(resp.Header)
+}
+
+// expiresIn reads the expiry header of a GET or HEAD answer.
+func expiresIn(h http.Header) (time.Duration, error) {
+	v := h.Get(headerExpiresIn)
+	if v == "" {
+		return simdr.NoExpiry, nil
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return 0, fmt.Errorf("client: ttl: the server sent %s %q", headerExpiresIn, v)
+	}
+	return ttlms.Duration(ms), nil
+}
+
 // PutReader stores the bytes r yields until io.EOF under key, streamed to
 // the server, and returns how many it stored. On an error the server stores
 // nothing.
 func (c *Client) PutReader(ctx context.Context, key []byte, r io.Reader) (int64, error) {
+	return c.putReader(ctx, c.keyPath(key), r)
+}
+
+func (c *Client) putReader(ctx context.Context, u string, r io.Reader) (int64, error) {
 	cr := &countingReader{r: r}
-	resp, err := c.do(ctx, http.MethodPut, c.keyPath(key), cr, "application/octet-stream", http.StatusNoContent)
+	resp, err := c.do(ctx, http.MethodPut, u, cr, "application/octet-stream", http.StatusNoContent)
 	if err != nil {
 		return 0, err
 	}
@@ -514,16 +607,31 @@ func (c *Client) Size(ctx context.Context) (int64, error) {
 type Batch struct {
 	buf []byte // the binary body
 	n   int
+	err error // the first invalid ttl
 }
 
 // Put adds a put of value under key (value is copied).
-func (b *Batch) Put(key, value []byte) {
-	b.buf = append(b.buf, 'P')
+func (b *Batch) Put(key, value []byte) { b.put('P', key, value) }
+
+func (b *Batch) put(op byte, key, value []byte) {
+	b.buf = append(b.buf, op)
 	b.buf = binary.LittleEndian.AppendUint32(b.buf, uint32(len(key)))
 	b.buf = append(b.buf, key...)
 	b.buf = binary.LittleEndian.AppendUint64(b.buf, uint64(len(value)))
 	b.buf = append(b.buf, value...)
 	b.n++
+}
+
+// PutTTL adds a put of value under key that expires ttl after the server
+// applies the batch (simdr.Batch.PutTTL; ttl travels in whole milliseconds,
+// rounded up). A ttl that is not positive makes Apply fail with
+// simdr.ErrInvalidTTL, sending nothing.
+func (b *Batch) PutTTL(key, value []byte, ttl time.Duration) {
+	if ttl <= 0 && b.err == nil {
+		b.err = fmt.Errorf("client: batch op %d: ttl %v: %w", b.n, ttl, simdr.ErrInvalidTTL)
+	}
+	b.put('T', key, value)
+	b.buf = binary.LittleEndian.AppendUint64(b.buf, uint64(max(ttlms.Ms(ttl), 0)))
 }
 
 // Delete adds a delete of key.
@@ -538,11 +646,14 @@ func (b *Batch) Delete(key []byte) {
 func (b *Batch) Len() int { return b.n }
 
 // Reset empties the batch, keeping its memory.
-func (b *Batch) Reset() { b.buf, b.n = b.buf[:0], 0 }
+func (b *Batch) Reset() { b.buf, b.n, b.err = b.buf[:0], 0, nil }
 
 // Apply sends every operation of b in one request; the server applies them
 // all or, on any error (an invalid value: simdr.ErrInvalidValue), none.
 func (c *Client) Apply(ctx context.Context, b *Batch) error {
+	if b.err != nil {
+		return b.err
+	}
 	if b.n == 0 {
 		return nil
 	}
@@ -727,7 +838,12 @@ func unexpected(err error) error {
 // Copy writes the value of key into dst, streamed (GetReader, then
 // dst.PutReader). Unlike simdr.Store.Copy it cannot tell whether dst is
 // the same store file through another address: only c itself as dst fails
-// (simdr.ErrSameStore). A missing key matches simdr.ErrNotFound.
+// (simdr.ErrSameStore). A missing key matches simdr.ErrNotFound. A value
+// that expires keeps its expiry, as with simdr.Store.Copy, up to the time
+// the copy takes (the time left is read when the copy starts and counted
+// again from when dst stores it); it is still streamed to a *Client dst,
+// but read into memory first for any other (Store has no streaming put
+// with a ttl).
 func (c *Client) Copy(ctx context.Context, key []byte, dst Store) error {
 	_, err := c.copy(ctx, key, dst)
 	return err
@@ -745,7 +861,22 @@ func (c *Client) copy(ctx context.Context, key []byte, dst Store) (string, error
 		return "", err
 	}
 	defer resp.Body.Close()
-	if _, err := dst.PutReader(ctx, key, resp.Body); err != nil {
+	ttl, err := expiresIn(resp.Header)
+	if err != nil {
+		return "", fmt.Errorf("client: copy: %w", err)
+	}
+	switch d, remote := dst.(*Client); {
+	case ttl == simdr.NoExpiry:
+		_, err = dst.PutReader(ctx, key, resp.Body)
+	case remote:
+		_, err = d.putReader(ctx, ttlURL(d.keyPath(key), ttl), resp.Body)
+	default:
+		var v []byte
+		if v, err = io.ReadAll(resp.Body); err == nil {
+			err = dst.PutTTL(ctx, key, v, ttl)
+		}
+	}
+	if err != nil {
 		return "", fmt.Errorf("client: copy: %w", err)
 	}
 	return resp.Header.Get("ETag"), nil
@@ -757,6 +888,12 @@ func (c *Client) copy(ctx context.Context, key []byte, dst Store) (string, error
 // to a failure: if the copy fails, the server keeps it. The server checks
 // and deletes in two steps, so a write landing exactly between them is
 // deleted too (simdr.Store.Move holds the write lock across both).
+//
+// With Options.Nodes the get and the delete are retried on the other nodes
+// as any write is. A delete that was applied but not acknowledged (503 from
+// a leader that lost its leadership) and is sent again finds the key gone:
+// the If-Match then fails, which Move takes, as a value that changed, for
+// a move that is done.
 func (c *Client) Move(ctx context.Context, key []byte, dst Store) error {
 	tag, err := c.copy(ctx, key, dst)
 	if err == nil {
@@ -765,24 +902,18 @@ func (c *Client) Move(ctx context.Context, key []byte, dst Store) error {
 	if err != nil {
 		return fmt.Errorf("client: move: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, c.keyPath(key), nil)
-	if err != nil {
-		return fmt.Errorf("client: move: %w", err)
-	}
+	var hdr http.Header
 	if tag != "" {
-		req.Header.Set("If-Match", tag)
+		hdr = http.Header{"If-Match": {tag}}
 	}
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("client: move: copied, but not deleted from the source: %w", err)
-	}
-	defer done(resp)
-	switch resp.StatusCode {
-	case http.StatusNoContent, http.StatusPreconditionFailed: // deleted, or changed meanwhile: keep the newer value
+	resp, err := c.doHeader(ctx, http.MethodDelete, c.keyPath(key), nil, "", hdr, http.StatusNoContent)
+	var e *Error
+	switch {
+	case err == nil:
+		done(resp)
 		return nil
+	case errors.As(err, &e) && e.StatusCode == http.StatusPreconditionFailed:
+		return nil // changed meanwhile (or deleted by an earlier attempt): keep the newer value
 	}
-	return fmt.Errorf("client: move: copied, but not deleted from the source: %w", readError(resp))
+	return fmt.Errorf("client: move: copied, but not deleted from the source: %w", err)
 }

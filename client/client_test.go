@@ -19,7 +19,13 @@ import (
 // serve starts the real server for a fresh store on a loopback port.
 func serve(t *testing.T, cfg server.Config) (*simdr.Store, string) {
 	t.Helper()
-	st, err := simdr.Open(filepath.Join(t.TempDir(), "c.simdr"), nil)
+	return serveWith(t, cfg, nil)
+}
+
+// serveWith is serve for a store opened with opts.
+func serveWith(t *testing.T, cfg server.Config, opts *simdr.Options) (*simdr.Store, string) {
+	t.Helper()
+	st, err := simdr.Open(filepath.Join(t.TempDir(), "c.simdr"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

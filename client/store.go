@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"time"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/ttlms"
 )
 
 // Store is what a local simdr.Store and a remote server have in common, so
@@ -23,7 +25,9 @@ import (
 // Move to a *simdr.Store (the Client's Copy and Move take any Store).
 type Store interface {
 	Put(ctx context.Context, key, value []byte) error
+	PutTTL(ctx context.Context, key, value []byte, ttl time.Duration) error
 	PutReader(ctx context.Context, key []byte, r io.Reader) (int64, error)
+	TTL(ctx context.Context, key []byte) (time.Duration, error)
 	Get(ctx context.Context, key []byte) ([]byte, error)
 	GetHash(ctx context.Context, h uint64) ([]byte, error)
 	GetMany(ctx context.Context, keys [][]byte) ([][]byte, error)
@@ -58,6 +62,20 @@ func (l localStore) Put(ctx context.Context, key, value []byte) error {
 		return err
 	}
 	return l.s.Put(key, value)
+}
+
+func (l localStore) PutTTL(ctx context.Context, key, value []byte, ttl time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return l.s.PutTTL(key, value, ttl)
+}
+
+func (l localStore) TTL(ctx context.Context, key []byte) (time.Duration, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return l.s.TTL(key)
 }
 
 func (l localStore) PutReader(ctx context.Context, key []byte, r io.Reader) (int64, error) {
@@ -129,6 +147,9 @@ func (l localStore) Apply(ctx context.Context, b *Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if b.err != nil {
+		return b.err
+	}
 	var sb simdr.Batch
 	buf := b.buf
 	for len(buf) > 0 {
@@ -141,8 +162,15 @@ func (l localStore) Apply(ctx context.Context, b *Batch) error {
 			continue
 		}
 		vn := int(binary.LittleEndian.Uint64(buf))
-		sb.Put(key, buf[8:8+vn])
+		value := buf[8 : 8+vn]
 		buf = buf[8+vn:]
+		if op == 'T' {
+			ms := int64(binary.LittleEndian.Uint64(buf))
+			buf = buf[8:]
+			sb.PutTTL(key, value, ttlms.Duration(ms))
+			continue
+		}
+		sb.Put(key, value)
 	}
 	return l.s.Apply(&sb)
 }

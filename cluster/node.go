@@ -88,8 +88,10 @@ type Node struct {
 	restores   atomic.Uint64
 	readyTerm  atomic.Uint64 // a barrier of this term is applied: strong reads may be served
 	barrierMu  sync.Mutex
-	stop       chan struct{}
+	stop       chan struct{} // closed when Close begins (Done)
 	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	closeErr   error
 	hc         *http.Client
 }
 
@@ -507,8 +509,20 @@ func (n *Node) askJoin(base string) error {
 	return nil
 }
 
-// Close stops the node: raft, its transport and log, then the store.
+// Done returns a channel that is closed when Close begins: a server
+// serving the node ends its long requests (event streams) on it, so that
+// they release the store Close is waiting to close.
+func (n *Node) Done() <-chan struct{} { return n.stop }
+
+// Close stops the node: raft, its transport and log, then the store (once
+// the requests holding it, see Acquire, are done). Calling it again returns
+// what the first call returned.
 func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
 	close(n.stop)
 	n.wg.Wait()
 	err := n.raft.Shutdown().Error()

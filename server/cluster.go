@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -51,18 +51,14 @@ func ServeCluster(ctx context.Context, ln net.Listener, node *cluster.Node, cfg 
 		ln.Close()
 		return errors.New("server: a cluster node needs a token")
 	}
-	tlsOn := cfg.TLSCertFile != "" && cfg.TLSKeyFile != ""
 	tcp, isTCP := ln.Addr().(*net.TCPAddr)
-	var tlsCfg *tls.Config
-	if tlsOn {
-		var err error
-		if tlsCfg, err = loadTLS(cfg); err != nil {
-			ln.Close()
-			return err
-		}
+	tlsCfg, err := loadTLS(cfg) // ErrTLSHalf rather than plain HTTP
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	c := &clusterHandler{node: node, cfg: cfg, loopback: isTCP && tcp.IP.IsLoopback()}
-	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, c, &c.inflight, nil)
+	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, c, &c.inflight, c.stopWatches)
 	st, release := node.Acquire()
 	if err := st.Sync(); err != nil && !errors.Is(err, simdr.ErrClosed) {
 		serveErr = errors.Join(serveErr, err)
@@ -88,6 +84,20 @@ type clusterHandler struct {
 
 	mu sync.Mutex
 	h  *handler
+	// watchesStopped: the server is shutting down (stopWatches ran): a
+	// handler built from then on has its event streams ended at once.
+	watchesStopped bool
+}
+
+// stopWatches ends the event streams of the current handler and of any
+// handler built later (registered with http.Server.RegisterOnShutdown).
+func (c *clusterHandler) stopWatches() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watchesStopped = true
+	if c.h != nil {
+		c.h.stopWatches()
+	}
 }
 
 func (c *clusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -101,8 +111,18 @@ func (c *clusterHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	c.mu.Lock()
 	if c.h == nil || c.h.store != st {
+		if c.h != nil {
+			// A snapshot replaced the store: the streams watching the old
+			// one would never see another commit. End them; the clients
+			// watch the new store again.
+			c.h.stopWatches()
+		}
 		c.h = newHandler(st, c.cfg, c.loopback)
 		c.h.intercept = c.intercept
+		c.h.watchDone = c.node.Done()
+		if c.watchesStopped {
+			c.h.stopWatches()
+		}
 	}
 	h := c.h
 	c.mu.Unlock()
@@ -188,14 +208,49 @@ func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(w, r)
 }
 
-// opSink collects a decoded batch as the cluster's operations.
-type opSink struct{ ops []cluster.Op }
+// opSink collects a decoded batch as the cluster's operations. err is the
+// first op it refuses: a key with the reserved prefix (the nodes apply ops
+// by hash, past the library's check). A ttl becomes an absolute expiry,
+// computed here, once, by this node's clock, so that every replica gives the
+// key the same one.
+type opSink struct {
+	ops []cluster.Op
+	err error
+}
 
 func (s *opSink) Put(key, value []byte) {
+	s.check(key)
 	s.ops = append(s.ops, cluster.Op{Hash: simdr.Hash(key), Value: append([]byte(nil), value...)})
 }
+
+func (s *opSink) PutTTL(key, value []byte, ttl time.Duration) {
+	s.Put(key, value)
+	s.ops[len(s.ops)-1].ExpiresAt = expiresAt(ttl)
+}
+
+// expiresAt returns the Unix ms at which a value written now with ttl (> 0)
+// expires, rounded up as simdr.Store.PutTTL rounds it.
+func expiresAt(ttl time.Duration) int64 {
+	ms := int64(ttl / time.Millisecond)
+	if ttl%time.Millisecond != 0 {
+		ms++
+	}
+	now := time.Now().UnixMilli()
+	if ms > math.MaxInt64/4-now {
+		return math.MaxInt64 / 4 // the library caps it further
+	}
+	return now + ms
+}
+
 func (s *opSink) Delete(key []byte) {
+	s.check(key)
 	s.ops = append(s.ops, cluster.Op{Hash: simdr.Hash(key), Del: true})
+}
+
+func (s *opSink) check(key []byte) {
+	if err := checkKey(key); err != nil && s.err == nil {
+		s.err = fmt.Errorf("op %d: %w", len(s.ops), err)
+	}
 }
 
 // validValue is simdr's rule: not empty, not the single byte 0x00.
@@ -232,9 +287,18 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			if !h.ifMatch(w, r, kh) {
 				return
 			}
+			if route == routeHash && h.absent(kh) { // (see handler.absent)
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
 			cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Del: true}})
 			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }
 			break
+		}
+		ttl, err := ttlParam(r)
+		if err != nil {
+			writeStoreError(w, err)
+			return
 		}
 		if max := h.cfg.MaxValueBytes; max > 0 && r.ContentLength > max {
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
@@ -250,7 +314,11 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			writeStoreError(w, fmt.Errorf("simdr: put: %w", simdr.ErrInvalidValue))
 			return
 		}
-		cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Value: body}})
+		var exp int64
+		if ttl > 0 {
+			exp = expiresAt(ttl)
+		}
+		cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Value: body, ExpiresAt: exp}})
 		n := len(body)
 		answer = func() { h.metrics.wrote("put", 1, int64(n)); w.WriteHeader(http.StatusNoContent) }
 	case "/v1/batch":
@@ -261,6 +329,10 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 		var s opSink
 		if err := walkBatch(body, bin, &s); err != nil {
 			writeBadBody(w, err)
+			return
+		}
+		if s.err != nil {
+			writeStoreError(w, s.err)
 			return
 		}
 		for i, o := range s.ops {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -63,6 +64,40 @@ func TestServeClusterOneNode(t *testing.T) {
 		{"invalid value", func() error { return c.Put(bg, []byte("e"), []byte{0}) }, simdr.ErrInvalidValue},
 		{"reserved key", func() error { return c.Put(bg, cluster.AppliedKey, []byte("x")) }, nil},
 		{"get deleted", func() error { _, err := c.Get(bg, []byte("a")); return err }, simdr.ErrNotFound},
+		{"put ttl", func() error {
+			if err := c.PutTTL(bg, []byte("t"), []byte("x"), time.Minute); err != nil {
+				return err
+			}
+			if d, err := c.TTL(bg, []byte("t")); err != nil || d <= 59*time.Second || d > time.Minute {
+				return fmt.Errorf("TTL after PutTTL(1m) on the cluster: %v, %v", d, err)
+			}
+			return simdr.ErrNotFound
+		}, simdr.ErrNotFound},
+		{"batch ttl", func() error {
+			var b client.Batch
+			b.Put([]byte("t1"), []byte("x"))
+			b.PutTTL([]byte("t2"), []byte("x"), time.Minute)
+			if err := c.Apply(bg, &b); err != nil {
+				return err
+			}
+			if d, err := c.TTL(bg, []byte("t2")); err != nil || d <= 59*time.Second || d > time.Minute {
+				return fmt.Errorf("TTL of a batch put with a ttl on the cluster: %v, %v", d, err)
+			}
+			return simdr.ErrNotFound
+		}, simdr.ErrNotFound},
+		{"invalid ttl", func() error { return c.PutTTL(bg, []byte("t"), []byte("x"), -time.Minute) }, simdr.ErrInvalidTTL},
+		{"ttl prefix", func() error { return c.Put(bg, []byte("\x00simdr.ttl\x00k"), []byte("x")) }, simdr.ErrReservedKey},
+		{"ttl prefix in a batch", func() error {
+			var b client.Batch
+			b.Delete([]byte("\x00simdr.ttl\x00k"))
+			return c.Apply(bg, &b)
+		}, simdr.ErrReservedKey},
+		{"ttl of a value", func() error {
+			if d, err := c.TTL(bg, []byte("c")); err != nil || d != simdr.NoExpiry {
+				return fmt.Errorf("TTL %v, %v", d, err)
+			}
+			return simdr.ErrNotFound
+		}, simdr.ErrNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +114,7 @@ func TestServeClusterOneNode(t *testing.T) {
 			}
 		})
 	}
+
 	if err := c.Compact(bg); err != nil { // local, between two applies
 		t.Fatal(err)
 	}

@@ -14,9 +14,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 	"unicode/utf8"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/ttlms"
 )
 
 // cost is what decoding a body will allocate, from the counting pass.
@@ -40,9 +43,10 @@ func (c cost) batch() int64 { return int64(c.items)*opItemBytes + 2*c.bytes }
 var errTruncated = errors.New("the body ends inside a record")
 
 // walkBinaryBatch calls fn (when not nil) for each record of a binary batch
-// body: 'P', u32 key length, key, u64 value length, value; or 'D', u32 key
-// length, key (little-endian).
-func walkBinaryBatch(body []byte, fn func(put bool, key, value []byte)) (cost, error) {
+// body, little-endian: 'P', u32 key length, key, u64 value length, value;
+// 'T' (a put with a ttl), the same followed by a u64 ttl in milliseconds
+// (1 to 2^63-1); or 'D', u32 key length, key. fn's ttl is 0 but for a 'T'.
+func walkBinaryBatch(body []byte, fn func(put bool, key, value []byte, ttl time.Duration)) (cost, error) {
 	var c cost
 	for i := 0; len(body) > 0; i++ {
 		if i == MaxItems {
@@ -50,8 +54,8 @@ func walkBinaryBatch(body []byte, fn func(put bool, key, value []byte)) (cost, e
 		}
 		op := body[0]
 		body = body[1:]
-		if op != opPut && op != opDelete {
-			return c, fmt.Errorf("op %d: unknown op byte 0x%02x (want 'P' or 'D')", i, op)
+		if op != opPut && op != opPutTTL && op != opDelete {
+			return c, fmt.Errorf("op %d: unknown op byte 0x%02x (want 'P', 'T' or 'D')", i, op)
 		}
 		key, rest, err := field(body, 4)
 		if err != nil {
@@ -59,15 +63,27 @@ func walkBinaryBatch(body []byte, fn func(put bool, key, value []byte)) (cost, e
 		}
 		body = rest
 		var value []byte
-		if op == opPut {
+		if op != opDelete {
 			if value, body, err = field(body, 8); err != nil {
 				return c, fmt.Errorf("op %d: value: %w", i, err)
 			}
 			c.bytes += int64(len(value))
 		}
+		var ttl time.Duration
+		if op == opPutTTL {
+			if len(body) < 8 {
+				return c, fmt.Errorf("op %d: ttl: %w", i, errTruncated)
+			}
+			ms := int64(binary.LittleEndian.Uint64(body))
+			body = body[8:]
+			if ms <= 0 {
+				return c, fmt.Errorf("op %d: ttl of %d ms: %w", i, uint64(ms), simdr.ErrInvalidTTL)
+			}
+			ttl = ttlms.Duration(ms)
+		}
 		c.items++
 		if fn != nil {
-			fn(op == opPut, key, value)
+			fn(op != opDelete, key, value, ttl)
 		}
 	}
 	return c, nil
@@ -129,10 +145,13 @@ func walkBatch(body []byte, bin bool, s batchSink) error {
 		_, err := walkJSONBatch(body, s)
 		return err
 	}
-	_, err := walkBinaryBatch(body, func(put bool, key, value []byte) {
-		if put {
+	_, err := walkBinaryBatch(body, func(put bool, key, value []byte, ttl time.Duration) {
+		switch {
+		case ttl > 0:
+			s.PutTTL(key, value, ttl)
+		case put:
 			s.Put(key, value)
-		} else {
+		default:
 			s.Delete(key)
 		}
 	})
@@ -358,18 +377,58 @@ func unescape(dst, raw []byte) []byte {
 	return dst
 }
 
-// jstr is one string field of a JSON object, as read.
+// jstr is one string (or number) field of a JSON object, as read.
 type jstr struct {
 	set     bool // present and not null
 	raw     []byte
 	escaped bool
 	notUTF8 bool
+	number  bool // raw is a JSON number, not a string's content
+}
+
+// number reads a JSON number (RFC 8259's grammar) and returns its text.
+func (s *scanner) number() ([]byte, error) {
+	s.ws()
+	start := s.pos
+	digits := func() int {
+		n := 0
+		for s.pos < len(s.data) && s.data[s.pos] >= '0' && s.data[s.pos] <= '9' {
+			s.pos++
+			n++
+		}
+		return n
+	}
+	if s.pos < len(s.data) && s.data[s.pos] == '-' {
+		s.pos++
+	}
+	switch {
+	case s.pos < len(s.data) && s.data[s.pos] == '0':
+		s.pos++
+	case digits() == 0:
+		return nil, s.errorf("bad number")
+	}
+	if s.pos < len(s.data) && s.data[s.pos] == '.' {
+		s.pos++
+		if digits() == 0 {
+			return nil, s.errorf("bad number")
+		}
+	}
+	if s.pos < len(s.data) && (s.data[s.pos] == 'e' || s.data[s.pos] == 'E') {
+		s.pos++
+		if s.pos < len(s.data) && (s.data[s.pos] == '+' || s.data[s.pos] == '-') {
+			s.pos++
+		}
+		if digits() == 0 {
+			return nil, s.errorf("bad number")
+		}
+	}
+	return s.data[start:s.pos], nil
 }
 
 // object reads a JSON object whose fields are all strings (or null), each
-// named in names, into out (out[i] for names[i]). Unknown and repeated
-// fields are refused.
-func (s *scanner) object(names []string, out []jstr) error {
+// named in names, into out (out[i] for names[i]); a field whose bit is set
+// in numeric may also be a number. Unknown and repeated fields are refused.
+func (s *scanner) object(names []string, out []jstr, numeric int) error {
 	clear(out)
 	seen := 0
 	if err := s.expect('{'); err != nil {
@@ -384,7 +443,15 @@ func (s *scanner) object(names []string, out []jstr) error {
 		if err != nil {
 			return err
 		}
-		if !s.null() {
+		switch c := s.peek(); {
+		case s.null():
+		case numeric&(1<<i) != 0 && (c == '-' || c >= '0' && c <= '9'):
+			raw, err := s.number()
+			if err != nil {
+				return fmt.Errorf("field %q: %w", names[i], err)
+			}
+			out[i] = jstr{set: true, raw: raw, number: true}
+		default:
 			raw, esc, err := s.str()
 			if err != nil && !errors.Is(err, errNotUTF8) {
 				return fmt.Errorf("field %q: %w", names[i], err)
@@ -581,23 +648,55 @@ func pick(txt, enc jstr, name string, arena *[]byte, c *cost) ([]byte, error) {
 	return nil, fmt.Errorf("missing %s (or %s_b64)", name, name)
 }
 
-var opFields = []string{"op", "key", "key_b64", "value", "value_b64"}
+var opFields = []string{"op", "key", "key_b64", "value", "value_b64", "ttl_ms"}
+
+// fieldTTL is the index of "ttl_ms" in opFields, the one numeric field.
+const fieldTTL = 5
 
 // batchSink is what a decoded batch goes to: a *simdr.Batch, or the
 // cluster's list of operations.
 type batchSink interface {
 	Put(key, value []byte)
+	PutTTL(key, value []byte, ttl time.Duration)
 	Delete(key []byte)
+}
+
+// ttlMs reads a batch op's ttl_ms: a positive integer of milliseconds,
+// written with digits only (no sign, fraction or exponent), at most
+// 2^63-1.
+func ttlMs(f jstr) (time.Duration, error) {
+	if !f.number {
+		return 0, fmt.Errorf("ttl_ms is a string, not a number (%w)", simdr.ErrInvalidTTL)
+	}
+	var ms int64
+	for _, d := range f.raw {
+		if d < '0' || d > '9' || ms > (math.MaxInt64-int64(d-'0'))/10 {
+			return 0, badTTLms(f.raw)
+		}
+		ms = ms*10 + int64(d-'0')
+	}
+	if ms == 0 {
+		return 0, badTTLms(f.raw)
+	}
+	return ttlms.Duration(ms), nil
+}
+
+// badTTLms is the error for a ttl_ms that is a number but not a valid ttl.
+func badTTLms(raw []byte) error {
+	if len(raw) > 24 {
+		raw = append(raw[:24:24], "..."...)
+	}
+	return fmt.Errorf("ttl_ms %s is not a positive integer of milliseconds (%w)", raw, simdr.ErrInvalidTTL)
 }
 
 // walkJSONBatch validates and counts a JSON batch body, and when b is not
 // nil adds its operations to b:
 //
-//	{"ops": [{"op": "put", "key": "k", "value": "v"}, {"op": "delete", "key_b64": "aw=="}]}
+//	{"ops": [{"op": "put", "key": "k", "value": "v", "ttl_ms": 60000}, {"op": "delete", "key_b64": "aw=="}]}
 func walkJSONBatch(body []byte, b batchSink) (cost, error) {
 	var c cost
 	s := scanner{data: body}
-	var f [5]jstr
+	var f [6]jstr
 	var scratch []byte
 	var arena *[]byte
 	if b != nil {
@@ -608,7 +707,7 @@ func walkJSONBatch(body []byte, b batchSink) (cost, error) {
 		if i == MaxItems {
 			return errTooMany
 		}
-		if err := s.object(opFields, f[:]); err != nil {
+		if err := s.object(opFields, f[:], 1<<fieldTTL); err != nil {
 			return fmt.Errorf("op %d: %w", i, err)
 		}
 		scratch = scratch[:0]
@@ -626,6 +725,9 @@ func walkJSONBatch(body []byte, b batchSink) (cost, error) {
 			if f[3].set || f[4].set {
 				return fmt.Errorf("op %d: a delete has no value", i)
 			}
+			if f[fieldTTL].set {
+				return fmt.Errorf("op %d: a delete has no ttl_ms", i)
+			}
 			if b != nil {
 				b.Delete(key)
 			}
@@ -638,7 +740,17 @@ func walkJSONBatch(body []byte, b batchSink) (cost, error) {
 			if c.bytes == n0 { // not copied out of the body, but copied into the batch
 				c.bytes += int64(len(f[3].raw))
 			}
-			if b != nil {
+			var ttl time.Duration
+			if f[fieldTTL].set {
+				if ttl, err = ttlMs(f[fieldTTL]); err != nil {
+					return fmt.Errorf("op %d: %w", i, err)
+				}
+			}
+			switch {
+			case b == nil:
+			case ttl > 0:
+				b.PutTTL(key, value, ttl)
+			default:
 				b.Put(key, value)
 			}
 		}
@@ -699,7 +811,7 @@ var renameFields = []string{"from", "from_b64", "to", "to_b64"}
 func decodeRename(body []byte) (from, to []byte, err error) {
 	s := scanner{data: body}
 	var f [4]jstr
-	if err := s.object(renameFields, f[:]); err != nil {
+	if err := s.object(renameFields, f[:], 0); err != nil {
 		return nil, nil, err
 	}
 	if !s.atEnd() {
@@ -712,6 +824,12 @@ func decodeRename(body []byte) (from, to []byte, err error) {
 	}
 	arena = nil // from may alias the old arena
 	if to, err = pick(f[2], f[3], "to", &arena, &c); err != nil {
+		return nil, nil, err
+	}
+	if err := checkKey(from); err != nil {
+		return nil, nil, err
+	}
+	if err := checkKey(to); err != nil {
 		return nil, nil, err
 	}
 	return from, to, nil

@@ -5,11 +5,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/ttlms"
 )
 
 // allocBound is what a codec may allocate for a body of n bytes: a small
@@ -33,6 +37,13 @@ func binPut(b []byte, k, v string) []byte {
 	return append(b, v...)
 }
 
+// binPutTTL is a 'T' record: a put with a ttl of ms milliseconds.
+func binPutTTL(b []byte, k, v string, ms uint64) []byte {
+	b = binPut(b, k, v)
+	b[len(b)-len(v)-8-len(k)-4-1] = 'T'
+	return binary.LittleEndian.AppendUint64(b, ms)
+}
+
 func binKey(b []byte, k string) []byte {
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(k)))
 	return append(b, k...)
@@ -46,6 +57,75 @@ var batchSeeds = []string{
 	`{"ops":null}`, `{}`, ` {"ops" : [ ] } `, `{"ops":[]} x`,
 	string(binPut(nil, "k", "v")), "D\x01\x00\x00\x00k",
 	"P\x01\x00\x00\x00k\xff\xff\xff\xff\xff\xff\xff\x7f", "P\xff\xff\xff\x7f",
+	`{"ops":[{"op":"put","key":"a","value":"1","ttl_ms":60000},{"op":"put","key":"b","value":"2","ttl_ms":null}]}`,
+	`{"ops":[{"ttl_ms": 9223372036854775807, "op":"put","key":"a","value_b64":"AA=="}]}`,
+	`{"ops":[{"op":"put","key":"a","value":"1","ttl_ms":0}]}`,
+	`{"ops":[{"op":"put","key":"a","value":"1","ttl_ms":-1}]}`,
+	`{"ops":[{"op":"put","key":"a","value":"1","ttl_ms":1.5e3}]}`,
+	`{"ops":[{"op":"put","key":"a","value":"1","ttl_ms":"5"}]}`,
+	`{"ops":[{"op":"put","key":"a","value":"1","ttl_ms":9223372036854775808}]}`,
+	`{"ops":[{"op":"delete","key":"a","ttl_ms":5}]}`,
+	`{"ops":[{"op":"put","key":5,"value":"1"}]}`,
+	string(binPutTTL(binPut(nil, "k", "v"), "t", "w", 1000)),
+	string(binPutTTL(nil, "t", "w", 0)), string(binPutTTL(nil, "t", "w", 1<<63)),
+	string(binPutTTL(nil, "t", "w", 5)[:12]),
+}
+
+// recorder is a batchSink that keeps every op, for comparisons.
+type recorder struct{ ops []recOp }
+
+type recOp struct {
+	put        bool
+	key, value []byte
+	ttl        time.Duration
+}
+
+func (r *recorder) Put(key, value []byte) {
+	r.ops = append(r.ops, recOp{true, bytes.Clone(key), bytes.Clone(value), 0})
+}
+func (r *recorder) PutTTL(key, value []byte, ttl time.Duration) {
+	r.ops = append(r.ops, recOp{true, bytes.Clone(key), bytes.Clone(value), ttl})
+}
+func (r *recorder) Delete(key []byte) { r.ops = append(r.ops, recOp{false, bytes.Clone(key), nil, 0}) }
+
+// stdBatch decodes a JSON batch body with encoding/json, as the codec
+// should have.
+func stdBatch(body []byte) ([]recOp, error) {
+	var std struct {
+		Ops []struct {
+			Op       string       `json:"op"`
+			Key      *string      `json:"key"`
+			KeyB64   []byte       `json:"key_b64"`
+			Value    *string      `json:"value"`
+			ValueB64 []byte       `json:"value_b64"`
+			TTLms    *json.Number `json:"ttl_ms"`
+		} `json:"ops"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&std); err != nil {
+		return nil, err
+	}
+	var out []recOp
+	for _, o := range std.Ops {
+		op := recOp{put: o.Op == "put", key: o.KeyB64, value: o.ValueB64}
+		if o.Key != nil {
+			op.key = []byte(*o.Key)
+		}
+		if o.Value != nil {
+			op.value = []byte(*o.Value)
+		}
+		if o.TTLms != nil {
+			ms, err := strconv.ParseInt(string(*o.TTLms), 10, 64)
+			if err != nil {
+				return nil, err
+			}
+			op.ttl = ttlms.Duration(ms)
+		}
+		out = append(out, op)
+	}
+	return out, nil
 }
 
 // FuzzDecodeBatch: no input makes the batch codecs fail other than with an
@@ -75,7 +155,115 @@ func FuzzDecodeBatch(f *testing.F) {
 		if derr == nil && !bin && !json.Valid(body) {
 			t.Fatalf("accepted invalid JSON %q", body)
 		}
+		if derr != nil {
+			return
+		}
+		var rec recorder
+		if err := walkBatch(body, bin, &rec); err != nil || len(rec.ops) != c.items {
+			t.Fatalf("walkBatch: %d ops, %v; decoded %d", len(rec.ops), err, c.items)
+		}
+		for i, op := range rec.ops {
+			if op.ttl < 0 || (op.ttl > 0 && !op.put) {
+				t.Fatalf("op %d: ttl %v on a put %v", i, op.ttl, op.put)
+			}
+		}
+		if bin {
+			return
+		}
+		std, err := stdBatch(body)
+		if err != nil {
+			t.Fatalf("accepted %q, which encoding/json refuses: %v", body, err)
+		}
+		if len(std) != len(rec.ops) {
+			t.Fatalf("%q: %d ops, encoding/json %d", body, len(rec.ops), len(std))
+		}
+		for i, op := range rec.ops {
+			w := std[i]
+			if op.put != w.put || !bytes.Equal(op.key, w.key) || !bytes.Equal(op.value, w.value) || op.ttl != w.ttl {
+				t.Fatalf("%q: op %d is %+v, encoding/json %+v", body, i, op, w)
+			}
+		}
 	})
+}
+
+// ttl_ms and the binary 'T' record: a positive integer of milliseconds,
+// written with digits only; anything else is ErrInvalidTTL, from the
+// counting pass already.
+func TestCodecTTL(t *testing.T) {
+	op := func(ttl string) string {
+		return `{"ops":[{"op":"put","key":"k","value":"v","ttl_ms":` + ttl + `}]}`
+	}
+	for _, c := range []struct {
+		body string
+		bin  bool
+		want time.Duration // -1: ErrInvalidTTL; -2: another error
+	}{
+		{op("1"), false, time.Millisecond},
+		{op("600000"), false, 10 * time.Minute},
+		{op(" 42 "), false, 42 * time.Millisecond},
+		{op("null"), false, 0},
+		{op("9223372036854775807"), false, math.MaxInt64},
+		{op("9223372036854"), false, math.MaxInt64 / time.Millisecond * time.Millisecond},
+		{op("9223372036855"), false, math.MaxInt64},
+		{op("0"), false, -1},
+		{op("-1"), false, -1},
+		{op("-0"), false, -1},
+		{op("1.5"), false, -1},
+		{op("1.0"), false, -1},
+		{op("1e3"), false, -1},
+		{op("1E+3"), false, -1},
+		{op(`"1000"`), false, -1},
+		{op("9223372036854775808"), false, -1},
+		{op("99999999999999999999999"), false, -1},
+		{op("01"), false, -2},
+		{op("1."), false, -2},
+		{op("+1"), false, -2},
+		{op("- 1"), false, -2},
+		{op("true"), false, -2},
+		{`{"ops":[{"op":"delete","key":"k","ttl_ms":5}]}`, false, -2},
+		{string(binPutTTL(nil, "k", "v", 1)), true, time.Millisecond},
+		{string(binPutTTL(nil, "k", "v", 1<<63-1)), true, math.MaxInt64},
+		{string(binPutTTL(nil, "k", "v", 0)), true, -1},
+		{string(binPutTTL(nil, "k", "v", 1<<63)), true, -1},
+		{string(binPutTTL(nil, "k", "v", 1<<64-1)), true, -1},
+		{string(binPutTTL(nil, "k", "v", 1))[:14], true, -2},
+	} {
+		_, cerr := countBatch([]byte(c.body), c.bin)
+		var rec recorder
+		err := walkBatch([]byte(c.body), c.bin, &rec)
+		switch {
+		case (cerr == nil) != (err == nil):
+			t.Errorf("%q: count %v, decode %v", c.body, cerr, err)
+		case c.want == -1:
+			if !errors.Is(err, simdr.ErrInvalidTTL) {
+				t.Errorf("%q: %v, want ErrInvalidTTL", c.body, err)
+			}
+		case c.want == -2:
+			if err == nil || errors.Is(err, simdr.ErrInvalidTTL) {
+				t.Errorf("%q: %v, want an error other than ErrInvalidTTL", c.body, err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", c.body, err)
+		case len(rec.ops) != 1 || rec.ops[0].ttl != c.want || string(rec.ops[0].key) != "k" || string(rec.ops[0].value) != "v":
+			t.Errorf("%q: %+v, want ttl %v", c.body, rec.ops, c.want)
+		}
+	}
+	// A decoded batch applies the ttl.
+	b, err := decodeBatch([]byte(op("60000")), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := simdr.Open(t.TempDir()+"/s.simdr", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Apply(b); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := st.TTL([]byte("k")); err != nil || d <= 0 || d > time.Minute {
+		t.Errorf("TTL after applying a decoded ttl_ms: %v, %v", d, err)
+	}
 }
 
 // FuzzDecodeKeys: as FuzzDecodeBatch for get-many bodies; a JSON body the

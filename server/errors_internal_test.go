@@ -29,6 +29,8 @@ func TestErrorStatus(t *testing.T) {
 		{simdr.ErrNotFound, 404, "not_found"},
 		{simdr.ErrInvalidValue, 400, "invalid_value"},
 		{simdr.ErrSameKey, 400, "same_key"},
+		{fmt.Errorf("simdr: put: %w", simdr.ErrInvalidTTL), 400, "invalid_ttl"},
+		{fmt.Errorf("simdr: rename: %w", simdr.ErrReservedKey), 400, "reserved_key"},
 		{simdr.ErrReadOnly, 403, "read_only"},
 		{simdr.ErrClosed, 503, "closed"},
 		{fmt.Errorf("simdr: put: %w: %w", simdr.ErrFailed, errors.New("disk full")), 503, "failed"},

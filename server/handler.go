@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/simdr-go/simdr"
+	"github.com/simdr-go/simdr/internal/spool"
 )
 
 // keysPrefix is the path prefix of the per-key endpoints. Requests under it
@@ -50,9 +52,50 @@ const MaxItems = 1 << 20
 
 var errTooMany = fmt.Errorf("more than %d operations or keys in one request", MaxItems)
 
+// HeaderExpiresIn is the header of a GET or HEAD of /v1/keys/{key} whose
+// value expires (stored with a ttl): how many milliseconds it has left
+// (Store.TTL). A value without expiry has none.
+const HeaderExpiresIn = "X-Simdr-Expires-In-Ms"
+
+// reservedPrefix starts the keys under which the library keeps its expiry
+// records (simdr.ErrReservedKey). The server refuses such keys wherever it
+// takes one, before the store is touched: a cluster node applies writes by
+// key hash, past the library's own check, and a GET, HEAD or get-many of
+// one would only ever answer "missing".
+const reservedPrefix = "\x00simdr.ttl\x00"
+
+// checkKey refuses a key with the reserved prefix (simdr.ErrReservedKey).
+func checkKey(key []byte) error {
+	if len(key) > 0 && key[0] == 0 && bytes.HasPrefix(key, []byte(reservedPrefix)) {
+		return fmt.Errorf("key %q: %w", key, simdr.ErrReservedKey)
+	}
+	return nil
+}
+
+// ttlParam returns the ttl query parameter of a PUT (0 when absent): a Go
+// duration, positive; anything else fails with simdr.ErrInvalidTTL.
+func ttlParam(r *http.Request) (time.Duration, error) {
+	vals, ok := r.URL.Query()["ttl"]
+	switch {
+	case !ok:
+		return 0, nil
+	case len(vals) != 1:
+		return 0, fmt.Errorf("ttl given %d times: %w", len(vals), simdr.ErrInvalidTTL)
+	}
+	d, err := time.ParseDuration(vals[0])
+	if err != nil {
+		return 0, fmt.Errorf("ttl %q is not a Go duration such as 90s, 10m or 24h (%w)", vals[0], simdr.ErrInvalidTTL)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("ttl %q: %w", vals[0], simdr.ErrInvalidTTL)
+	}
+	return d, nil
+}
+
 // Binary batch operation codes.
 const (
 	opPut    = 'P'
+	opPutTTL = 'T' // a put with a ttl (codec.go)
 	opDelete = 'D'
 )
 
@@ -70,6 +113,9 @@ type handler struct {
 	// it ends the event streams (watch.go).
 	watchStop chan struct{}
 	watchOnce sync.Once
+	// watchDone, when not nil, ends the event streams too (a cluster
+	// node's Done: the node is closing and waits for the store).
+	watchDone <-chan struct{}
 
 	// checkHost: the server listens on loopback, so the Host header must
 	// name loopback (or one of cfg.AllowHosts): DNS rebinding protection.
@@ -168,7 +214,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd := sw.Header()
 		hd.Set("Access-Control-Allow-Origin", origin[0])
 		hd.Add("Vary", "Origin")
-		hd.Set("Access-Control-Expose-Headers", "ETag, Content-Range, Accept-Ranges, Content-Length, Retry-After")
+		hd.Set("Access-Control-Expose-Headers", "ETag, Content-Range, Accept-Ranges, Content-Length, Retry-After, "+HeaderExpiresIn)
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			hd.Set("Access-Control-Allow-Methods", "GET, HEAD, PUT, DELETE, POST")
 			hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Range, If-None-Match, If-Range")
@@ -268,6 +314,10 @@ func pathKey(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 		writeError(w, http.StatusBadRequest, "bad_request", "key: "+err.Error())
 		return nil, false
 	}
+	if err := checkKey([]byte(k)); err != nil {
+		writeStoreError(w, err)
+		return nil, false
+	}
 	return []byte(k), true
 }
 
@@ -303,9 +353,25 @@ func (h *handler) key(w http.ResponseWriter, r *http.Request) {
 }
 
 // get streams a value out of the mapping. http.ServeContent does Range,
-// HEAD and the conditional headers (the ETag names the stored entry).
+// HEAD and the conditional headers (the ETag names the stored entry). A
+// value that expires has HeaderExpiresIn, read just after it (a write in
+// between can make the two disagree, as with any two requests); one that
+// expired in between is missing.
 func (h *handler) get(w http.ResponseWriter, r *http.Request, key []byte) {
-	h.getHash(w, r, simdr.Hash(key))
+	e, err := h.store.Get(key)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	ttl, err := h.store.TTL(key)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	if ttl != simdr.NoExpiry {
+		w.Header().Set(HeaderExpiresIn, strconv.FormatInt(ttl.Milliseconds(), 10))
+	}
+	serveEntry(w, r, e)
 }
 
 func (h *handler) getHash(w http.ResponseWriter, r *http.Request, kh uint64) {
@@ -314,6 +380,11 @@ func (h *handler) getHash(w http.ResponseWriter, r *http.Request, kh uint64) {
 		writeStoreError(w, err)
 		return
 	}
+	serveEntry(w, r, e)
+}
+
+// serveEntry answers a GET or HEAD with e.
+func serveEntry(w http.ResponseWriter, r *http.Request, e simdr.Entry) {
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("ETag", etag(e))
@@ -367,10 +438,26 @@ func (h *handler) hash(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodDelete {
+		if h.absent(kh) {
+			if h.ifMatch(w, r, kh) {
+				w.WriteHeader(http.StatusNoContent)
+			}
+			return
+		}
 		h.del(w, r, kh)
 		return
 	}
 	h.getHash(w, r, kh)
+}
+
+// absent reports whether the store has no value for key hash kh. A DELETE
+// by hash of such a hash writes nothing: it may be one the store hides (the
+// expiry record of a key stored with a ttl, or the marker of the records),
+// whose deletion would take a key's expiry away; for any other, a delete of
+// a key without a value is nothing anyway.
+func (h *handler) absent(kh uint64) bool {
+	_, err := h.store.GetHash(kh)
+	return errors.Is(err, simdr.ErrNotFound)
 }
 
 // verify runs Store.Verify: 200 with {"ok", "bad", "broken_at"}, damaged
@@ -506,6 +593,11 @@ func (h *hold) release() {
 }
 
 func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
+	ttl, err := ttlParam(r)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
 	var body io.Reader = r.Body
 	if max := h.cfg.MaxValueBytes; max > 0 {
 		if r.ContentLength > max {
@@ -534,7 +626,12 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 	n, err := readFull(body, buf)
 	switch {
 	case err == io.EOF:
-		if err := h.store.Put(key, buf[:n]); err != nil {
+		if ttl > 0 {
+			err = h.store.PutTTL(key, buf[:n], ttl)
+		} else {
+			err = h.store.Put(key, buf[:n])
+		}
+		if err != nil {
 			writeStoreError(w, err)
 			return
 		}
@@ -572,17 +669,33 @@ func (h *handler) put(w http.ResponseWriter, r *http.Request, key []byte) {
 			return
 		}
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		writeStoreError(w, fmt.Errorf("spooling value: %w", err))
-		return
-	}
-	stored, err := h.store.PutReader(key, f)
+	stored, err := h.putSpooled(key, f, ttl)
 	if err != nil {
 		writeStoreError(w, err)
 		return
 	}
 	h.metrics.wrote("put", 1, stored)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// putSpooled stores the value spooled in f. Without a ttl, PutReader streams
+// it from the file. With one, it is mapped and stored from the mapping with
+// PutTTL (the library streams only values without an expiry), which writes
+// a large value straight from the slice: no copy of it is held in memory
+// beyond page cache.
+func (h *handler) putSpooled(key []byte, f *os.File, ttl time.Duration) (int64, error) {
+	if ttl <= 0 {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return 0, fmt.Errorf("spooling value: %w", err)
+		}
+		return h.store.PutReader(key, f)
+	}
+	b, unmap, err := spool.Map(f)
+	if err != nil {
+		return 0, fmt.Errorf("spooling value: %w", err)
+	}
+	defer unmap()
+	return int64(len(b)), h.store.PutTTL(key, b, ttl)
 }
 
 // spool creates an anonymous temporary file in Config.SpoolDir (default: the
@@ -596,15 +709,7 @@ func (h *handler) spool() (*os.File, error) {
 	if dir == "" {
 		dir = filepath.Dir(h.store.Path())
 	}
-	f, err := os.CreateTemp(dir, ".simdr-spool-*")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return spool.Create(dir)
 }
 
 // readFull reads into buf until it is full or body fails. Unlike
@@ -788,6 +893,12 @@ func (h *handler) getMany(w http.ResponseWriter, r *http.Request) {
 		writeBadBody(w, err)
 		return
 	}
+	for i, k := range keys {
+		if err := checkKey(k); err != nil {
+			writeBadBody(w, fmt.Errorf("key %d: %w", i, err))
+			return
+		}
+	}
 	entries, err := h.store.GetMany(keys)
 	if err != nil {
 		writeStoreError(w, err)
@@ -929,11 +1040,15 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 // writeBadBody answers a request body that could not be decoded: 413 when it
 // is over the limit, 400 otherwise.
 func writeBadBody(w http.ResponseWriter, err error) {
-	if errors.Is(err, errTooMany) {
+	status, code := http.StatusBadRequest, "bad_request"
+	switch {
+	case errors.Is(err, errTooMany):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 		return
+	case errors.Is(err, simdr.ErrInvalidTTL), errors.Is(err, simdr.ErrReservedKey):
+		status, code = errorStatus(err)
 	}
-	writeError(w, http.StatusBadRequest, "bad_request", "request body: "+err.Error())
+	writeError(w, status, code, "request body: "+message(err))
 }
 
 // writeStoreError maps an error to its status code and JSON body.
@@ -974,6 +1089,10 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadRequest, "invalid_value"
 	case errors.Is(err, simdr.ErrSameKey):
 		return http.StatusBadRequest, "same_key"
+	case errors.Is(err, simdr.ErrInvalidTTL):
+		return http.StatusBadRequest, "invalid_ttl"
+	case errors.Is(err, simdr.ErrReservedKey):
+		return http.StatusBadRequest, "reserved_key"
 	case errors.Is(err, simdr.ErrReadOnly):
 		return http.StatusForbidden, "read_only"
 	case errors.Is(err, simdr.ErrClosed):

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // The store keeps every file its Compact replaced open and mapped, because
@@ -13,49 +14,59 @@ import (
 // the new file only.
 
 // readers counts the requests in flight by the period they began in. A
-// period ends each time drain is called.
+// period ends each time drain is called. A request costs one atomic add on
+// entering and one on leaving (no lock: every request of a server passes
+// here); drain, once per Compact, takes a mutex.
 type readers struct {
-	mu      sync.Mutex
-	period  uint64
-	n       map[uint64]int // requests in flight, by period
-	waiters []drainWaiter
+	cur atomic.Pointer[period] // the period requests enter now (nil: none yet)
+	mu  sync.Mutex             // orders drains; guards the periods' chain fields
 }
 
-type drainWaiter struct {
-	below uint64        // done once no request of a period below this is left
-	done  chan struct{} // closed then
+// sealed is added to a period's count when drain ends it: a count below 0
+// is a sealed period's, and -sealed means its last request has left.
+const sealed = 1 << 62
+
+// period is one period's requests in flight.
+type period struct {
+	n atomic.Int64 // requests in flight, minus sealed once sealed
+	// The chain, under readers.mu: own is set when the period is sealed
+	// and its last request has left; all (closed then) once every earlier
+	// period is all done too. prev is the period before, until that one is
+	// all done (then nil); next the one after.
+	own, allDone bool
+	all          chan struct{}
+	prev, next   *period
 }
+
+func newPeriod(prev *period) *period { return &period{all: make(chan struct{}), prev: prev} }
 
 // untracked is the ticket of a request that reads no value.
-const untracked = ^uint64(0)
+var untracked *period
 
 // enter registers a request on route and returns its ticket for leave.
-func (rs *readers) enter(route string) uint64 {
+func (rs *readers) enter(route string) *period {
 	if route == "/v1/compact" {
 		// Reads no value, and waits in drain itself: counting it would make
 		// two compactions wait for each other.
 		return untracked
 	}
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.n == nil {
-		rs.n = map[uint64]int{}
+	for {
+		p := rs.cur.Load()
+		if p == nil {
+			rs.cur.CompareAndSwap(nil, newPeriod(nil))
+			continue
+		}
+		if p.n.Add(1) > 0 {
+			return p // counted before drain sealed p
+		}
+		rs.leave(p) // sealed meanwhile: drain has put the next period in place
 	}
-	p := rs.period
-	rs.n[p]++
-	return p
 }
 
 // leave unregisters the request with ticket p.
-func (rs *readers) leave(p uint64) {
-	if p == untracked {
-		return
-	}
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if rs.n[p]--; rs.n[p] == 0 {
-		delete(rs.n, p)
-		rs.wake()
+func (rs *readers) leave(p *period) {
+	if p != untracked && p.n.Add(-1) == -sealed {
+		rs.finish(p)
 	}
 }
 
@@ -63,31 +74,36 @@ func (rs *readers) leave(p uint64) {
 // before the call has finished.
 func (rs *readers) drain() <-chan struct{} {
 	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	rs.period++
-	w := drainWaiter{below: rs.period, done: make(chan struct{})}
-	rs.waiters = append(rs.waiters, w)
-	rs.wake()
-	return w.done
+	old := rs.cur.Load()
+	if old == nil {
+		old = newPeriod(nil)
+	}
+	next := newPeriod(old)
+	old.next = next
+	rs.cur.Store(next) // requests enter next from now on
+	rs.mu.Unlock()
+	if old.n.Add(-sealed) == -sealed { // no request of old left
+		rs.finish(old)
+	}
+	return old.all
 }
 
-// wake closes the channels of the waiters whose requests have all finished.
-// The caller holds mu.
-func (rs *readers) wake() {
-	oldest := rs.period
-	for p := range rs.n {
-		oldest = min(oldest, p)
+// finish notes that sealed period p has no request left, and closes the
+// channels of p and of the periods after it that are all done now.
+func (rs *readers) finish(p *period) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if p.own {
+		return // again: an enter that found p sealed went back to -sealed
 	}
-	keep := rs.waiters[:0]
-	for _, w := range rs.waiters {
-		if oldest >= w.below {
-			close(w.done)
-		} else {
-			keep = append(keep, w)
+	p.own = true
+	for ; p != nil && p.own && (p.prev == nil || p.prev.allDone); p = p.next {
+		p.allDone = true
+		close(p.all)
+		if p.next != nil {
+			p.next.prev = nil // nothing keeps a finished period alive
 		}
 	}
-	clear(rs.waiters[len(keep):])
-	rs.waiters = keep
 }
 
 // releaseOld releases the files the store's Compact (which has returned)

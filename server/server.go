@@ -95,7 +95,8 @@ type Config struct {
 	// refused with 403, against DNS rebinding). Unused on other addresses.
 	AllowHosts []string
 	// TLSCertFile and TLSKeyFile, when both set, serve HTTPS (HTTP/1.1 and
-	// HTTP/2 negotiated by ALPN) instead of plain HTTP and h2c.
+	// HTTP/2 negotiated by ALPN) instead of plain HTTP and h2c. Setting only
+	// one of them is an error (ErrTLSHalf): the server does not start.
 	TLSCertFile, TLSKeyFile string
 	// ShutdownTimeout is how long shutting down waits for requests in flight
 	// before closing their connections (0: 30 seconds). Either way the server
@@ -199,18 +200,10 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 		ln.Close()
 		return fmt.Errorf("%w: %s", ErrInsecure, tcp)
 	}
-	tlsOn := cfg.TLSCertFile != "" || cfg.TLSKeyFile != ""
-	if tlsOn && (cfg.TLSCertFile == "" || cfg.TLSKeyFile == "") {
+	tlsCfg, err := loadTLS(cfg)
+	if err != nil {
 		ln.Close()
-		return errors.New("server: TLS needs both a certificate and a key file")
-	}
-	var tlsCfg *tls.Config
-	if tlsOn {
-		var err error
-		if tlsCfg, err = loadTLS(cfg); err != nil {
-			ln.Close()
-			return err
-		}
+		return err
 	}
 	h := newHandler(store, cfg, isTCP && tcp.IP.IsLoopback())
 	serveErr := serveUntilDone(ctx, ln, cfg, tlsCfg, h, &h.inflight, h.stopWatches) // server/watch.go: end the event streams
@@ -220,8 +213,20 @@ func Serve(ctx context.Context, ln net.Listener, store *simdr.Store, cfg Config)
 	return serveErr
 }
 
-// loadTLS reads cfg's certificate and key.
+// ErrTLSHalf: Config has a TLS certificate without its key, or a key
+// without a certificate. The server refuses to start rather than serve
+// plain HTTP where HTTPS was meant.
+var ErrTLSHalf = errors.New("server: TLS needs both a certificate and a key file")
+
+// loadTLS reads cfg's certificate and key: nil when cfg sets neither (plain
+// HTTP), ErrTLSHalf when it sets only one.
 func loadTLS(cfg Config) (*tls.Config, error) {
+	if cfg.TLSCertFile == "" && cfg.TLSKeyFile == "" {
+		return nil, nil
+	}
+	if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" {
+		return nil, ErrTLSHalf
+	}
 	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("server: TLS: %w", err)

@@ -26,8 +26,11 @@ func (h *handler) stopWatches() {
 // {"key_hash":"<16 hex>","size":N}, "event: delete" with {"key_hash":...},
 // and "event: compacted" when the store moved to a compacted file (entries
 // may have been missed around it). The last event of each commit carries
-// an id: the store's size after it. A comment line every 15 s keeps an idle stream alive. The stream ends
-// when the client goes away or the server shuts down.
+// an id: the store's size after it. A comment line every 15 s keeps an
+// idle stream alive. The stream ends when the client goes away or the
+// server shuts down; on a cluster node also when the node closes, or when
+// a snapshot from the leader replaced the store (the client watches again,
+// and may have missed entries around it, as after "compacted").
 func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -36,12 +39,14 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	cur := h.store.Cursor()
 	fmt.Fprintf(w, ": watching from %d\n\n", cur.Tail())
-	stop := h.watchStop
+	stop, done := h.watchStop, h.watchDone
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	go func() {
 		select {
 		case <-stop:
+			cancel()
+		case <-done: // nil unless a cluster node's: never ready then
 			cancel()
 		case <-ctx.Done():
 		}

@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/internal/format"
+	"github.com/simdr-go/simdr/internal/ttlms"
 )
 
 // The bounds of one atomic batch read by "simdr FILE batch". Without
@@ -32,12 +34,16 @@ server's JSON batch (POST /v1/batch):
     {"op":"put","key":"k","value":"v"}
     {"op":"put","key_b64":"AAE=","value_b64":"//8="}
     {"op":"delete","key":"k"}
+    {"op":"put","key":"session","value":"t","ttl_ms":600000}
 key and value are UTF-8 strings; key_b64 and value_b64 base64 (standard, with
-padding) for any bytes. Blank lines are skipped. The operations are applied in
+padding) for any bytes. ttl_ms (a put's, optional) makes the value expire that
+many milliseconds after the batch is applied: a positive integer, digits only.
+Blank lines are skipped. The operations are applied in
 order as one atomic batch (Store.Apply): other readers see all of it or none.
 
 A malformed line (bad JSON, an unknown field or op, a missing key or value, a
-value that cannot be stored: empty or the single byte 0x00) fails the whole
+value that cannot be stored: empty or the single byte 0x00, a ttl_ms that is
+not a positive integer, a key with the reserved prefix) fails the whole
 batch with its line number, and nothing is written.
 
 The whole input is one batch, held in memory until it has been read and
@@ -67,6 +73,14 @@ type batchOp struct {
 	KeyB64   []byte  `json:"key_b64"`
 	Value    *string `json:"value"`
 	ValueB64 []byte  `json:"value_b64"`
+	TTLms    *int64  `json:"ttl_ms"`
+}
+
+// parsedOp is one decoded line.
+type parsedOp struct {
+	key, value []byte
+	put        bool
+	ttl        time.Duration // a put's, 0 for none
 }
 
 // field is a key or value given as a string or as base64.
@@ -82,38 +96,51 @@ func field(s *string, b64 []byte, name string) ([]byte, error) {
 	return nil, fmt.Errorf("missing %s (or %s_b64)", name, name)
 }
 
-// parseOp decodes one line: its key, and its value for a put.
-func parseOp(line []byte) (key, value []byte, put bool, err error) {
+// parseOp decodes one line: its key, and its value (and ttl) for a put.
+func parseOp(line []byte) (parsedOp, error) {
 	var op batchOp
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&op); err != nil {
-		return nil, nil, false, err
+		return parsedOp{}, err
 	}
 	if dec.More() {
-		return nil, nil, false, errors.New("more than one JSON value on the line")
+		return parsedOp{}, errors.New("more than one JSON value on the line")
 	}
-	key, err = field(op.Key, op.KeyB64, "key")
+	key, err := field(op.Key, op.KeyB64, "key")
 	if err != nil {
-		return nil, nil, false, err
+		return parsedOp{}, err
+	}
+	if bytes.HasPrefix(key, []byte(reservedPrefix)) {
+		return parsedOp{}, fmt.Errorf("key %q: %w", key, simdr.ErrReservedKey)
 	}
 	switch op.Op {
 	case "put":
 		value, err := field(op.Value, op.ValueB64, "value")
 		if err != nil {
-			return nil, nil, false, err
+			return parsedOp{}, err
 		}
 		if !format.ValueOK(value) {
-			return nil, nil, false, fmt.Errorf("put %q: %w", key, simdr.ErrInvalidValue)
+			return parsedOp{}, fmt.Errorf("put %q: %w", key, simdr.ErrInvalidValue)
 		}
-		return key, value, true, nil
+		p := parsedOp{key: key, value: value, put: true}
+		if op.TTLms != nil {
+			if *op.TTLms <= 0 {
+				return parsedOp{}, fmt.Errorf("put %q: ttl_ms %d: %w", key, *op.TTLms, simdr.ErrInvalidTTL)
+			}
+			p.ttl = ttlms.Duration(*op.TTLms)
+		}
+		return p, nil
 	case "delete":
 		if op.Value != nil || op.ValueB64 != nil {
-			return nil, nil, false, errors.New("a delete has no value")
+			return parsedOp{}, errors.New("a delete has no value")
 		}
-		return key, nil, false, nil
+		if op.TTLms != nil {
+			return parsedOp{}, errors.New("a delete has no ttl_ms")
+		}
+		return parsedOp{key: key}, nil
 	}
-	return nil, nil, false, fmt.Errorf("op must be \"put\" or \"delete\", not %q", op.Op)
+	return parsedOp{}, fmt.Errorf("op must be \"put\" or \"delete\", not %q", op.Op)
 }
 
 // readLine reads one line (without its newline) of at most max bytes.
@@ -189,11 +216,11 @@ func runBatch(a *app, file string, _ []string) (err error) {
 		line++
 		buf = l
 		if len(bytes.TrimSpace(l)) > 0 {
-			key, value, put, err := parseOp(l)
+			op, err := parseOp(l)
 			if err != nil {
 				return fmt.Errorf("batch: line %d: %w (%s)", line, err, appliedMessage())
 			}
-			n := len(key) + len(value)
+			n := len(op.key) + len(op.value)
 			if b.Len() > 0 && (b.Len()+1 > batchMaxOps || size+n > batchMaxBytes) {
 				// This op would take the batch past its bounds.
 				if a.o.chunk == 0 {
@@ -206,11 +233,15 @@ func runBatch(a *app, file string, _ []string) (err error) {
 					return err
 				}
 			}
-			if put {
-				b.Put(key, value)
+			switch {
+			case op.put && op.ttl > 0:
+				b.PutTTL(op.key, op.value, op.ttl)
 				puts++
-			} else {
-				b.Delete(key)
+			case op.put:
+				b.Put(op.key, op.value)
+				puts++
+			default:
+				b.Delete(op.key)
 				deletes++
 			}
 			size += n

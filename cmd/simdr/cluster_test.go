@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// The cluster flags go together, need a token, and fail before the store
-// is created.
+// The cluster flags go together, need a token (and both TLS files or
+// neither), and fail before the store is created.
 func TestServeClusterFlags(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "s.simdr")
@@ -24,6 +24,10 @@ func TestServeClusterFlags(t *testing.T) {
 		{"no token", []string{"--raft-id", "n1", "--raft-addr", "127.0.0.1:0", "--raft-dir", dir, "--bootstrap"}, "--token-file"},
 		{"bootstrap and join", []string{"--token-file", tok, "--raft-id", "n1", "--raft-addr", "127.0.0.1:0", "--raft-dir", dir,
 			"--bootstrap", "--join", "http://127.0.0.1:1"}, "exclude"},
+		{"tls key only", []string{"--token-file", tok, "--raft-id", "n1", "--raft-addr", "127.0.0.1:0", "--raft-dir", dir,
+			"--bootstrap", "--tls-key", "k.pem"}, "--tls-cert"},
+		{"tls cert only", []string{"--token-file", tok, "--raft-id", "n1", "--raft-addr", "127.0.0.1:0", "--raft-dir", dir,
+			"--bootstrap", "--tls-cert", "c.pem"}, "--tls-key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

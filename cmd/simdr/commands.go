@@ -41,7 +41,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		cmdWrite, cmdRead, cmdDelete, cmdRename, cmdCopy, cmdMove, cmdCompact,
-		cmdHas, cmdBatch, cmdRepair, cmdShell, cmdBackup,
+		cmdHas, cmdTTL, cmdBatch, cmdRepair, cmdShell, cmdBackup,
 		cmdInfo, cmdMetadata, cmdVerify, cmdList, cmdImport, cmdExport, cmdServe, cmdClusterStatus,
 		cmdWatch,
 	}
@@ -210,10 +210,17 @@ var cmdWrite = &command{
 	name: "write", aliases: []string{"put"}, args: "KEY [VALUE]",
 	summary: "store VALUE (or stdin) under KEY",
 	help: `
-Stores VALUE under KEY, replacing any value KEY had. Without VALUE, the value
-is read from stdin until end of file and streamed into the store with a fixed
-1 MiB buffer, so a value of any size needs no more memory than that. Without
-VALUE and with a terminal on stdin, write fails (exit 1) rather than wait.
+Stores VALUE under KEY, replacing any value KEY had (and its expiry). Without
+VALUE, the value is read from stdin until end of file and streamed into the
+store with a fixed 1 MiB buffer, so a value of any size needs no more memory
+than that. Without VALUE and with a terminal on stdin, write fails (exit 1)
+rather than wait.
+
+--ttl DURATION makes the value expire DURATION after it is written (a Go
+duration: 90s, 10m, 24h; rounded up to whole milliseconds): from then on
+read, has and ttl find no value. With --ttl, a value from stdin is first
+spooled to a temporary file beside FILE (unlinked at once), then stored
+from it: it needs its size free on that disk for a moment, and no memory.
 
 A value cannot be empty nor the single byte 0x00 (the format's delete marker).
 A missing FILE is created.`,
@@ -222,9 +229,11 @@ A missing FILE is created.`,
 		`echo "Hello, world!" | simdr data.simdr write greeting`,
 		`simdr data.simdr write photo < photo.jpg`,
 		`tar c ./dir | simdr data.simdr put backup.tar`,
+		`simdr data.simdr write session "token" --ttl 30m`,
 	},
 	minArgs: 1, maxArgs: 2,
-	run: runWrite,
+	flags: ttlFlags,
+	run:   runWrite,
 }
 
 func runWrite(a *app, file string, args []string) (err error) {
@@ -238,16 +247,26 @@ func runWrite(a *app, file string, args []string) (err error) {
 	}
 	defer closeStore(s, &err)
 	var n int64
-	if len(args) == 2 {
+	ttl := a.o.ttl
+	switch {
+	case len(args) == 2 && ttl.set:
+		n = int64(len(args[1]))
+		err = s.PutTTL([]byte(key), []byte(args[1]), ttl.d)
+	case len(args) == 2:
 		n = int64(len(args[1]))
 		err = s.Put([]byte(key), []byte(args[1]))
-	} else {
+	default:
 		// Ctrl-C (SIGINT) or SIGTERM cancels the read, even one blocked on
-		// an idle pipe: PutReader then rolls the partial value back.
+		// an idle pipe: PutReader then rolls the partial value back (with
+		// --ttl, nothing is stored before the whole value is spooled).
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		in := &countReader{r: newCancelReader(ctx, a.stdin)}
-		n, err = s.PutReader([]byte(key), in)
+		if ttl.set {
+			n, err = putStdinTTL(ctx, s, file, key, in, ttl.d)
+		} else {
+			n, err = s.PutReader([]byte(key), in)
+		}
 		if errors.Is(err, simdr.ErrInvalidValue) && in.n == 0 {
 			return fmt.Errorf("write %q: No value provided and stdin is empty", key)
 		}
@@ -258,7 +277,11 @@ func runWrite(a *app, file string, args []string) (err error) {
 	if err != nil {
 		return fmt.Errorf("write %q: %w", key, err)
 	}
-	a.info("Stored %q (%s)", key, countUnit(n, "byte"))
+	if ttl.set {
+		a.info("Stored %q (%s, expires in %v)", key, countUnit(n, "byte"), ttl.d)
+	} else {
+		a.info("Stored %q (%s)", key, countUnit(n, "byte"))
+	}
 	return nil
 }
 

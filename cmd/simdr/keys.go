@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/simdr-go/simdr"
 )
@@ -262,11 +260,8 @@ func writeValuesJSON(w io.Writer, refs []keyRef, ents []simdr.Entry) error {
 		switch {
 		case r.byHash:
 			name = fmt.Sprintf(`"hash":"%016x"`, r.hash)
-		case utf8.ValidString(r.key):
-			k, _ := json.Marshal(r.key)
-			name = `"key":` + string(k)
 		default:
-			name = `"key_b64":"` + base64.StdEncoding.EncodeToString([]byte(r.key)) + `"`
+			name = keyField(r.key)
 		}
 		if _, err := io.WriteString(w, sep+"{"+name+`,"value_b64":`); err != nil {
 			return err

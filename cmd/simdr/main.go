@@ -74,6 +74,7 @@ type opts struct {
 	output     string
 	hashes     stringList
 	chunk      int
+	ttl        ttlFlag
 }
 
 // usageError is a mistake in the command line: exit code 2.
@@ -95,7 +96,7 @@ func registerGlobal(fs *flag.FlagSet, o *opts) {
 	fs.BoolVar(&o.version, "version", o.version, "print the version and exit")
 	fs.BoolVar(&o.quiet, "quiet", o.quiet, "no progress bar, no confirmation messages")
 	fs.BoolVar(&o.quiet, "q", o.quiet, "")
-	fs.BoolVar(&o.json, "json", o.json, "JSON output (read, info, metadata, repair, verify, list)")
+	fs.BoolVar(&o.json, "json", o.json, "JSON output (read, ttl, info, metadata, repair, verify, list)")
 	fs.BoolVar(&o.sync, "sync", o.sync, "make writes durable (fdatasync) before exiting")
 	fs.DurationVar(&o.lockTimeout, "lock-timeout", o.lockTimeout, "wait up to `DURATION` for another writer to release the file (default: fail at once)")
 }

@@ -361,30 +361,12 @@ func TestWriteInterrupted(t *testing.T) {
 	f := storePath(t)
 	ok(t, f, "write", "k", "old")
 	before, _ := os.Stat(f)
-	cmd := exec.Command(bin, f, "write", "k")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	// Once 3 MiB have gone into the pipe, the writer has read most of them
 	// (a pipe holds 64 KiB), written at least 2 MiB to the file, and is
 	// blocked reading more.
-	if _, err := in.Write(bytes.Repeat([]byte("x"), 3<<20)); err != nil {
-		t.Fatal(err)
-	}
-	cmd.Process.Signal(os.Interrupt)
-	err = cmd.Wait()
-	in.Close()
-	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("write after SIGINT: %v, stderr %q", err, stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "interrupted") {
-		t.Errorf("stderr %q", stderr.String())
+	stderr := interrupted(t, 3<<20, f, "write", "k")
+	if !strings.Contains(stderr, "interrupted") {
+		t.Errorf("stderr %q", stderr)
 	}
 	if got := readKey(t, f, "k"); string(got) != "old" {
 		t.Errorf("k after an interrupted write = %.20q (%d bytes)", got, len(got))
@@ -397,6 +379,33 @@ func TestWriteInterrupted(t *testing.T) {
 	if !rep.OK || rep.Entries != 1 || rep.TrailingBytes != 0 {
 		t.Errorf("verify after an interrupted write: %+v", rep)
 	}
+}
+
+// interrupted runs the binary with args, pipes n bytes into its stdin, sends
+// it SIGINT (once the pipe took them all: it has read all but 64 KiB), and
+// returns its stderr; it fails the test unless the command exits 1.
+func interrupted(t *testing.T, n int, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Write(bytes.Repeat([]byte("x"), n)); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err = cmd.Wait()
+	in.Close()
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("%q after SIGINT: %v, stderr %q", args, err, stderr.String())
+	}
+	return stderr.String()
 }
 
 // The original's CLI scenarios: copy, rename, delete; and move.

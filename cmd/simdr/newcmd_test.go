@@ -177,8 +177,17 @@ func TestBatch(t *testing.T) {
 		{`{"op":"put","key":"x","value":"1"} {}`, "more than one JSON value"},
 		{`{"op":"put","key_b64":"!!","value":"1"}`, "illegal base64"},
 		{`not json`, "invalid character"},
+		{`{"op":"put","key":"x","value":"1","ttl_ms":0}`, "ttl must be positive"},
+		{`{"op":"put","key":"x","value":"1","ttl_ms":-5}`, "ttl must be positive"},
+		{`{"op":"put","key":"x","value":"1","ttl_ms":1.5}`, "ttl_ms"},
+		{`{"op":"put","key":"x","value":"1","ttl_ms":1e3}`, "ttl_ms"},
+		{`{"op":"put","key":"x","value":"1","ttl_ms":"1000"}`, "ttl_ms"},
+		{`{"op":"put","key":"x","value":"1","ttl_ms":99999999999999999999}`, "ttl_ms"},
+		{`{"op":"delete","key":"a","ttl_ms":1000}`, "a delete has no ttl_ms"},
+		{`{"op":"put","key":"\u0000simdr.ttl\u0000x","value":"1"}`, "reserved prefix"},
+		{`{"op":"delete","key_b64":"AHNpbWRyLnR0bAB4"}`, "reserved prefix"},
 	} {
-		in := `{"op":"put","key":"x1","value":"1"}` + "\n" + `{"op":"delete","key":"a"}` + "\n" + c.line + "\n" + `{"op":"put","key":"x2","value":"2"}` + "\n"
+		in := `{"op":"put","key":"x1","value":"1","ttl_ms":5}` + "\n" + `{"op":"delete","key":"a"}` + "\n" + c.line + "\n" + `{"op":"put","key":"x2","value":"2"}` + "\n"
 		r := simdrIn(t, strings.NewReader(in), f, "batch")
 		if r.code != 1 || !strings.Contains(string(r.stderr), "line 3: ") || !strings.Contains(string(r.stderr), c.msg) ||
 			!strings.Contains(string(r.stderr), "nothing written") {

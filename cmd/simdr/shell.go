@@ -24,9 +24,11 @@ Opens FILE once (for writing, created if missing; read-only when another
 process, such as 'simdr serve', is writing to it) and runs commands on it
 until end of input, "exit" or "quit":
     get KEY            print the value of KEY and a newline (alias: read)
-    put KEY VALUE      store VALUE under KEY (alias: write)
+    put KEY VALUE      store VALUE under KEY (alias: write); with
+      [--ttl DURATION] --ttl, to expire DURATION from now (10m, 24h)
     delete KEY         delete KEY
     has KEY            print true or false
+    ttl KEY            print how long KEY has left, or "no expiry"
     list               the key hash, size and offset of every live entry
     info               the file's size, live keys, tombstones, reclaimable bytes
     help               this list
@@ -51,8 +53,11 @@ from stdin) and the shell goes on; read from stdin, the shell then exits 1.`,
 // shellHelp is what the shell's help command prints.
 const shellHelp = `get KEY            print the value of KEY (alias: read)
 put KEY VALUE      store VALUE under KEY (alias: write)
+put KEY VALUE --ttl DURATION
+                   store VALUE to expire DURATION from now (90s, 10m, 24h)
 delete KEY         delete KEY
 has KEY            print true or false
+ttl KEY            how long KEY's value has left, or "no expiry"
 list               every live entry: key hash, size, offset
 info               the file's size, live keys, tombstones, reclaimable bytes
 help               this list
@@ -119,7 +124,7 @@ func (a *app) shellTerminal(s *simdr.Store, file string, readOnly bool) error {
 		}
 	}
 	var items []readline.PrefixCompleterInterface
-	for _, c := range []string{"get", "put", "delete", "has", "list", "info", "help", "exit", "quit"} {
+	for _, c := range []string{"get", "put", "delete", "has", "ttl", "list", "info", "help", "exit", "quit"} {
 		items = append(items, readline.PcItem(c))
 	}
 	prompt := "simdr> "
@@ -192,7 +197,18 @@ func (a *app) shellLine(s *simdr.Store, file, line string) (quit bool, err error
 		_, err = io.WriteString(w, "\n")
 		return false, err
 	case "put", "write":
-		if err := want(2, "put KEY VALUE"); err != nil {
+		const usage = "put KEY VALUE [--ttl DURATION]"
+		if len(args) == 4 && args[2] == "--ttl" {
+			ttl, err := parseTTL(args[3])
+			if err != nil {
+				return false, fmt.Errorf("--ttl %q: %v\nusage: %s", args[3], err, usage)
+			}
+			if err := s.PutTTL([]byte(args[0]), []byte(args[1]), ttl); err != nil {
+				return false, fmt.Errorf("put %q: %w", args[0], err)
+			}
+			return false, nil
+		}
+		if err := want(2, usage); err != nil {
 			return false, err
 		}
 		if err := s.Put([]byte(args[0]), []byte(args[1])); err != nil {
@@ -215,6 +231,16 @@ func (a *app) shellLine(s *simdr.Store, file, line string) (quit bool, err error
 			return false, err
 		}
 		_, err := fmt.Fprintln(w, s.Has([]byte(args[0])))
+		return false, err
+	case "ttl":
+		if err := want(1, "ttl KEY"); err != nil {
+			return false, err
+		}
+		d, err := ttlOf(s, args[0])
+		if err != nil {
+			return false, err
+		}
+		_, err = fmt.Fprintln(w, formatTTL(d))
 		return false, err
 	case "list", "ls":
 		if err := want(0, "list"); err != nil {

@@ -3,12 +3,15 @@
 Method names follow the Rust original's Python package: write, batch_write,
 read, batch_read, delete, exists, `in`, len(), is_empty, file_size; plus
 read_range, read_stream (streaming and Range), batch (puts and deletes),
-rename, stats, compact, sync and health.
+ttl (expiring keys: write and batch take a ttl), rename, stats, compact,
+sync and health.
 """
 
 import base64
+import datetime
 import http.client
 import json
+import math
 import ssl
 import struct
 import threading
@@ -48,6 +51,19 @@ def _key_bytes(key):
     if isinstance(key, (bytes, bytearray, memoryview)):
         return bytes(key)
     raise TypeError(f"key must be str or bytes, not {type(key).__name__}")
+
+
+def _ttl_ms(ttl):
+    """A ttl (seconds, int or float, or a datetime.timedelta) in whole
+    milliseconds, rounded up as the server rounds it; it must be positive."""
+    if isinstance(ttl, datetime.timedelta):
+        ttl = ttl.total_seconds()
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(f"simdr: ttl must be seconds (int or float) or a timedelta, not {type(ttl).__name__}")
+    if not ttl > 0 or math.isinf(ttl):  # also NaN
+        raise ValueError(f"simdr: ttl must be positive and finite, not {ttl!r}")
+    ms = math.ceil(ttl * 1000)
+    return min(ms, ((1 << 63) - 1) // 10**6)  # the longest Go duration
 
 
 def _key_path(key):
@@ -255,25 +271,54 @@ class Client:
 
     # the Rust original's methods
 
-    def write(self, key, value):
+    def write(self, key, value, ttl=None):
         """Store value (bytes-like, or a binary file object, streamed) under
         key. An empty value or the single byte 0x00 cannot be stored:
-        SimdrError with code "invalid_value"."""
+        SimdrError with code "invalid_value".
+
+        ttl (seconds, int or float, or a datetime.timedelta) makes the value
+        expire that long after the server stores it, by the server's clock,
+        in whole milliseconds rounded up: it then reads as absent. None, the
+        default, stores a value that never expires (replacing any expiry
+        the key had). A ttl that is not positive raises ValueError."""
+        path = _key_path(key)
+        if ttl is not None:
+            path += f"?ttl={_ttl_ms(ttl)}ms"
         headers = {"Content-Type": "application/octet-stream"}
         if isinstance(value, (bytes, bytearray, memoryview)):
             headers["Content-Length"] = str(memoryview(value).nbytes)
-        self._do("PUT", _key_path(key), value, headers)
+        self._do("PUT", path, value, headers)
 
-    def batch_write(self, items):
+    def batch_write(self, items, ttl=None):
         """Store every (key, value) pair of items (an iterable of pairs, or a
         dict) in one atomic batch: all or nothing. Returns the number of
-        operations applied."""
+        operations applied. ttl, as in write, applies to every pair; an
+        item may also be a (key, value, ttl) triple, with its own ttl (None:
+        no expiry)."""
         if isinstance(items, dict):
             items = items.items()
-        return self.batch(("put", k, v) for k, v in items)
+        return self.batch(("put", it[0], it[1], it[2] if len(it) > 2 else ttl) for it in items)
+
+    def ttl(self, key):
+        """How long key's value has left before it expires, in seconds
+        (whole milliseconds), or None when it has no expiry (a HEAD request:
+        the server's X-Simdr-Expires-In-Ms header). Raises NotFound when the
+        key has no value or it has expired."""
+        _, headers, _ = self._do("HEAD", _key_path(key))
+        v = headers.get("X-Simdr-Expires-In-Ms")
+        if v is None:
+            return None
+        try:
+            ms = int(v)
+        except ValueError:
+            ms = 0
+        if ms <= 0:
+            raise SimdrError(200, "bad_response", f"X-Simdr-Expires-In-Ms {v!r}")
+        return ms / 1000
 
     def batch(self, ops):
-        """Apply ops atomically, in order: each ("put", key, value) or
+        """Apply ops atomically, in order: each ("put", key, value),
+        ("put", key, value, ttl) (ttl as in write; None: no expiry) or
         ("delete", key). Returns the number of operations applied. Sent in
         the binary batch format."""
         parts = []
@@ -281,7 +326,12 @@ class Client:
             kind, k = op[0], _key_bytes(op[1])
             if kind == "put":
                 v = bytes(op[2])
-                parts += [b"P", struct.pack("<I", len(k)), k, struct.pack("<Q", len(v)), v]
+                ttl = op[3] if len(op) > 3 else None
+                if ttl is None:
+                    parts += [b"P", struct.pack("<I", len(k)), k, struct.pack("<Q", len(v)), v]
+                else:
+                    parts += [b"T", struct.pack("<I", len(k)), k, struct.pack("<Q", len(v)), v,
+                              struct.pack("<Q", _ttl_ms(ttl))]
             elif kind == "delete":
                 parts += [b"D", struct.pack("<I", len(k)), k]
             else:

@@ -4,12 +4,19 @@ It follows FORMAT.md: the file is a chain of entries linked backwards from
 its tail; the first time a key hash is met walking back is the key's latest
 state. Values are returned as zero-copy memoryviews over the file's mapping
 (numpy.frombuffer on one shares the mapping's memory).
+
+Expiring keys (the Go engine's PutTTL) are read as the Go engine reads them
+(its expiry.go): the expiry of a key is an entry of its own, a 32-byte
+record stored under a reserved key hash, and the records are hidden, as is
+the marker entry that says a file has them; a key whose expiry has passed,
+by the reader's clock, is absent.
 """
 
 import binascii
 import mmap
 import os
 import struct
+import time
 
 from .xxh3 import xxh3_64
 
@@ -20,6 +27,24 @@ ALIGN = 64
 TOMBSTONE_CRC = 0xD202EF8D
 _meta = struct.Struct("<QQI").unpack_from
 _u64 = struct.Struct("<Q").unpack_from
+_record = struct.Struct("<8sQQQ").unpack_from
+
+# Expiry records (the Go engine's expiry.go). A record is 32 bytes: "simdrTTL",
+# the key hash it is for, where the payload of the value it binds ends in the
+# file, and when that value expires (Unix milliseconds), little endian. It is
+# stored under the hash of RESERVED_PREFIX + the key hash (le64); the marker,
+# a value under the hash of RESERVED_PREFIX, says the file has records. A
+# record binds the key's value ending at that offset only: a later value of
+# the key does not expire by it.
+RESERVED_PREFIX = b"\x00simdr.ttl\x00"
+_RECORD_SIZE = 32
+_RECORD_MAGIC = b"simdrTTL"
+_MAX_EXPIRY = (1 << 62) - 1
+_MARKER_HASH = xxh3_64(RESERVED_PREFIX)
+
+
+def _record_hash(h):
+    return xxh3_64(RESERVED_PREFIX + struct.pack("<Q", h))
 
 
 class CorruptError(ValueError):
@@ -146,11 +171,22 @@ class Reader:
 
     Attributes: path, file_size (bytes in the file), tail (where its valid
     entries end; less than file_size for a torn or garbage tail), entries
-    and tombstones (every value entry and delete marker in the chain).
+    and tombstones (every value entry and delete marker in the chain,
+    expiry records and their marker included, as the Go engine counts
+    them).
+
+    Expiring keys: clock is a function returning the time in seconds since
+    the epoch (default time.time). A key whose value expires is absent from
+    every read (get, in, len, hashes, items, offset) once the clock reaches
+    its expiry; as in the Go engine, a clock that goes back does not bring
+    a key back that this Reader already found expired. The expiry records
+    and their marker never show. ttl(key) tells how long a key has left.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, clock=None):
         self.path = os.fspath(path)
+        self._clock = time.time if clock is None else clock
+        self._seen = 0  # the latest time _now returned (ms)
         self._f = open(self.path, "rb")
         try:
             size = os.fstat(self._f.fileno()).st_size
@@ -190,6 +226,73 @@ class Reader:
         self._order = order
         self.entries = entries - tombstones
         self.tombstones = tombstones
+        self._hidden, self._expiry = self._load_expiry()
+
+    def _load_expiry(self):
+        """The hashes the Go engine hides (records and the marker) and the
+        expiry (Unix ms) of each key whose current value has one, read as
+        the Go engine's loadExpiry reads them: only in a file with the
+        marker, from live 32-byte values that decode as a record stored
+        under the hash the record names."""
+        index = self._index
+        if index.get(_MARKER_HASH) is None:
+            return frozenset(), {}
+        hidden = {_MARKER_HASH}
+        records = []
+        data = self._view
+        for h in self._order:
+            start, end = index[h]
+            if end - start != _RECORD_SIZE:
+                continue
+            magic, kh, bound, exp = _record(data, start)
+            if (magic == _RECORD_MAGIC and 0 < bound < 1 << 63 and 0 < exp <= _MAX_EXPIRY
+                    and _record_hash(kh) == h):
+                hidden.add(h)
+                records.append((kh, bound, exp))
+        expiry = {}
+        for kh, bound, exp in records:
+            loc = index.get(kh)
+            if loc is not None and loc[1] == bound and kh not in hidden:
+                expiry[kh] = exp
+        return frozenset(hidden), expiry
+
+    def _now(self):
+        """The clock in Unix ms (rounded: a clock given in exact milliseconds
+        is read as those, whatever the float rounding of seconds), never less
+        than a time returned before."""
+        t = round(self._clock() * 1000)
+        if t > self._seen:
+            self._seen = t
+        return self._seen
+
+    def _live(self, h):
+        """The (start, end) of h's value, or None when it has none, is
+        hidden or has expired."""
+        loc = self._index.get(h)
+        if loc is None or h in self._hidden:
+            return None
+        exp = self._expiry.get(h)
+        if exp is not None and exp <= self._now():
+            return None
+        return loc
+
+    def _visible(self):
+        """The live key hashes readers see, newest first."""
+        if not self._hidden:
+            return self._order
+        now = self._now()
+        hidden, expiry = self._hidden, self._expiry
+        return [h for h in self._order if h not in hidden and expiry.get(h, now + 1) > now]
+
+    def ttl(self, key):
+        """How long key's value has left before it expires, in seconds (whole
+        milliseconds), or None when it has no expiry; KeyError when the key
+        is absent or has expired."""
+        h = key_hash(key)
+        if self._live(h) is None:
+            raise KeyError(key)
+        exp = self._expiry.get(h)
+        return None if exp is None else (exp - self._now()) / 1000
 
     def close(self):
         """Close the file and drop the mapping. Values still referenced keep
@@ -226,14 +329,14 @@ class Reader:
 
     def get_hash(self, h):
         """The value stored under key hash h, or None."""
-        loc = self._index.get(h)
+        loc = self._live(h)
         return None if loc is None else self._value(loc)
 
     def get(self, key, default=None):
         """The latest value of key (bytes or str) as a read-only memoryview
-        over the mapping, zero-copy; default when the key is absent or
-        deleted."""
-        loc = self._index.get(key_hash(key))
+        over the mapping, zero-copy; default when the key is absent, deleted
+        or expired."""
+        loc = self._live(key_hash(key))
         return default if loc is None else self._value(loc)
 
     read = get
@@ -245,38 +348,45 @@ class Reader:
         return v
 
     def __contains__(self, key):
-        return self._index.get(key_hash(key)) is not None
+        return self._live(key_hash(key)) is not None
 
     exists = __contains__
 
     def __len__(self):
-        """The number of live keys."""
-        return len(self._order)
+        """The number of live keys (expired ones not counted)."""
+        if not self._hidden:
+            return len(self._order)
+        now = self._now()
+        expired = sum(1 for exp in self._expiry.values() if exp <= now)
+        return len(self._order) - len(self._hidden) - expired
 
     def is_empty(self):
-        return not self._order
+        return len(self) == 0
 
     def hashes(self):
         """The key hashes of the live keys, newest first (the Go engine's and
         the Rust original's iteration order)."""
-        return list(self._order)
+        return list(self._visible())
 
     def items(self):
-        """Yield (key_hash, memoryview) for every live key, newest first."""
-        for h in self._order:
+        """Yield (key_hash, memoryview) for every live key, newest first
+        (which keys have expired is decided when iteration starts)."""
+        for h in self._visible():
             yield h, self._value(self._index[h])
 
     def __iter__(self):
         """Iterate over the live key hashes, newest first."""
-        return iter(self._order)
+        return iter(self._visible())
 
     def offset(self, key):
         """The file offset of key's value (64-byte aligned), or None."""
-        loc = self._index.get(key_hash(key))
+        loc = self._live(key_hash(key))
         return None if loc is None else loc[0]
 
     def verify(self):
-        """Check every live value's CRC-32; return the hashes that fail."""
+        """Check every live value's CRC-32 (expiry records included, as the
+        Go engine's Verify checks every entry); return the hashes that
+        fail."""
         bad = []
         for h in self._order:
             start, end = self._index[h]

@@ -26,14 +26,25 @@ def _go():
     return go
 
 
+def _go_build(tmp_path_factory, pkg):
+    """go build pkg into a temporary directory; returns the binary."""
+    out = str(tmp_path_factory.mktemp("bin") / os.path.basename(pkg))
+    env = dict(os.environ)
+    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly").strip()
+    subprocess.run([_go(), "build", "-o", out, pkg], cwd=REPO, check=True, env=env, timeout=300)
+    return out
+
+
 @pytest.fixture(scope="session")
 def simdr_bin(tmp_path_factory):
     """go build ./cmd/simdr into a temporary directory."""
-    out = str(tmp_path_factory.mktemp("bin") / "simdr")
-    env = dict(os.environ)
-    env["GOFLAGS"] = (env.get("GOFLAGS", "") + " -mod=readonly").strip()
-    subprocess.run([_go(), "build", "-o", out, "./cmd/simdr"], cwd=REPO, check=True, env=env, timeout=300)
-    return out
+    return _go_build(tmp_path_factory, "./cmd/simdr")
+
+
+@pytest.fixture(scope="session")
+def goview_bin(tmp_path_factory):
+    """go build ./python/tests/goview: what the Go engine reads at a given time."""
+    return _go_build(tmp_path_factory, "./python/tests/goview")
 
 
 def run_simdr(simdr_bin, *args, input=None):
