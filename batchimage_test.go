@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestBatchImage: a batch of puts, written as the image the Batch holds,
@@ -73,5 +74,34 @@ func TestBatchImage(t *testing.T) {
 	re := reopenT(t, filepath.Join(dir, "batched"), &Options{ReadOnly: true})
 	if re.Len() != batched.Len() {
 		t.Fatalf("reopened: %d keys, want %d", re.Len(), batched.Len())
+	}
+}
+
+// TestBatchImageDropsExpiry: in a store that holds expiry records, a batch
+// of plain puts is not written as its image: a put over a key with a TTL
+// must drop the key's record (tombstone it), so that the new value never
+// expires and the file holds records only for keys that do.
+func TestBatchImageDropsExpiry(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	s, err := Open(filepath.Join(t.TempDir(), "x"), &Options{Clock: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.PutTTL([]byte("k"), []byte("old"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	b.Put([]byte("k"), []byte("new"))
+	b.Put([]byte("other"), []byte("x"))
+	if err := s.Apply(&b); err != nil {
+		t.Fatal(err)
+	}
+	if live(s.cur.Load().ix, recordHash(Hash([]byte("k")))) {
+		t.Fatal("the file still holds the expiry record of a key a plain put replaced")
+	}
+	now = now.Add(time.Hour)
+	if got := getT(t, s, "k"); got != "new" {
+		t.Fatalf("Get(k) an hour later = %q: the plain put kept the old value's expiry", got)
 	}
 }
