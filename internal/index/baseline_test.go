@@ -135,7 +135,8 @@ func (st *single) groupsStore(s *slot, h, v uint64) {
 
 // BenchmarkInsert puts 1M random keys in batches of 1,000 as the store's
 // writer does (Reserve, Touch each key, then Put each): into an index that
-// grows from empty, and into one sized for them (ns/op is per key).
+// grows from empty, and into one sized for them (ns/op is per key;
+// max-batch-µs the longest batch, growth steps included).
 func BenchmarkInsert(b *testing.B) {
 	const n = 1 << 20
 	hs := make([]uint64, n)
@@ -149,12 +150,14 @@ func BenchmarkInsert(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			cpu0 := cpuTime()
+			var stop time.Duration // the longest batch: a growth step is in it
 			for r := 0; r < b.N; r++ {
 				ix := New(0)
 				if presized {
 					ix = New(n)
 				}
 				for lo := 0; lo < n; lo += 1000 {
+					t0 := time.Now()
 					hi := min(lo+1000, n)
 					ix.Reserve(hi - lo)
 					for _, h := range hs[lo:hi] {
@@ -163,8 +166,10 @@ func BenchmarkInsert(b *testing.B) {
 					for i, h := range hs[lo:hi] {
 						ix.Put(h, uint64(lo+i+1))
 					}
+					stop = max(stop, time.Since(t0))
 				}
 			}
+			b.ReportMetric(float64(stop.Microseconds()), "max-batch-µs")
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/n, "cpu-ns/key")
 		})
