@@ -84,33 +84,41 @@ func TestBytesPerKey(t *testing.T) {
 // -race): a key once written with a position never reads as another key's.
 func TestConcurrentReaders(t *testing.T) {
 	ix := New(0)
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for g := 0; g < 2; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for !stop.Load() {
-				for h := uint64(1); h < 3000; h += 7 {
-					// Positions are always h*1000+k: a foreign value would show.
-					if pos, ok := ix.Get(h); ok && pos/1000 != h {
-						t.Errorf("Get(%d) = %d", h, pos)
-						return
-					}
-				}
-			}
-		}()
-	}
-	for k := uint64(0); k < 3; k++ {
-		for h := uint64(1); h < 3000; h++ {
-			if h%3 == 0 {
-				ix.Delete(h, h*1000+k)
-			} else {
-				ix.Put(h, h*1000+k)
+	whileWriting(func(int) bool {
+		for h := uint64(1); h < 3000; h += 7 {
+			// Positions are always h*1000+k: a foreign value would show.
+			if pos, ok := ix.Get(h); ok && pos/1000 != h {
+				t.Errorf("Get(%d) = %d", h, pos)
+				return false
 			}
 		}
-		ix.Shrink()
+		return true
+	}, func() {
+		for k := uint64(0); k < 3; k++ {
+			for h := uint64(1); h < 3000; h++ {
+				if h%3 == 0 {
+					ix.Delete(h, h*1000+k)
+				} else {
+					ix.Put(h, h*1000+k)
+				}
+			}
+			ix.Shrink()
+		}
+	})
+}
+
+// whileWriting calls read on two goroutines, each with its own count of
+// calls r, until write returns or read returns false.
+func whileWriting(read func(r int) bool, write func()) {
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for r := 0; !stop.Load() && read(r); r++ {
+			}
+		})
 	}
+	write()
 	stop.Store(true)
 	wg.Wait()
 }

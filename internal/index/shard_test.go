@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"unsafe"
 )
@@ -147,34 +145,26 @@ func TestConcurrentSplits(t *testing.T) {
 	for i := 0; i < pre; i++ {
 		ix.Put(key(i), uint64(i)<<8|2)
 	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	for g := 0; g < 2; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := 0; !stop.Load(); r++ {
-				i := r % pre
-				if pos, ok := ix.Get(key(i)); !ok || pos>>8 != uint64(i) {
-					t.Errorf("Get(key %d) = %d, %v", i, pos, ok)
-					return
-				}
-				j := pre + r%200_000
-				if pos, ok := ix.Get(key(j)); ok && pos>>8 != uint64(j) {
-					t.Errorf("Get(key %d) = %d", j, pos)
-					return
-				}
-				if r%50_000 == 0 {
-					ix.Range(func(h, pos uint64) bool { return true })
-				}
-			}
-		}()
-	}
-	for i := pre; i < pre+200_000; i++ {
-		ix.Put(key(i), uint64(i)<<8|1)
-	}
-	stop.Store(true)
-	wg.Wait()
+	whileWriting(func(r int) bool {
+		i := r % pre
+		if pos, ok := ix.Get(key(i)); !ok || pos>>8 != uint64(i) {
+			t.Errorf("Get(key %d) = %d, %v", i, pos, ok)
+			return false
+		}
+		j := pre + r%200_000
+		if pos, ok := ix.Get(key(j)); ok && pos>>8 != uint64(j) {
+			t.Errorf("Get(key %d) = %d", j, pos)
+			return false
+		}
+		if r%50_000 == 0 {
+			ix.Range(func(h, pos uint64) bool { return true })
+		}
+		return true
+	}, func() {
+		for i := pre; i < pre+200_000; i++ {
+			ix.Put(key(i), uint64(i)<<8|1)
+		}
+	})
 }
 
 // TestSnapshotShards: WriteSnapshot and WriteQuiet of a sharded index give
