@@ -9,7 +9,8 @@ import (
 
 // Batch collects puts and deletes that Apply writes together: one write call,
 // one flush (and one sync with Options.SyncWrites). Other goroutines see all of
-// a batch or none of it. A Batch is not safe for concurrent use; it may be
+// a batch or none of it. A Batch is not safe for concurrent use (Apply, too,
+// writes into it: two Applys of one Batch must not run at once); it may be
 // reused after Reset.
 //
 // On a crash in the middle of Apply, the format (which has no commit record)
@@ -17,7 +18,7 @@ import (
 // whole: a batch is atomic to readers of a running Store, not across a crash.
 type Batch struct {
 	ops  []batchOp
-	data []byte       // the values, copied
+	data []byte       // the puts as the file will hold them (see batchimage.go)
 	ttls []expirySpec // the expiries of the ops with ttl set, in order
 	err  error        // the first invalid value
 }
@@ -93,9 +94,8 @@ func (b *Batch) PutHash(h uint64, value []byte) {
 	if reservedPut(h, value) && b.err == nil {
 		b.err = fmt.Errorf("batch op %d: put under hash %016x: %w", len(b.ops), h, ErrReservedKey)
 	}
-	start := len(b.data)
-	b.data = append(b.data, value...)
-	b.ops = append(b.ops, batchOp{hash: h, start: start, end: len(b.data)})
+	start, end := b.appendImage(h, value) // see batchimage.go
+	b.ops = append(b.ops, batchOp{hash: h, start: start, end: end})
 }
 
 // Delete adds a delete of key. A key that has no value when Apply reaches this
@@ -148,7 +148,14 @@ func (s *Store) Apply(b *Batch) error {
 	}
 	a := s.begin(g)
 	ttls := b.ttls
-	for _, op := range b.ops {
+	ops := b.ops
+	if state == nil && len(ttls) == 0 && g.x.Load() == nil {
+		// Puts only, and no expiry record to drop: the image as it lies
+		// in b (see batchimage.go).
+		a.putImage(b)
+		ops = nil
+	}
+	for _, op := range ops {
 		if !op.del {
 			v := b.data[op.start:op.end]
 			if op.ttl {
@@ -160,9 +167,9 @@ func (s *Store) Apply(b *Batch) error {
 					}
 				}
 				ttls = ttls[1:]
-				a.putTTL(op.hash, v, format.Checksum(v), exp)
+				a.putTTL(op.hash, v, b.crcOf(op), exp)
 			} else {
-				a.store(op.hash, v, format.Checksum(v))
+				a.store(op.hash, v, b.crcOf(op))
 			}
 			if state != nil {
 				state[op.hash] = true

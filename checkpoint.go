@@ -25,13 +25,19 @@ import (
 const (
 	ckSuffix     = "-simdr-index"
 	ckMagic      = "SIMDRIX1"
-	ckVersion    = 1
+	ckVersion    = 2    // the index's shards and their directory (index.WriteSnapshot)
 	ckHeaderSize = 4096 // the table starts page-aligned, so it can be mapped
 	ckFields     = 108  // header bytes covered by the header's own CRC
 	// ckMinEntries: below this many entries in the file, the walk is cheap
 	// and no checkpoint is written.
 	ckMinEntries = 1 << 16
 )
+
+// ckVersionSingle is the checkpoint of earlier versions, whose table is one
+// single table: still restored (index.Restore tells the two apart). A binary
+// that knows only it refuses version 2, whose shards it would probe in the
+// wrong places.
+const ckVersionSingle = 1
 
 // checkpointPath is where the index checkpoint of the store at path lives.
 func checkpointPath(path string) string { return path + ckSuffix }
@@ -73,7 +79,7 @@ func (h *ckHeader) encode() []byte {
 func decodeCkHeader(b []byte) (ckHeader, bool) {
 	var h ckHeader
 	if len(b) < ckHeaderSize || string(b[:8]) != ckMagic ||
-		byteOrder.Uint32(b[8:]) != ckVersion || byteOrder.Uint32(b[12:]) != ckHeaderSize ||
+		(byteOrder.Uint32(b[8:]) != ckVersion && byteOrder.Uint32(b[8:]) != ckVersionSingle) || byteOrder.Uint32(b[12:]) != ckHeaderSize ||
 		byteOrder.Uint32(b[ckFields:]) != crc32.ChecksumIEEE(b[:ckFields]) {
 		return h, false
 	}

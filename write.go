@@ -276,6 +276,7 @@ func (a *appender) published() {
 			prev = s.last.end
 		}
 		s.last = lastEntry{g: a.g, end: a.tail, prev: prev, meta: a.meta}
+		a.writeback()
 	}
 	if cap(s.buf) > 4*flushAt {
 		s.buf = nil // do not keep a huge buffer after a huge write

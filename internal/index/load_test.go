@@ -3,16 +3,23 @@ package index
 import "testing"
 
 // TestLoadGrowthKeepsTombstones: Load fed more keys than New was told grows
-// the table, and a key loaded as deleted stays deleted: its older value, met
-// later in the newest-first walk, must not come back as live.
+// the table (grows or splits its shards), and a key loaded as deleted stays
+// deleted: its older value, met later in the newest-first walk, must not
+// come back as live.
 func TestLoadGrowthKeepsTombstones(t *testing.T) {
 	const n = 5000
 	h := func(i int) uint64 { return uint64(i+1) * 0x9E3779B97F4A7C15 }
+	defer func(m int) { maxGroups = m }(maxGroups)
 	for _, tc := range []struct {
-		name  string
-		batch int // keys per Load call
-	}{{"one call", 2 * n}, {"batches of 256", 256}, {"batches of 1", 1}} {
+		name      string
+		batch     int // keys per Load call
+		maxGroups int
+	}{
+		{"one call", 2 * n, maxGroups}, {"batches of 256", 256, maxGroups}, {"batches of 1", 1, maxGroups},
+		{"one call, splits", 2 * n, 16}, {"batches of 256, splits", 256, 16}, {"batches of 1, splits", 1, 16},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
+			maxGroups = tc.maxGroups
 			// Newest first: a tombstone for every even key and a value for
 			// every odd one, then an older value of every key.
 			var hs, vs []uint64
@@ -49,6 +56,9 @@ func TestLoadGrowthKeepsTombstones(t *testing.T) {
 			ix.Range(func(uint64, uint64) bool { live++; return true })
 			if live != n/2 {
 				t.Fatalf("Range visits %d keys, want %d", live, n/2)
+			}
+			if ns, _ := ix.Shards(); tc.maxGroups == 16 && ns < 8 {
+				t.Fatalf("%d shards: the index did not split", ns)
 			}
 		})
 	}

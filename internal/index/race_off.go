@@ -1,0 +1,6 @@
+//go:build !race
+
+package index
+
+// raceEnabled: see plain.go.
+const raceEnabled = false
