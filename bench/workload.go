@@ -24,7 +24,18 @@ const (
 	wMixed   = "mixed"   // N ops, 90 % Get / 10 % Put, GOMAXPROCS goroutines
 	wBigIn   = "bigin"   // a big value streamed in, then synced
 	wBigOut  = "bigout"  // the big value streamed out into a CRC-32
+	// From a cold page cache (the store's files evicted), after the others:
+	wColdReopen = "coldreopen" // Open and first Get
+	wCold       = "cold"       // cold<k>: k random Gets after an Open; Bytes: read from storage
+	wPread      = "pread"      // pread<k>: k random 4 KiB preads of the store's files
 )
+
+// coldGets are the numbers of cold Gets timed after one Open, and
+// coldRounds how many times each is done (each round evicts the files and
+// opens the store again).
+var coldGets = []int{100, 1000}
+
+const coldRounds = 5
 
 const batchSize = 1000
 
@@ -116,6 +127,7 @@ type childOpts struct {
 	seed       uint64
 	profile    string // workload to CPU-profile
 	cpuprofile string // where to write that profile
+	cold       bool   // run the cold-cache workloads (runCold) too
 }
 
 // profiled runs fn, CPU-profiling it when it is the workload asked for.
@@ -305,7 +317,151 @@ func runKV(o *childOpts, r *result) error {
 	r.M[wMixed] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds()}
 	err = s.Close()
 	s = nil
-	return err
+	if err != nil || !o.cold || o.store.name == "map" {
+		return err
+	}
+	return runCold(o, d, r)
+}
+
+// runCold times reads of the closed store from a cold page cache: Open and
+// the first Get, then, in each of coldRounds rounds, k random Gets after
+// an Open (the Open untimed) next to k random 4 KiB preads of the store's
+// files, each after the files were evicted, the two in turn first. A
+// Get's value may be the mixed workload's (same length), so only its length
+// is checked.
+func runCold(o *childOpts, d *dataset, r *result) error {
+	if err := evictDir(o.dir); err != nil {
+		return fmt.Errorf("cold: %w", err)
+	}
+	var kb [keyLen]byte
+	get := func(s kv, i int) error {
+		n, _, err := s.Get(d.key(i, kb[:]))
+		if err == nil && n != o.size {
+			err = fmt.Errorf("key %d: %d bytes, want %d", i, n, o.size)
+		}
+		return err
+	}
+	var s kv
+	dt, err := timed(func() error {
+		var err error
+		if s, err = o.store.open(o.dir); err != nil {
+			return err
+		}
+		return get(s, int(d.perm[0]))
+	})
+	if err != nil {
+		return fmt.Errorf("cold reopen: %w", err)
+	}
+	r.M[wColdReopen] = measure{Ops: 1, Ns: dt.Nanoseconds()}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	files, err := dirFiles(o.dir)
+	if err != nil {
+		return err
+	}
+	rnd := rand.New(rand.NewPCG(o.seed, 0xc01d))
+	for _, k := range coldGets {
+		var gm, pm measure
+		gets := func() error {
+			if err := evictDir(o.dir); err != nil {
+				return err
+			}
+			s, err := o.store.open(o.dir)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			r0 := readBytes()
+			t0 := time.Now()
+			for range k {
+				if err := get(s, rnd.IntN(o.n)); err != nil {
+					return err
+				}
+			}
+			gm.Ns += time.Since(t0).Nanoseconds()
+			gm.Bytes += readBytes() - r0
+			gm.Ops += int64(k)
+			return nil
+		}
+		preads := func() error {
+			if err := evictDir(o.dir); err != nil {
+				return err
+			}
+			ns, err := files.preads(k, rnd)
+			pm.Ns += ns
+			pm.Ops += int64(k)
+			return err
+		}
+		for round := range coldRounds {
+			first, second := gets, preads
+			if round%2 == 1 {
+				first, second = preads, gets
+			}
+			if err := first(); err != nil {
+				return fmt.Errorf("%d cold gets: %w", k, err)
+			}
+			if err := second(); err != nil {
+				return fmt.Errorf("%d cold gets: %w", k, err)
+			}
+		}
+		r.M[fmt.Sprint(wCold, k)] = gm
+		r.M[fmt.Sprint(wPread, k)] = pm
+	}
+	return nil
+}
+
+// fileSet is a store's files, for random preads over all of their bytes.
+type fileSet struct {
+	paths []string
+	sizes []int64
+	total int64
+}
+
+func dirFiles(dir string) (*fileSet, error) {
+	fs := &fileSet{}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() && fi.Size() >= preadBytes {
+			fs.paths, fs.sizes = append(fs.paths, p), append(fs.sizes, fi.Size())
+			fs.total += fi.Size()
+		}
+		return err
+	})
+	if err == nil && fs.total == 0 {
+		err = fmt.Errorf("no file of %d bytes or more in %s", preadBytes, dir)
+	}
+	return fs, err
+}
+
+const preadBytes = 4096
+
+// preads reads k random aligned 4 KiB blocks, each in a file picked in
+// proportion to its size, and returns the time they took.
+func (fs *fileSet) preads(k int, rnd *rand.Rand) (int64, error) {
+	fds := make([]*os.File, len(fs.paths))
+	for i, p := range fs.paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		fds[i] = f
+	}
+	buf := make([]byte, preadBytes)
+	t0 := time.Now()
+	for range k {
+		at := rnd.Int64N(fs.total)
+		i := 0
+		for at >= fs.sizes[i] {
+			at -= fs.sizes[i]
+			i++
+		}
+		at = min(at, fs.sizes[i]-preadBytes) &^ (preadBytes - 1)
+		if _, err := fds[i].ReadAt(buf, at); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t0).Nanoseconds(), nil
 }
 
 // parallel splits [0,n) into p contiguous parts and runs fn on each at once.
