@@ -153,7 +153,7 @@ func TestSection(t *testing.T) {
 	r := &report{sets: []sizeSet{set}, stores: stores, runs: 1, cold: true, setTime: map[string]time.Duration{}, machine: machine{Commit: "abc1234"},
 		results: map[string][]result{resultKey("kv", set): {
 			madeUp(set, "simdr", 260, 40_000, 36_000), // cold: 1.11×
-			madeUp(set, "map", 200, 0, 0),              // Get: 1.3×
+			madeUp(set, "map", 200, 0, 0),             // Get: 1.3×
 			madeUp(set, "pogreb", 300, 120_000, 36_000),
 			madeUp(set, "file", 1, 0, 0), // not in the set: not shown
 		}}}
