@@ -234,7 +234,7 @@ func TestMapKV(t *testing.T) {
 	if _, _, err := s.Get([]byte("missing")); err == nil {
 		t.Error("a missing key was found")
 	}
-	if _, err := k.add(make([]byte, slabBytes)); err == nil {
+	if _, err := k.add(make([]byte, slabBytes+1)); err == nil {
 		t.Error("a value larger than a slab was taken")
 	}
 }

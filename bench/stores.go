@@ -63,7 +63,7 @@ var allStores = []storeDef{
 	{name: "simdr", module: "github.com/simdr-go/simdr", open: openSimdr,
 		note: "defaults (writes reach the OS page cache; `Sync` = fdatasync); load uses `Batch` + `Apply`"},
 	{name: "map", baseline: true, open: openMap,
-		note: "Go `map[uint64]uint64` keyed by `simdr.Hash(key)` (the same XXH3-64 per lookup as simdr) to where the value was copied, in 64 MiB slabs (a length and the bytes; no allocation per value, so that 100M keys fit in memory); an `RWMutex` only in the mixed workload"},
+		note: "Go `map[uint64]uint64` keyed by `simdr.Hash(key)` (the same XXH3-64 per lookup as simdr) to where the value was copied, in 64 MiB slabs (no allocation per value, so that 100M keys fit in memory); an `RWMutex` only in the mixed workload"},
 	{name: "file", baseline: true, open: openFile,
 		note: "one plain file holding the bytes simdr's file holds, laid out the same way (each value padded to 64 bytes, then 20 bytes of metadata): each batch of 1,000 records is one `write`, then one `fdatasync`; big value: 1 MiB writes then `fsync`, read back with 1 MiB reads"},
 	{name: "bbolt", module: "go.etcd.io/bbolt", open: openBolt,
@@ -152,31 +152,36 @@ func (k *simdrKV) GetStream(key []byte, w io.Writer) (int64, error) {
 // program can (no allocation, header or GC scan per value), so that 100M
 // keys fit in memory (a separately allocated value each took 20 GB there).
 type mapKV struct {
-	m     map[uint64]uint64 // hash → slab<<32 | offset of the value's 4-byte length
+	m     map[uint64]uint64 // hash → slab<<52 | offset<<26 | length
 	slabs [][]byte
 	mu    *sync.RWMutex // set for the mixed workload
 }
 
-const slabBytes = 64 << 20
+const (
+	slabBits  = 26
+	slabBytes = 1 << slabBits // a value is at most this long
+	slabMask  = slabBytes - 1
+	maxSlabs  = 1 << (64 - 2*slabBits)
+)
 
 func openMap(string) (kv, error) { return &mapKV{m: make(map[uint64]uint64)}, nil }
 
 // add copies v into the slabs and returns where it is.
 func (k *mapKV) add(v []byte) (uint64, error) {
-	need := 4 + len(v)
-	if need > slabBytes {
-		return 0, fmt.Errorf("map: a %d-byte value is over the %d-byte slab", len(v), slabBytes-4)
+	if len(v) > slabBytes {
+		return 0, fmt.Errorf("map: a %d-byte value is over the %d-byte slab", len(v), slabBytes)
 	}
 	last := len(k.slabs) - 1
-	if last < 0 || len(k.slabs[last])+need > cap(k.slabs[last]) {
+	if last < 0 || len(k.slabs[last])+len(v) > slabBytes {
+		if last+1 == maxSlabs {
+			return 0, fmt.Errorf("map: over %d slabs of %d bytes", maxSlabs, slabBytes)
+		}
 		k.slabs = append(k.slabs, make([]byte, 0, slabBytes))
 		last++
 	}
-	sl := k.slabs[last]
-	at := len(sl)
-	sl = binary.LittleEndian.AppendUint32(sl, uint32(len(v)))
-	k.slabs[last] = append(sl, v...)
-	return uint64(last)<<32 | uint64(at), nil
+	at := len(k.slabs[last])
+	k.slabs[last] = append(k.slabs[last], v...)
+	return uint64(last)<<(2*slabBits) | uint64(at)<<slabBits | uint64(len(v)), nil
 }
 
 func (k *mapKV) PutBatch(keys, vals [][]byte) error {
@@ -194,21 +199,23 @@ func (k *mapKV) Sync() error { return nil }
 
 func (k *mapKV) Get(key []byte) (int, uint64, error) {
 	h := simdr.Hash(key)
-	var at uint64
-	var ok bool
-	if k.mu != nil {
-		k.mu.RLock()
-		at, ok = k.m[h]
-		defer k.mu.RUnlock() // the slabs may grow meanwhile
-	} else {
-		at, ok = k.m[h]
+	if k.mu == nil {
+		return k.get(h)
 	}
+	k.mu.RLock() // the slabs may grow meanwhile
+	n, head, err := k.get(h)
+	k.mu.RUnlock()
+	return n, head, err
+}
+
+func (k *mapKV) get(h uint64) (int, uint64, error) {
+	at, ok := k.m[h]
 	if !ok {
 		return 0, 0, errors.New("map: not found")
 	}
-	sl := k.slabs[at>>32][uint32(at):]
-	n := int(binary.LittleEndian.Uint32(sl))
-	return n, head8(sl[4 : 4+n]), nil
+	off, n := at>>slabBits&slabMask, at&slabMask
+	v := k.slabs[at>>(2*slabBits)][off : off+n]
+	return len(v), head8(v), nil
 }
 
 func (k *mapKV) Put(key, val []byte) error {

@@ -35,7 +35,7 @@ const (
 // opens the store again).
 var coldGets = []int{100, 1000}
 
-const coldRounds = 5
+const coldRounds = 10
 
 const batchSize = 1000
 
