@@ -2,12 +2,13 @@ package simdr
 
 import (
 	"bytes"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -201,14 +202,11 @@ func TestColdReads(t *testing.T) {
 	}
 }
 
-// coldReport is what a round of cold reads adds to a benchmark.
-type coldReport struct {
-	ns, read int64 // time taken, bytes read from storage
-	ops      int
-}
-
-func (c *coldReport) add(ns, read int64, ops int) { c.ns += ns; c.read += read; c.ops += ops }
-
-func (c coldReport) String() string {
-	return fmt.Sprintf("%d ops, %.1f µs and %.1f KiB each", c.ops, float64(c.ns)/float64(c.ops)/1e3, float64(c.read)/float64(c.ops)/1024)
+// median returns the median of d (0 for none); d is sorted.
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[len(d)/2]
 }

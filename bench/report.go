@@ -34,6 +34,7 @@ type agg struct {
 	ns        map[string]float64 // workload → median total ns
 	ops       map[string]int64
 	bytes     map[string]int64
+	p50       map[string]float64 // workload → median of the runs' median op (cold Gets, preads)
 	fileBytes float64
 	privMem   float64 // peak RssAnon less the harness's own, once set up
 	hwm       float64
@@ -54,7 +55,7 @@ func median(v []float64) float64 {
 }
 
 func (r *report) agg(mode string, set sizeSet, store string) agg {
-	a := agg{ns: map[string]float64{}, ops: map[string]int64{}, bytes: map[string]int64{}}
+	a := agg{ns: map[string]float64{}, ops: map[string]int64{}, bytes: map[string]int64{}, p50: map[string]float64{}}
 	var runs []result
 	for _, x := range r.results[resultKey(mode, set)] {
 		if x.Store != store {
@@ -82,6 +83,9 @@ func (r *report) agg(mode string, set sizeSet, store string) agg {
 	for w := range runs[0].M {
 		a.ns[w] = col(func(x result) float64 { return float64(x.M[w].Ns) })
 		a.ops[w], a.bytes[w] = runs[0].M[w].Ops, runs[0].M[w].Bytes
+		if runs[0].M[w].P50 > 0 {
+			a.p50[w] = col(func(x result) float64 { return float64(x.M[w].P50) })
+		}
 	}
 	a.fileBytes = col(func(x result) float64 { return float64(x.FileBytes) })
 	a.privMem = col(func(x result) float64 { return float64(max(0, x.PeakAnon-x.SetupAnon)) })
@@ -419,7 +423,7 @@ func (r *report) renderCold(b *strings.Builder, set sizeSet, h string, stores []
 	p("%s Cold page cache (the store's files evicted)\n\n", h)
 	p("| store | Open + first Get |")
 	for _, k := range coldGets {
-		p(" %s cold Gets, each | 4 KiB pread, each | Get ÷ pread | read per Get |", commas(int64(k)))
+		p(" %s cold Gets, each | 4 KiB pread, each | Get ÷ pread (medians) | read per Get |", commas(int64(k)))
 	}
 	p("\n|---|---|%s\n", strings.Repeat("---|---|---|---|", len(coldGets)))
 	for _, s := range stores {
@@ -430,11 +434,11 @@ func (r *report) renderCold(b *strings.Builder, set sizeSet, h string, stores []
 		p("| %s | %s |", s.name, fmtNs(a.ns[wColdReopen]))
 		for _, k := range coldGets {
 			g, pr := fmt.Sprint(wCold, k), fmt.Sprint(wPread, k)
-			p(" %s | %s | %s | %s |", fmtNs(a.perOp(g)), fmtNs(a.perOp(pr)), fmtRatio(a.perOp(g)/a.perOp(pr)), fmtBytes(a.perByte(g)))
+			p(" %s | %s | %s (%s) | %s |", fmtNs(a.perOp(g)), fmtNs(a.perOp(pr)), fmtRatio(a.perOp(g)/a.perOp(pr)), fmtRatio(a.p50[g]/a.p50[pr]), fmtBytes(a.perByte(g)))
 		}
 		p("\n")
 	}
-	p("\nEach of %d rounds evicts the files, opens the store (untimed) and times the Gets; next to it, with the files evicted again, as many random 4 KiB preads of the same files (the two in turn first). *Read per Get* is what the child had read from storage meanwhile (`read_bytes`, /proc/self/io), Open's reads excluded.\n\n", coldRounds)
+	p("\nEach of %d rounds evicts the files, opens the store (untimed) and times the Gets; next to it, with the files evicted again, as many random 4 KiB preads of the same files (the two in turn first). Times are means; in brackets, the ratio of the median Get to the median pread (a shared disk's few slow reads move the means). *Read per Get* is what the child had read from storage meanwhile (`read_bytes`, /proc/self/io), Open's reads excluded.\n\n", coldRounds)
 }
 
 func (r *report) renderBig(b *strings.Builder) {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"time"
 )
@@ -44,6 +45,7 @@ type measure struct {
 	Ops   int64 `json:"ops"`
 	Ns    int64 `json:"ns"`
 	Bytes int64 `json:"bytes,omitempty"` // user bytes moved (load, big value)
+	P50   int64 `json:"p50,omitempty"`   // the median op's ns, where each op was timed (cold Gets, preads)
 }
 
 // result is what one child reports for one store and one size.
@@ -363,6 +365,7 @@ func runCold(o *childOpts, d *dataset, r *result) error {
 	rnd := rand.New(rand.NewPCG(o.seed, 0xc01d))
 	for _, k := range coldGets {
 		var gm, pm measure
+		var lg, lp []int64 // each Get's and pread's ns
 		gets := func() error {
 			if err := evictDir(o.dir); err != nil {
 				return err
@@ -375,9 +378,11 @@ func runCold(o *childOpts, d *dataset, r *result) error {
 			r0 := readBytes()
 			t0 := time.Now()
 			for range k {
+				t1 := time.Now()
 				if err := get(s, rnd.IntN(o.n)); err != nil {
 					return err
 				}
+				lg = append(lg, time.Since(t1).Nanoseconds())
 			}
 			gm.Ns += time.Since(t0).Nanoseconds()
 			gm.Bytes += readBytes() - r0
@@ -388,7 +393,7 @@ func runCold(o *childOpts, d *dataset, r *result) error {
 			if err := evictDir(o.dir); err != nil {
 				return err
 			}
-			ns, err := files.preads(k, rnd)
+			ns, err := files.preads(k, rnd, &lp)
 			pm.Ns += ns
 			pm.Ops += int64(k)
 			return err
@@ -405,6 +410,7 @@ func runCold(o *childOpts, d *dataset, r *result) error {
 				return fmt.Errorf("%d cold gets: %w", k, err)
 			}
 		}
+		gm.P50, pm.P50 = medianNs(lg), medianNs(lp)
 		r.M[fmt.Sprint(wCold, k)] = gm
 		r.M[fmt.Sprint(wPread, k)] = pm
 	}
@@ -435,9 +441,19 @@ func dirFiles(dir string) (*fileSet, error) {
 
 const preadBytes = 4096
 
+// medianNs returns the median of v (sorted in place), 0 for none.
+func medianNs(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
 // preads reads k random aligned 4 KiB blocks, each in a file picked in
-// proportion to its size, and returns the time they took.
-func (fs *fileSet) preads(k int, rnd *rand.Rand) (int64, error) {
+// proportion to its size, appends each one's time to lat and returns the
+// time they took.
+func (fs *fileSet) preads(k int, rnd *rand.Rand, lat *[]int64) (int64, error) {
 	fds := make([]*os.File, len(fs.paths))
 	for i, p := range fs.paths {
 		f, err := os.Open(p)
@@ -457,9 +473,11 @@ func (fs *fileSet) preads(k int, rnd *rand.Rand) (int64, error) {
 			i++
 		}
 		at = min(at, fs.sizes[i]-preadBytes) &^ (preadBytes - 1)
+		t1 := time.Now()
 		if _, err := fds[i].ReadAt(buf, at); err != nil {
 			return 0, err
 		}
+		*lat = append(*lat, time.Since(t1).Nanoseconds())
 	}
 	return time.Since(t0).Nanoseconds(), nil
 }
