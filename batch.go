@@ -2,6 +2,7 @@ package simdr
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/simdr-go/simdr/internal/format"
 )
@@ -16,19 +17,69 @@ import (
 // whole: a batch is atomic to readers of a running Store, not across a crash.
 type Batch struct {
 	ops  []batchOp
-	data []byte // the values, copied
-	err  error  // the first invalid value
+	data []byte       // the values, copied
+	ttls []expirySpec // the expiries of the ops with ttl set, in order
+	err  error        // the first invalid value
 }
 
 type batchOp struct {
 	hash       uint64
 	start, end int // value in data
 	del        bool
+	ttl        bool // the next of ttls is its expiry (PutTTL, PutExpiresAt)
+}
+
+// expirySpec is when a batch op's value expires: ttl after Apply writes it,
+// or at a given time (Unix ms) when at is not 0.
+type expirySpec struct {
+	ttl time.Duration
+	at  int64
 }
 
 // Put adds a put of value under key. value is copied. An empty value or the
-// single byte 0x00 makes the whole batch fail in Apply with ErrInvalidValue.
-func (b *Batch) Put(key, value []byte) { b.PutHash(format.Hash(key), value) }
+// single byte 0x00 makes the whole batch fail in Apply with ErrInvalidValue,
+// and a key with the reserved prefix with ErrReservedKey (see Store.PutTTL).
+func (b *Batch) Put(key, value []byte) {
+	b.reserved(key)
+	b.PutHash(format.Hash(key), value)
+}
+
+// PutTTL adds a put of value under key that expires ttl after Apply writes it
+// (see Store.PutTTL). A ttl that is not positive makes the whole batch fail in
+// Apply with ErrInvalidTTL; the value is checked as Put checks it.
+func (b *Batch) PutTTL(key, value []byte, ttl time.Duration) {
+	b.Put(key, value)
+	if ttl <= 0 && b.err == nil {
+		b.err = fmt.Errorf("batch op %d: ttl %v: %w", len(b.ops)-1, ttl, ErrInvalidTTL)
+	}
+	b.ops[len(b.ops)-1].ttl = true
+	b.ttls = append(b.ttls, expirySpec{ttl: ttl})
+}
+
+// PutExpiresAt adds a put of value under key that expires at at, by the
+// Store's clock (Options.Clock), to the millisecond. Unlike PutTTL it does not
+// depend on when Apply runs: replicas that apply the same batch at different
+// times give the key the same expiry. A time not after the Store's clock
+// when Apply runs writes a value that is already expired (reads do not find
+// it; Compact drops it). The value is checked as Put checks it.
+func (b *Batch) PutExpiresAt(key, value []byte, at time.Time) {
+	b.reserved(key)
+	b.PutHashExpiresAt(format.Hash(key), value, at)
+}
+
+// PutHashExpiresAt is PutExpiresAt for a caller that already has the key's hash.
+func (b *Batch) PutHashExpiresAt(h uint64, value []byte, at time.Time) {
+	b.PutHash(h, value)
+	b.ops[len(b.ops)-1].ttl = true
+	b.ttls = append(b.ttls, expirySpec{at: min(max(at.UnixMilli(), 1), maxExpiry)})
+}
+
+// reserved fails the batch when key has the reserved prefix.
+func (b *Batch) reserved(key []byte) {
+	if reserved(key) && b.err == nil {
+		b.err = fmt.Errorf("batch op %d: %w", len(b.ops), ErrReservedKey)
+	}
+}
 
 // PutHash is Put for a caller that already has the key's hash.
 func (b *Batch) PutHash(h uint64, value []byte) {
@@ -42,7 +93,10 @@ func (b *Batch) PutHash(h uint64, value []byte) {
 
 // Delete adds a delete of key. A key that has no value when Apply reaches this
 // operation is skipped.
-func (b *Batch) Delete(key []byte) { b.DeleteHash(format.Hash(key)) }
+func (b *Batch) Delete(key []byte) {
+	b.reserved(key)
+	b.DeleteHash(format.Hash(key))
+}
 
 // DeleteHash is Delete for a caller that already has the key's hash.
 func (b *Batch) DeleteHash(h uint64) { b.ops = append(b.ops, batchOp{hash: h, del: true}) }
@@ -51,7 +105,7 @@ func (b *Batch) DeleteHash(h uint64) { b.ops = append(b.ops, batchOp{hash: h, de
 func (b *Batch) Len() int { return len(b.ops) }
 
 // Reset empties the batch, keeping its memory.
-func (b *Batch) Reset() { b.ops, b.data, b.err = b.ops[:0], b.data[:0], nil }
+func (b *Batch) Reset() { b.ops, b.data, b.ttls, b.err = b.ops[:0], b.data[:0], b.ttls[:0], nil }
 
 // Apply writes every operation of b, in order, with one write call. A batch
 // holding an invalid value fails whole with ErrInvalidValue, writing nothing.
@@ -81,9 +135,23 @@ func (s *Store) Apply(b *Batch) error {
 		}
 	}
 	a := s.begin(g)
+	ttls := b.ttls
 	for _, op := range b.ops {
 		if !op.del {
-			a.put(op.hash, b.data[op.start:op.end])
+			v := b.data[op.start:op.end]
+			if op.ttl {
+				exp := ttls[0].at
+				if exp == 0 {
+					var err error
+					if exp, err = s.expiresAt(ttls[0].ttl); err != nil {
+						a.err = err // cannot happen: PutTTL checked it
+					}
+				}
+				ttls = ttls[1:]
+				a.putTTL(op.hash, v, format.Checksum(v), exp)
+			} else {
+				a.store(op.hash, v, format.Checksum(v))
+			}
 			if state != nil {
 				state[op.hash] = true
 			}
@@ -94,7 +162,7 @@ func (s *Store) Apply(b *Batch) error {
 			has = live(g.ix, op.hash)
 		}
 		if has {
-			a.del(op.hash)
+			a.remove(op.hash)
 		}
 		state[op.hash] = false
 	}

@@ -147,6 +147,60 @@ type compactor struct {
 	err  error
 	bad  []int64 // offsets of damaged values (the first few)
 	nbad int     // how many damaged values
+
+	// Expiring keys (expiry.go): the new file's expiry index, nil until a
+	// record is written, and the key each record written is for.
+	x     *expiry
+	recOf map[uint64]uint64
+}
+
+// keep copies the latest value v of h, stored at off with checksum want,
+// with its expiry exp (Unix ms, 0 for none) as of now: an expired value is
+// not copied, and replaces (with a tombstone) any copy made of an older one.
+func (c *compactor) keep(h uint64, v []byte, want uint32, off, exp, now int64) {
+	if exp != 0 && exp <= now {
+		if live(c.ix, h) {
+			c.dropRecord(h)
+			c.del(h)
+		}
+		return
+	}
+	if exp != 0 {
+		c.putRecord(h, len(v), exp) // replaces any record of h in the new file
+	} else {
+		c.dropRecord(h)
+	}
+	c.put(h, v, want, off)
+	if exp != 0 {
+		c.x.set(h, uint64(exp))
+	}
+}
+
+// putRecord writes the expiry record of the n-byte value of h written next
+// (and the marker before the first record), as the appender does.
+func (c *compactor) putRecord(h uint64, n int, exp int64) {
+	if c.x == nil {
+		c.x = newExpiry()
+		c.recOf = make(map[uint64]uint64)
+		c.put(markerHash, []byte(markerValue), format.Checksum([]byte(markerValue)), -1)
+		c.x.set(markerHash, hiddenMark)
+	}
+	b := record{hash: h, bound: boundAfterRecord(c.tail, n), exp: exp}.encode()
+	rh := recordHash(h)
+	c.put(rh, b, format.Checksum(b), -1)
+	c.x.set(rh, hiddenMark)
+	c.recOf[rh] = h
+}
+
+// dropRecord deletes, before h is written again or deleted, the record the
+// new file has for h.
+func (c *compactor) dropRecord(h uint64) {
+	if c.x == nil {
+		return
+	}
+	if rh := recordHash(h); live(c.ix, rh) {
+		c.del(rh)
+	}
 }
 
 // maxBadListed caps the offsets a checksum error names.
@@ -181,6 +235,13 @@ func (c *compactor) del(h uint64) {
 	}
 	c.buf = format.AppendTombstone(c.buf, c.tail, h)
 	c.ix.Delete(h, uint64(c.tail+1))
+	if c.x != nil {
+		if k, ok := c.recOf[h]; ok { // a record: its key no longer expires
+			delete(c.recOf, h)
+			c.x.clear(k)
+		}
+		c.x.clear(h)
+	}
 	c.tail += format.TombstoneSize
 	c.tomb++
 	c.maybeFlush()
@@ -303,6 +364,9 @@ func keepOwner(f vfs.File, fi os.FileInfo) error {
 	return nil
 }
 
+// compactHook, when set (by tests), runs between Compact's two phases.
+var compactHook func()
+
 func (s *Store) compact() (err error) {
 	// Phase 1: note where the file ends now, then copy, without the write
 	// lock, every live entry that ends before that point.
@@ -333,13 +397,22 @@ func (s *Store) compact() (err error) {
 	}()
 	old := g.live(t0) // sorted: read the old file front to back
 	c := &compactor{f: f, ix: index.New(len(old))}
+	now := s.now() // a key that expired by now is dropped
 	// Reads of the mapping fault (SIGBUS) when another process cut the file.
 	ra := g.newReadAhead(0, t0, true) // read-ahead: see readahead.go
 	if guardFault(func() {
 		for _, l := range old {
+			var exp int64
+			if x := g.x.Load(); x != nil {
+				// Read without the write lock: a key written since t0 is
+				// written again from phase 2, with its expiry then.
+				if exp = int64(x.state(l.h)); exp == hiddenMark {
+					continue // a record (written again with its value) or the marker
+				}
+			}
 			ra.at(endOf(l.v))
 			e := g.entryAt(l.h, l.v)
-			c.put(l.h, e.Bytes(), e.Checksum(), e.Offset())
+			c.keep(l.h, e.Bytes(), e.Checksum(), e.Offset(), exp, now)
 			if c.err != nil {
 				return
 			}
@@ -364,6 +437,9 @@ func (s *Store) compact() (err error) {
 		return c.err
 	}
 
+	if compactHook != nil {
+		compactHook()
+	}
 	// Phase 2: with the write lock, copy what was written since t0, make the
 	// new file durable, and switch to it.
 	s.wmu.Lock()
@@ -394,8 +470,12 @@ func (s *Store) compact() (err error) {
 			e := delta[i]
 			switch {
 			case !e.Tombstone:
-				c.put(e.Hash, data[e.Start:e.End], e.CRC, e.Start)
+				if hiddenChange(data, e) {
+					continue // records are written again with their values
+				}
+				c.keep(e.Hash, data[e.Start:e.End], e.CRC, e.Start, g.ttlOf(e.Hash), now)
 			case live(c.ix, e.Hash):
+				c.dropRecord(e.Hash)
 				c.del(e.Hash)
 			}
 		}
@@ -426,6 +506,9 @@ func (s *Store) compact() (err error) {
 	}
 	renamed = true
 	ng := &gen{f: f, m: m, ix: c.ix, fi: nfi}
+	if c.x != nil {
+		ng.x.Store(c.x)
+	}
 	ng.tail.Store(c.tail)
 	ng.ents.Store(c.ents)
 	ng.tomb.Store(c.tomb)

@@ -43,4 +43,13 @@
 // Keys are not stored, only their XXH3-64 hash: two keys with the same hash are
 // the same key. Values cannot be empty, nor the single byte 0x00 (the format's
 // delete marker): both fail with ErrInvalidValue.
+//
+// # Expiring keys
+//
+// PutTTL (and Batch.PutTTL) stores a value that every read stops finding once
+// its time is up (by Options.Clock); TTL tells the time left. The value stays
+// the raw bytes stored; the expiry is a separate 32-byte entry under a
+// reserved key hash, which the Rust original reads as an ordinary value (see
+// docs/ttl.md). Keys starting with "\x00simdr.ttl\x00" are reserved for it:
+// writes refuse them with ErrReservedKey.
 package simdr

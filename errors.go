@@ -31,6 +31,11 @@ var (
 	ErrSameStore = errors.New("simdr: source and destination are the same store file")
 	// ErrViewSize: View was asked for a type whose size does not divide the value's length.
 	ErrViewSize = errors.New("simdr: value length is not a multiple of the element size")
+	// ErrInvalidTTL: PutTTL (or Batch.PutTTL) was given a ttl that is not positive.
+	ErrInvalidTTL = errors.New("simdr: ttl must be positive")
+	// ErrReservedKey: the key starts with "\x00simdr.ttl\x00", the prefix of the
+	// names under which simdr keeps expiry records (see PutTTL).
+	ErrReservedKey = errors.New("simdr: key uses the reserved prefix \\x00simdr.ttl\\x00")
 	// ErrFailed: an earlier write failed and could not be rolled back; the Store
 	// refuses writes until it is reopened (which recovers the file).
 	ErrFailed = errors.New("simdr: store failed and must be reopened")

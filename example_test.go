@@ -5,6 +5,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/simdr-go/simdr"
 )
@@ -64,4 +65,34 @@ func ExampleView() {
 	floats, err := simdr.View[float32](e)
 	fmt.Println(floats, err)
 	// Output: [1 2] <nil>
+}
+
+func ExampleStore_PutTTL() {
+	dir, err := os.MkdirTemp("", "simdr-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	// A clock the example moves by hand (nil means time.Now).
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	s, err := simdr.Open(filepath.Join(dir, "data.bin"), &simdr.Options{Clock: func() time.Time { return now }})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	if err := s.PutTTL([]byte("session"), []byte("token-42"), 30*time.Minute); err != nil {
+		log.Fatal(err)
+	}
+	left, _ := s.TTL([]byte("session"))
+	e, _ := s.Get([]byte("session"))
+	fmt.Printf("%s, %v left\n", e.Bytes(), left)
+
+	now = now.Add(30 * time.Minute)
+	_, err = s.Get([]byte("session"))
+	fmt.Println(err, "- live keys:", s.Len())
+	// Output:
+	// token-42, 30m0s left
+	// simdr: key not found - live keys: 0
 }

@@ -63,7 +63,11 @@ func (s *Store) Entries() iter.Seq[Entry] {
 		// each key is looked up afresh instead.
 		g.ix.Range(func(h, v uint64) bool {
 			if current {
+				gone := s.expired(g, h)
 				if s.seq.Load() == q {
+					if gone {
+						return true
+					}
 					return yield(g.entryAt(h, v))
 				}
 				if !anchor() {
@@ -92,6 +96,7 @@ func (s *Store) lookup(h uint64) (Entry, error) {
 				return Entry{}, ErrClosed
 			}
 			v, ok := g.ix.Get(h)
+			ok = ok && !s.expired(g, h)
 			var (
 				e   Entry
 				err error
@@ -208,7 +213,9 @@ func (s *Store) snapshot() (out []visit, ok bool) {
 		if q&1 == 0 {
 			out = out[:0]
 			g.ix.Range(func(h, v uint64) bool {
-				out = append(out, visit{g, h, v})
+				if !s.expired(g, h) {
+					out = append(out, visit{g, h, v})
+				}
 				return true
 			})
 			if s.seq.Load() == q {
@@ -235,6 +242,7 @@ func (s *Store) snapshot() (out []visit, ok bool) {
 					return false
 				}
 				v, live := cg.ix.Get(h)
+				live = live && !s.expired(cg, h)
 				if s.seq.Load() == q {
 					if live {
 						out = append(out, visit{cg, h, v})

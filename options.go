@@ -68,6 +68,12 @@ type Options struct {
 	// a cache: a missing or stale one only makes Open walk more of the file.
 	CheckpointBytes int64
 
+	// Clock is the time that PutTTL measures expiry against and reads check
+	// it with; nil means time.Now. A Store never sees its clock go back: it
+	// uses the latest time it was given, so a key reported expired stays
+	// expired even if the clock is set back.
+	Clock func() time.Time
+
 	fs vfs.FS // file system; tests swap in a fault-injecting one
 }
 

@@ -25,7 +25,7 @@ func (s *Store) GetManyHash(hashes []uint64) ([]Entry, error) {
 	if !s.stable(func(g *gen) {
 		for i, h := range hashes {
 			out[i] = Entry{}
-			if v, ok := g.ix.Get(h); ok {
+			if v, ok := g.ix.Get(h); ok && !s.expired(g, h) {
 				out[i] = g.entryAt(h, v)
 			}
 		}

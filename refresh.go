@@ -92,6 +92,7 @@ func (s *Store) refresh(g *gen) error {
 		return nil
 	}
 	slices.Reverse(s.ops) // walked newest first; applied oldest first
+	g.markRecords(s.ops)
 	s.publish(g, s.ops, newTail)
 	return nil
 }
@@ -137,6 +138,7 @@ func (s *Store) refreshTo(g *gen, c shm.Commit) error {
 		return s.reload()
 	}
 	slices.Reverse(s.ops)
+	g.markRecords(s.ops)
 	s.publish(g, s.ops, T)
 	return nil
 }

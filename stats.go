@@ -5,7 +5,8 @@ import "github.com/simdr-go/simdr/internal/format"
 // Stats describes a store file. Its JSON form (used by simdr serve and the
 // CLI) names the fields in snake case.
 type Stats struct {
-	// LiveKeys is the number of keys with a value (as Len).
+	// LiveKeys is the number of keys with a value (as Len: expired keys and
+	// the expiry records of PutTTL are not counted).
 	LiveKeys int `json:"live_keys"`
 	// Entries is the number of value entries in the file, overwritten ones included.
 	Entries int64 `json:"entries"`
@@ -47,7 +48,26 @@ func (s *Store) Stats() Stats {
 		// padding that aligns the next payload (which depends on its own end
 		// only).
 		var compacted, lastEnd, lastPad int64
+		x, now := g.x.Load(), s.now()
+		var records int // records Compact writes again
 		g.ix.Range(func(h, v uint64) bool {
+			var hidden bool // a record or the marker (expiry.go)
+			if x != nil {
+				switch st := x.state(h); {
+				case st == hiddenMark:
+					if h == markerHash {
+						return true // counted below, with the records
+					}
+					r, ok := g.recordAt(h, v)
+					if k := x.state(r.hash); !ok || int64(k) != r.exp || r.exp <= now {
+						return true // stale, or its key expired: not written again
+					}
+					hidden = true
+					records++
+				case st != 0 && int64(st) <= now:
+					return true // expired: Compact drops it
+				}
+			}
 			n := int64(v >> lenShift)
 			if n == 0 {
 				e, err := g.longEntry(h, v)
@@ -57,11 +77,15 @@ func (s *Store) Stats() Stats {
 					n = int64(e.Len())
 				}
 			}
-			st.LiveKeys++
+			if !hidden {
+				st.LiveKeys++
+			}
 			if n < 0 {
 				return true
 			}
-			st.LiveBytes += n
+			if !hidden {
+				st.LiveBytes += n
+			}
 			pad := format.Prepad(n + format.MetaSize)
 			compacted += n + format.MetaSize + pad
 			if end := endOf(v); end > lastEnd {
@@ -69,6 +93,10 @@ func (s *Store) Stats() Stats {
 			}
 			return true
 		})
+		if records > 0 { // the marker, before the first record
+			n := int64(len(markerValue))
+			compacted += n + format.MetaSize + format.Prepad(n+format.MetaSize)
+		}
 		compacted -= lastPad
 		st.ReclaimableBytes = max(0, st.FileBytes-compacted)
 	}) {

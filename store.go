@@ -63,6 +63,8 @@ type Store struct {
 	bgFailed  atomic.Pointer[error] // a failed sync in a background checkpoint, for failure
 
 	sf stateFile // the shared state file beside the store (statefile.go)
+
+	clockMax atomic.Int64 // the latest time now returned (expiry.go)
 }
 
 // gen is one file generation: a file, its mapping and the index into it.
@@ -71,12 +73,13 @@ type gen struct {
 	f    vfs.File
 	m    *mapping.Map
 	ix   *index.Index
-	tail atomic.Int64 // bytes of valid entries; the next entry starts here
-	tomb atomic.Int64 // tombstones in the file
-	ents atomic.Int64 // value entries in the file, live or not
-	fi   os.FileInfo  // identity of the file when opened
-	ck   *checkpoint  // the index checkpoint the index was loaded from (its table may hold the index)
-	num  uint64       // the generation's number (see Generation)
+	tail atomic.Int64           // bytes of valid entries; the next entry starts here
+	tomb atomic.Int64           // tombstones in the file
+	ents atomic.Int64           // value entries in the file, live or not
+	fi   os.FileInfo            // identity of the file when opened
+	ck   *checkpoint            // the index checkpoint the index was loaded from (its table may hold the index)
+	x    atomic.Pointer[expiry] // the expiry index (expiry.go), nil until a record is met
+	num  uint64                 // the generation's number (see Generation)
 }
 
 // Open opens the store file at path, creating it when it is missing (unless
@@ -249,6 +252,7 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		// recovery made below what a background checkpoint saw) rules it out.
 		if ck.top <= tail-format.MetaSize && ck.restore(g, &c) == nil {
 			g.ck = ck
+			g.loadExpiry()
 			return g, nil
 		}
 		ck.close()
@@ -256,6 +260,7 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		g.collect(&c, 0)
 	}
 	g.buildIndex(&c)
+	g.loadExpiry()
 	s.stateLoaded(g, size)
 	return g, nil
 }
@@ -351,7 +356,7 @@ func (s *Store) GetHash(h uint64) (Entry, error) {
 	q := s.seq.Load()
 	if g := s.cur.Load(); q&1 == 0 && g != nil && !s.opts.VerifyChecksums {
 		if v, ok := g.ix.Get(h); ok {
-			if v>>lenShift != 0 {
+			if v>>lenShift != 0 && g.x.Load() == nil { // no expiring keys
 				e := g.entryAt(h, v)
 				if s.seq.Load() == q {
 					return e, nil
@@ -480,14 +485,16 @@ func (s *Store) stable(read func(g *gen)) bool {
 // Get, it sees writes whole and never waits for I/O.
 func (s *Store) Has(key []byte) bool {
 	h := format.Hash(key)
-	ok, _ := consistent(s, func(g *gen) bool { _, ok := g.ix.Get(h); return ok })
+	ok, _ := consistent(s, func(g *gen) bool { _, ok := g.ix.Get(h); return ok && !s.expired(g, h) })
 	return ok
 }
 
-// Len returns the number of live keys (0 during and after Close). Like Get,
-// it sees writes whole: never a count from the middle of a batch.
+// Len returns the number of live keys (0 during and after Close), expired
+// keys not counted. Like Get, it sees writes whole: never a count from the
+// middle of a batch. It takes constant time, plus time in proportion to the
+// number of keys stored with a TTL when there are any.
 func (s *Store) Len() int {
-	n, _ := consistent(s, func(g *gen) int { return g.ix.Len() })
+	n, _ := consistent(s, s.liveCount)
 	return n
 }
 

@@ -25,6 +25,9 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 	if r == nil {
 		return 0, fmt.Errorf("simdr: put reader: nil reader: %w", ErrInvalidValue)
 	}
+	if reserved(key) {
+		return 0, fmt.Errorf("simdr: put reader: %w", ErrReservedKey)
+	}
 	h := Hash(key)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -36,6 +39,7 @@ func (s *Store) PutReader(key []byte, r io.Reader) (int64, error) {
 		s.chunk = make([]byte, streamChunk)
 	}
 	a := s.begin(g)
+	a.dropRecord(h) // the new value has no expiry
 	prev := a.tail
 	a.s.buf = format.AppendPrepad(a.s.buf, prev)
 	a.flush()

@@ -10,7 +10,8 @@ import (
 
 // Rename moves the value of oldKey to newKey in one atomic write: a new entry
 // under newKey with the same bytes and the same checksum, and a tombstone for
-// oldKey. Readers see it whole: once a read has found the value under newKey,
+// oldKey; a value stored with PutTTL keeps its expiry (an expired oldKey is
+// not found). Readers see it whole: once a read has found the value under newKey,
 // no later read finds it under oldKey. Any value newKey had is replaced. A
 // missing oldKey fails with ErrNotFound; renaming a key to itself (or to a key
 // with the same hash) fails with ErrSameKey.
@@ -19,6 +20,9 @@ import (
 // value is not written under a fresh checksum; Rename fails with an error
 // matching ErrChecksum that names the value's offset, and changes nothing.
 func (s *Store) Rename(oldKey, newKey []byte) error {
+	if reserved(oldKey) || reserved(newKey) {
+		return fmt.Errorf("simdr: rename: %w", ErrReservedKey)
+	}
 	oh, nh := Hash(oldKey), Hash(newKey)
 	if oh == nh {
 		return fmt.Errorf("simdr: rename: %w", ErrSameKey)
@@ -30,7 +34,7 @@ func (s *Store) Rename(oldKey, newKey []byte) error {
 		return fmt.Errorf("simdr: rename: %w", err)
 	}
 	pos, ok := g.ix.Get(oh)
-	if !ok {
+	if !ok || s.expired(g, oh) {
 		return fmt.Errorf("simdr: rename: %w", ErrNotFound)
 	}
 	a := s.begin(g) // checks first that the file was not cut under the Store
@@ -45,8 +49,12 @@ func (s *Store) Rename(oldKey, newKey []byte) error {
 	if err != nil {
 		return fmt.Errorf("simdr: rename: %w", err)
 	}
-	a.putSum(nh, e.Bytes(), crc)
-	a.del(oh)
+	if exp := g.ttlOf(oh); exp != 0 {
+		a.putTTL(nh, e.Bytes(), crc, exp) // the expiry goes with the value
+	} else {
+		a.store(nh, e.Bytes(), crc)
+	}
+	a.remove(oh)
 	if err := a.commit(); err != nil {
 		return fmt.Errorf("simdr: rename: %w", err)
 	}
@@ -67,13 +75,17 @@ func checkedSum(e Entry) (uint32, error) {
 }
 
 // Copy writes the value of key into dst under the same key hash, with the same
-// bytes and the same checksum. dst must be another store file: the same file,
+// bytes and the same checksum, and the same expiry if it has one (PutTTL; an
+// expired key is not found). dst must be another store file: the same file,
 // even through another path or a link, fails with ErrSameStore. A missing key
 // fails with ErrNotFound. Copy checks the stored checksum as it copies: a
 // damaged value fails with an error matching ErrChecksum that names its
 // offset, and nothing is written. Copy holds both stores' write locks while it
 // writes (see Move for their order).
 func (s *Store) Copy(key []byte, dst *Store) error {
+	if reserved(key) {
+		return fmt.Errorf("simdr: copy: %w", ErrReservedKey)
+	}
 	if err := s.transfer(Hash(key), dst, false); err != nil {
 		return fmt.Errorf("simdr: copy: %w", err)
 	}
@@ -102,6 +114,9 @@ func (s *Store) Move(key []byte, dst *Store) error {
 	if s.opts.ReadOnly {
 		// Fail before copying: the key could not be deleted from s.
 		return fmt.Errorf("simdr: move: %w", ErrReadOnly)
+	}
+	if reserved(key) {
+		return fmt.Errorf("simdr: move: %w", ErrReservedKey)
 	}
 	if err := s.transfer(Hash(key), dst, true); err != nil {
 		return fmt.Errorf("simdr: move: %w", err)
@@ -144,7 +159,7 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 		return ErrSameStore
 	}
 	pos, ok := sg.ix.Get(h)
-	if !ok {
+	if !ok || s.expired(sg, h) {
 		return ErrNotFound
 	}
 	if err := s.checkCut(sg, sg.tail.Load()); err != nil {
@@ -159,7 +174,11 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 		return err
 	}
 	da := dst.begin(dg)
-	da.putSum(h, e.Bytes(), crc)
+	if exp := sg.ttlOf(h); exp != 0 {
+		da.putTTL(h, e.Bytes(), crc, exp) // the expiry goes with the value
+	} else {
+		da.store(h, e.Bytes(), crc)
+	}
 	if !move {
 		return da.commit()
 	}
@@ -175,7 +194,7 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 		}
 	}
 	sa := s.begin(sg)
-	sa.del(h)
+	sa.remove(h)
 	if err := sa.finish(); err != nil {
 		da.err = err
 		da.rollback()

@@ -130,7 +130,7 @@ func (s *Store) waitChanged(g *gen) bool {
 }
 
 // Change is one entry committed to the store: a value stored under a key
-// hash, or a deletion of one.
+// hash, or a deletion of one. The expiry records of PutTTL are not shown.
 type Change struct {
 	KeyHash uint64
 	Deleted bool  // a tombstone
@@ -185,12 +185,35 @@ func (s *Store) Changes(from Cursor) ([]Change, Cursor, error) {
 		if !e.Tombstone {
 			c.Len = int(e.End - e.Start)
 		}
-		out = append(out, c)
+		if !hiddenChange(data, e) {
+			out = append(out, c)
+		}
 		t = e.Prev
 	}
 	if t != from.tail { // cannot happen: the chain holds every tail g had
 		return nil, to, fmt.Errorf("simdr: changes since %d: not an entry boundary: %w", from.tail, ErrCorrupt)
 	}
 	slices.Reverse(out)
-	return out, to, nil
+	// A record's tombstone comes right before the entry of its key.
+	kept := out[:0]
+	for i, c := range out {
+		if c.Deleted && i+1 < len(out) && recordHash(out[i+1].KeyHash) == c.KeyHash {
+			continue
+		}
+		kept = append(kept, c)
+	}
+	return kept, to, nil
+}
+
+// hiddenChange reports whether e is an expiry record or the marker, which
+// Changes does not show (expiry.go).
+func hiddenChange(data []byte, e format.Entry) bool {
+	if e.Tombstone {
+		return false
+	}
+	if e.Hash == markerHash {
+		return true
+	}
+	_, ok := decodeRecord(e.Hash, data[e.Start:e.End])
+	return ok
 }

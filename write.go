@@ -20,6 +20,7 @@ type pending struct {
 	hash uint64
 	pos  uint64 // where the entry's payload ends (packed with its length, see pack)
 	del  bool
+	rec  bool // an expiry record (expiry.go)
 }
 
 // opFor returns the index update that entry e, found in the file, makes.
@@ -67,13 +68,20 @@ func (s *Store) open() bool {
 
 // apply makes ops and tail g's state; it runs inside a seq window.
 func apply(g *gen, ops []pending, tail int64) {
-	var tombs int64
+	var (
+		tombs int64
+		pend  record // the expiry record just met (see noteExpiry)
+	)
 	for _, op := range ops {
+		var old uint64
 		if op.del {
-			g.ix.Delete(op.hash, op.pos)
+			old = g.ix.Delete(op.hash, op.pos)
 			tombs++
 		} else {
-			g.ix.Put(op.hash, op.pos)
+			old = g.ix.Put(op.hash, op.pos)
+		}
+		if op.rec || g.x.Load() != nil {
+			g.noteExpiry(op, old, &pend)
 		}
 	}
 	g.tail.Store(tail)
@@ -92,6 +100,8 @@ type appender struct {
 	written int64 // the file is written up to here; s.buf holds the rest
 	err     error
 	meta    [format.MetaSize]byte // the metadata of the last entry written (see lastEntry)
+	marked  bool                  // the expiry marker is in the file or this write (expiry.go)
+	ttls    map[uint64]bool       // keys whose record this write added (true) or deleted (false)
 }
 
 // lastEntry is what the writer last committed: the generation, the tail
@@ -189,6 +199,20 @@ func (a *appender) putSum(h uint64, value []byte, crc uint32) {
 	if len(a.s.buf) >= flushAt {
 		a.flush()
 	}
+}
+
+// store adds a value written by a caller, without an expiry: it first
+// deletes any expiry record the key has (see dropRecord).
+func (a *appender) store(h uint64, value []byte, crc uint32) {
+	a.dropRecord(h)
+	a.putSum(h, value, crc)
+}
+
+// remove adds a tombstone written by a caller, and one for the key's expiry
+// record if it has one.
+func (a *appender) remove(h uint64) {
+	a.dropRecord(h)
+	a.del(h)
 }
 
 // del adds a tombstone.
@@ -304,7 +328,14 @@ func (a *appender) rollback() {
 // the operating system when Put returns (on disk with Options.SyncWrites). A
 // value that is empty or the single byte 0x00 fails with ErrInvalidValue.
 // value is copied into the file; the caller may reuse it.
-func (s *Store) Put(key, value []byte) error { return s.putHash(format.Hash(key), value) }
+// A key starting with the reserved prefix "\x00simdr.ttl\x00" fails with
+// ErrReservedKey (see PutTTL).
+func (s *Store) Put(key, value []byte) error {
+	if reserved(key) {
+		return fmt.Errorf("simdr: put: %w", ErrReservedKey)
+	}
+	return s.putHash(format.Hash(key), value)
+}
 
 func (s *Store) putHash(h uint64, value []byte) error {
 	if !format.ValueOK(value) {
@@ -317,16 +348,23 @@ func (s *Store) putHash(h uint64, value []byte) error {
 		return fmt.Errorf("simdr: put: %w", err)
 	}
 	a := s.begin(g)
-	a.put(h, value)
+	a.store(h, value, format.Checksum(value))
 	if err := a.commit(); err != nil {
 		return fmt.Errorf("simdr: put: %w", err)
 	}
 	return nil
 }
 
-// Delete removes key by appending a tombstone. Deleting a key that has no
-// value writes nothing and returns nil.
-func (s *Store) Delete(key []byte) error { return s.DeleteHash(format.Hash(key)) }
+// Delete removes key by appending a tombstone (and one for its expiry
+// record, if it has one). Deleting a key that has no value writes nothing and
+// returns nil. A key starting with the reserved prefix fails with
+// ErrReservedKey.
+func (s *Store) Delete(key []byte) error {
+	if reserved(key) {
+		return fmt.Errorf("simdr: delete: %w", ErrReservedKey)
+	}
+	return s.DeleteHash(format.Hash(key))
+}
 
 // DeleteHash is Delete for a caller that already has the key's hash.
 func (s *Store) DeleteHash(h uint64) error {
@@ -340,7 +378,7 @@ func (s *Store) DeleteHash(h uint64) error {
 		return nil
 	}
 	a := s.begin(g)
-	a.del(h)
+	a.remove(h)
 	if err := a.commit(); err != nil {
 		return fmt.Errorf("simdr: delete: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/simdr-go/simdr"
@@ -43,6 +44,10 @@ type Op struct {
 	Hash  uint64
 	Del   bool
 	Value []byte // for a put; not empty
+	// ExpiresAt, for a put, is when the value expires, in Unix milliseconds
+	// (0: never). It is absolute, so that every replica gives the key the
+	// same expiry whenever it applies the entry (simdr.Batch.PutHashExpiresAt).
+	ExpiresAt int64
 }
 
 // Command kinds.
@@ -56,7 +61,7 @@ const (
 func EncodeBatch(ops []Op) []byte {
 	n := 5
 	for _, o := range ops {
-		n += 9 + 4 + len(o.Value)
+		n += 9 + 8 + 4 + len(o.Value)
 	}
 	b := make([]byte, 0, n)
 	b = append(b, cmdBatch)
@@ -67,8 +72,14 @@ func EncodeBatch(ops []Op) []byte {
 			b = binary.LittleEndian.AppendUint64(b, o.Hash)
 			continue
 		}
-		b = append(b, 'P')
-		b = binary.LittleEndian.AppendUint64(b, o.Hash)
+		if o.ExpiresAt != 0 {
+			b = append(b, 'T') // a put with an expiry
+			b = binary.LittleEndian.AppendUint64(b, o.Hash)
+			b = binary.LittleEndian.AppendUint64(b, uint64(o.ExpiresAt))
+		} else {
+			b = append(b, 'P')
+			b = binary.LittleEndian.AppendUint64(b, o.Hash)
+		}
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(o.Value)))
 		b = append(b, o.Value...)
 	}
@@ -117,15 +128,32 @@ func build(st *simdr.Store, cmd []byte, b *simdr.Batch) (cerr error) {
 				b.Reset()
 				return ErrReserved
 			}
-			if kind == 'D' {
+			var exp int64
+			switch kind {
+			case 'D':
 				b.DeleteHash(h)
 				continue
+			case 'T':
+				if len(body) < 8 {
+					return errBadCommand
+				}
+				if exp = int64(binary.LittleEndian.Uint64(body)); exp <= 0 {
+					return errBadCommand
+				}
+				body = body[8:]
+			case 'P':
+			default:
+				return errBadCommand
 			}
 			if len(body) < 4 || uint64(len(body)-4) < uint64(binary.LittleEndian.Uint32(body)) {
 				return errBadCommand
 			}
 			l := binary.LittleEndian.Uint32(body)
-			b.PutHash(h, body[4:4+l])
+			if exp != 0 {
+				b.PutHashExpiresAt(h, body[4:4+l], time.UnixMilli(exp))
+			} else {
+				b.PutHash(h, body[4:4+l])
+			}
 			body = body[4+l:]
 		}
 		return nil
@@ -146,7 +174,15 @@ func build(st *simdr.Store, cmd []byte, b *simdr.Batch) (cerr error) {
 		if err != nil {
 			return fmt.Errorf("cluster: rename: %w", err)
 		}
-		b.PutHash(ht, e.Bytes()) // copied by the batch
+		at, err := st.ExpiresAtHash(hf)
+		if err != nil {
+			return fmt.Errorf("cluster: rename: %w", err)
+		}
+		if at.IsZero() {
+			b.PutHash(ht, e.Bytes()) // copied by the batch
+		} else {
+			b.PutHashExpiresAt(ht, e.Bytes(), at) // the expiry goes with the value
+		}
 		b.DeleteHash(hf)
 		return nil
 	case cmdMember:

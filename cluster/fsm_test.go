@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/simdr-go/simdr"
@@ -216,5 +217,44 @@ func TestFSMRestoreRefusesBadSnapshot(t *testing.T) {
 			t.Fatalf("%s: the node no longer applies after a refused snapshot: %v", name, err)
 		}
 		dst.cur.st.Close()
+	}
+}
+
+// A put with an expiry carries its absolute time: the replica stores that
+// expiry whenever it applies the entry, and a rename keeps it.
+func TestFSMExpiry(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.simdr")
+	n := testNode(t, path)
+	defer func() { n.cur.st.Close() }()
+	at := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	if err := apply(n, 1, EncodeBatch([]Op{{Hash: simdr.Hash([]byte("t")), Value: []byte("x"), ExpiresAt: at.UnixMilli()}, put("p", "y")})); err != nil {
+		t.Fatal(err)
+	}
+	if err := apply(n, 2, EncodeRename([]byte("t"), []byte("t2"))); err != nil {
+		t.Fatal(err)
+	}
+	st, release := n.Acquire()
+	defer release()
+	if got, err := st.ExpiresAt([]byte("t2")); err != nil || !got.Equal(at) {
+		t.Fatalf("ExpiresAt(t2) = %v, %v; want %v", got, err, at)
+	}
+	if got, err := st.ExpiresAt([]byte("p")); err != nil || !got.IsZero() {
+		t.Fatalf("ExpiresAt(p) = %v, %v; want none", got, err)
+	}
+	// Already past when applied (a replica far behind): stored expired.
+	if err := apply(n, 3, EncodeBatch([]Op{{Hash: simdr.Hash([]byte("old")), Value: []byte("x"), ExpiresAt: 1}})); err != nil {
+		t.Fatal(err)
+	}
+	if st.Has([]byte("old")) {
+		t.Fatal("a put that expired before it was applied is visible")
+	}
+	for i, bad := range [][]byte{
+		EncodeBatch([]Op{{Hash: 1, Value: []byte("x"), ExpiresAt: 5}})[:5+1+8+4],                     // cut in its expiry
+		{cmdBatch, 1, 0, 0, 0, 'T', 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 'x'}, // expiry 0
+		{cmdBatch, 1, 0, 0, 0, 'Q', 1, 0, 0, 0, 0, 0, 0, 0},                                          // unknown op
+	} {
+		if err := apply(n, uint64(4+i), bad); !errors.Is(err, errBadCommand) {
+			t.Errorf("malformed %x: %v, want errBadCommand", bad, err)
+		}
 	}
 }

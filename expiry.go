@@ -1,0 +1,477 @@
+package simdr
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/simdr-go/simdr/internal/format"
+	"github.com/simdr-go/simdr/internal/index"
+)
+
+// Expiring keys (PutTTL). The file format has no field for an expiry, and a
+// value must stay the raw bytes its caller stored, so the expiry of a key is
+// an entry of its own: an expiry record, written in the same write as the
+// value, right after it, under a reserved key hash derived from the value's
+// key hash. docs/ttl.md describes it for other readers of the file.
+//
+// A record is 32 bytes:
+//
+//	0..8    "simdrTTL"
+//	8..16   the key hash it is for (little endian)
+//	16..24  where the payload of the value it is for ends in the file
+//	24..32  when that value expires, in Unix milliseconds
+//
+// It is stored under recordHash(key hash). A record binds its key's value at
+// that one position: a later value of the key (written by anything: simdr
+// without a TTL, or another program that knows nothing of records) is not
+// bound by it, so a stale record never makes a value expire. simdr deletes the
+// record (a tombstone under its hash) when it writes the key again without a
+// TTL or deletes it, so that other readers see records only for keys that
+// expire; Compact drops stale ones.
+//
+// The first record of a file generation comes with a marker entry (a value
+// under markerHash), so that Open, which may load the index from a checkpoint
+// without walking the file, knows to look for records.
+
+const (
+	recordSize  = 32
+	recordMagic = "simdrTTL"
+	// reservedPrefix starts every key whose hash names a record or the
+	// marker: Put and the other writes refuse keys with it (ErrReservedKey).
+	reservedPrefix = "\x00simdr.ttl\x00"
+	markerValue    = "simdr: this file holds expiry records (docs/ttl.md)"
+	// hiddenMark is the expiry index's value for a key that is a record or
+	// the marker: it is stored in the file and indexed, but no read shows it.
+	hiddenMark = 1 << 62
+	// maxExpiry bounds an expiry (Unix ms) below hiddenMark.
+	maxExpiry = hiddenMark - 1
+)
+
+// NoExpiry is what TTL returns for a key that has a value without an expiry.
+const NoExpiry time.Duration = -1
+
+var markerHash = format.Hash([]byte(reservedPrefix))
+
+// recordHash is the key hash under which the expiry record of key hash h is
+// stored: the hash of the reserved prefix followed by h (little endian).
+func recordHash(h uint64) uint64 {
+	var b [len(reservedPrefix) + 8]byte
+	copy(b[:], reservedPrefix)
+	binary.LittleEndian.PutUint64(b[len(reservedPrefix):], h)
+	return format.Hash(b[:])
+}
+
+// reserved reports whether key is one of the reserved names.
+func reserved(key []byte) bool {
+	return len(key) >= len(reservedPrefix) && key[0] == 0 && bytes.HasPrefix(key, []byte(reservedPrefix))
+}
+
+// record is a decoded expiry record.
+type record struct {
+	hash  uint64 // the key hash it is for
+	bound int64  // where the payload of the value it binds ends
+	exp   int64  // Unix ms
+}
+
+func (r record) encode() []byte {
+	b := make([]byte, recordSize)
+	copy(b, recordMagic)
+	binary.LittleEndian.PutUint64(b[8:], r.hash)
+	binary.LittleEndian.PutUint64(b[16:], uint64(r.bound))
+	binary.LittleEndian.PutUint64(b[24:], uint64(r.exp))
+	return b
+}
+
+// decodeRecord decodes payload p stored under key hash h; ok is false when p
+// is not a record, or not one that belongs under h.
+func decodeRecord(h uint64, p []byte) (r record, ok bool) {
+	if len(p) != recordSize || string(p[:8]) != recordMagic {
+		return r, false
+	}
+	r = record{
+		hash:  binary.LittleEndian.Uint64(p[8:]),
+		bound: int64(binary.LittleEndian.Uint64(p[16:])),
+		exp:   int64(binary.LittleEndian.Uint64(p[24:])),
+	}
+	if r.bound <= 0 || r.exp <= 0 || r.exp > maxExpiry || recordHash(r.hash) != h {
+		return r, false
+	}
+	return r, true
+}
+
+// expiry is a generation's expiry index: the key hashes whose current value
+// has an expiry (value: the expiry, Unix ms) and the hashes of the records
+// and the marker (value: hiddenMark). It is nil in a generation that never
+// met a record. The writer changes it inside the seq window (apply), with
+// the main index; readers read it lock-free like the main index.
+type expiry struct{ ix *index.Index }
+
+func newExpiry() *expiry { return &expiry{ix: index.New(0)} }
+
+// state returns what x holds for h: 0 (no expiry), hiddenMark, or an expiry.
+func (x *expiry) state(h uint64) uint64 {
+	v, ok := x.ix.Get(h)
+	if !ok {
+		return 0
+	}
+	return v
+}
+
+func (x *expiry) set(h, v uint64) { x.ix.Put(h, v) }
+
+func (x *expiry) clear(h uint64) {
+	if _, ok := x.ix.Get(h); ok {
+		x.ix.Delete(h, 1)
+	}
+}
+
+// hiddenAndExpired counts the hidden keys and the keys expired at now.
+func (x *expiry) hiddenAndExpired(now int64) (n int) {
+	x.ix.Range(func(_, v uint64) bool {
+		if v == hiddenMark || int64(v) <= now {
+			n++
+		}
+		return true
+	})
+	return n
+}
+
+// now returns the Store's clock in Unix milliseconds, never less than a time
+// it returned before: a clock that goes back does not bring back a key this
+// Store already reported expired.
+func (s *Store) now() int64 {
+	var t int64
+	if s.opts.Clock != nil {
+		t = s.opts.Clock().UnixMilli()
+	} else {
+		t = time.Now().UnixMilli()
+	}
+	for {
+		seen := s.clockMax.Load()
+		if t <= seen {
+			return seen
+		}
+		if s.clockMax.CompareAndSwap(seen, t) {
+			return t
+		}
+	}
+}
+
+// expiresAt returns the expiry, in Unix ms, of a value written now with ttl.
+// A ttl that is not positive fails with ErrInvalidTTL.
+func (s *Store) expiresAt(ttl time.Duration) (int64, error) {
+	if ttl <= 0 {
+		return 0, fmt.Errorf("ttl %v: %w", ttl, ErrInvalidTTL)
+	}
+	ms := int64(ttl / time.Millisecond)
+	if ttl%time.Millisecond != 0 {
+		ms++ // round up: a key never expires before its ttl
+	}
+	now := s.now()
+	if ms > maxExpiry-now {
+		return maxExpiry, nil
+	}
+	return now + ms, nil
+}
+
+// expired reports whether key hash h, live in g's index, is hidden or
+// expired (the reads' check; false when g has no expiry index).
+func (s *Store) expired(g *gen, h uint64) bool {
+	x := g.x.Load()
+	if x == nil {
+		return false
+	}
+	v := x.state(h)
+	return v != 0 && (v == hiddenMark || int64(v) <= s.now())
+}
+
+// liveCount is Len's count for g: live keys, less records, the marker and
+// expired keys.
+func (s *Store) liveCount(g *gen) int {
+	n := g.ix.Len()
+	if x := g.x.Load(); x != nil {
+		n -= x.hiddenAndExpired(s.now())
+	}
+	return max(n, 0)
+}
+
+// noteExpiry keeps g's expiry index in step with one index update op, just
+// applied to g.ix (apply, inside the seq window). old is the main index's
+// value op replaced. A record precedes the value it binds: apply passes the
+// last record met in pend, for the value op that follows it.
+func (g *gen) noteExpiry(op pending, old uint64, pend *record) {
+	x := g.x.Load()
+	if op.rec {
+		if x == nil {
+			x = newExpiry()
+			if _, ok := g.ix.Get(markerHash); ok {
+				x.set(markerHash, hiddenMark) // written before the first record
+			}
+			g.x.Store(x)
+		}
+		r, ok := g.recordAt(op.hash, op.pos)
+		if !ok {
+			return // cannot happen: the writer or Refresh checked its shape
+		}
+		x.set(op.hash, hiddenMark)
+		*pend = r
+		return
+	}
+	if x == nil {
+		return
+	}
+	if op.hash == markerHash && !op.del {
+		x.set(op.hash, hiddenMark)
+		return
+	}
+	if x.state(op.hash) == hiddenMark && old != 0 && old&index.Deleted == 0 {
+		// A record replaced or deleted: its key no longer expires.
+		if r, ok := g.recordAt(op.hash, old); ok {
+			x.clear(r.hash)
+		}
+	}
+	x.clear(op.hash) // a new value, or a tombstone: no expiry unless its record came just before
+	if !op.del && pend.hash == op.hash && pend.bound == endOf(op.pos) {
+		x.set(op.hash, uint64(pend.exp))
+	}
+	*pend = record{}
+}
+
+// recordAt decodes the record stored under h whose payload ends where index
+// value v says (reading the mapping, guarded).
+func (g *gen) recordAt(h, v uint64) (r record, ok bool) {
+	end := endOf(v)
+	data := g.m.Bytes()
+	if v>>lenShift != recordSize || end > int64(len(data)) {
+		return r, false
+	}
+	if guardFault(func() { r, ok = decodeRecord(h, data[end-recordSize:end]) }) {
+		return r, false
+	}
+	return r, ok
+}
+
+// loadExpiry builds g's expiry index from its main index after Open (walked
+// or loaded from a checkpoint): only when the file has the marker, by one
+// pass over the index that reads each 32-byte value.
+func (g *gen) loadExpiry() {
+	if _, ok := g.ix.Get(markerHash); !ok {
+		return
+	}
+	x := newExpiry()
+	x.set(markerHash, hiddenMark)
+	var recs []record
+	g.ix.Range(func(h, v uint64) bool {
+		if r, ok := g.recordAt(h, v); ok {
+			x.set(h, hiddenMark)
+			recs = append(recs, r)
+		}
+		return true
+	})
+	for _, r := range recs {
+		if v, live := g.ix.Get(r.hash); live && endOf(v) == r.bound && x.state(r.hash) != hiddenMark {
+			x.set(r.hash, uint64(r.exp))
+		}
+	}
+	g.x.Store(x)
+}
+
+// markRecords flags, in ops that Refresh found in g's file, the values that
+// are expiry records, so that apply keeps the expiry index.
+func (g *gen) markRecords(ops []pending) {
+	for i := range ops {
+		if op := &ops[i]; !op.del && op.pos>>lenShift == recordSize {
+			_, op.rec = g.recordAt(op.hash, op.pos)
+		}
+	}
+}
+
+// putRecord adds the expiry record of key hash h for an n-byte value that
+// the caller adds right after it (and the marker first when g has none yet).
+// The record comes first so that a crash between the two (a batch is not
+// atomic across a crash) leaves a record that binds nothing, never a value
+// without its expiry.
+func (a *appender) putRecord(h uint64, n int, exp int64) {
+	if a.err != nil {
+		return
+	}
+	if !a.marked {
+		if _, ok := a.g.ix.Get(markerHash); !ok {
+			a.put(markerHash, []byte(markerValue))
+		}
+		a.marked = true
+	}
+	a.put(recordHash(h), record{hash: h, bound: boundAfterRecord(a.tail, n), exp: exp}.encode())
+	if a.err == nil {
+		a.s.ops[len(a.s.ops)-1].rec = true
+	}
+	a.setTTL(h, true)
+}
+
+// boundAfterRecord returns where the payload of an n-byte value ends when it
+// follows a record written at tail.
+func boundAfterRecord(tail int64, n int) int64 {
+	next := payloadEnd(tail, recordSize) + format.MetaSize
+	return payloadEnd(next, n)
+}
+
+// payloadEnd returns where the payload of an n-byte value written at tail
+// ends (after the padding that aligns it).
+func payloadEnd(tail int64, n int) int64 { return tail + format.Prepad(tail) + int64(n) }
+
+// setTTL notes whether key hash h has a record written by this write.
+func (a *appender) setTTL(h uint64, has bool) {
+	if a.ttls == nil {
+		a.ttls = make(map[uint64]bool)
+	}
+	a.ttls[h] = has
+}
+
+// dropRecord adds, before a value of h without a TTL or a tombstone of h, a
+// tombstone for h's record when h has one (live in the file, or written
+// earlier in this write), so that other readers of the file see records only
+// for keys that expire.
+func (a *appender) dropRecord(h uint64) {
+	if a.err != nil {
+		return
+	}
+	var has, seen bool
+	if a.ttls != nil {
+		has, seen = a.ttls[h]
+	}
+	rh := recordHash(h)
+	if !seen {
+		if a.g.x.Load() == nil {
+			return // no record in the file
+		}
+		has = live(a.g.ix, rh)
+	}
+	if has {
+		a.del(rh)
+		a.setTTL(h, false)
+	}
+}
+
+// putTTL adds the record of a value of h expiring at exp (Unix ms), then the value.
+func (a *appender) putTTL(h uint64, value []byte, crc uint32, exp int64) {
+	a.putRecord(h, len(value), exp)
+	a.putSum(h, value, crc)
+}
+
+// ttlOf returns the expiry (Unix ms) of h's current value in g, 0 when it has
+// none (the writer's view: the caller holds wmu).
+func (g *gen) ttlOf(h uint64) int64 {
+	x := g.x.Load()
+	if x == nil {
+		return 0
+	}
+	if v := x.state(h); v != hiddenMark {
+		return int64(v)
+	}
+	return 0
+}
+
+// PutTTL stores value under key, as Put does, to expire ttl from now (by the
+// Store's clock, Options.Clock, in whole milliseconds rounded up). From then on
+// Get, GetHash, Has and GetMany find no value for key, Entries,
+// ForEachParallel and Len skip it, and Compact drops it; until then it reads
+// as any value, zero-copy, the bytes stored. A later Put (or PutTTL) of key
+// replaces the expiry with the new value's; Delete removes both. The expiry is
+// in the file, so it survives Close, a crash, Compact, Rename, Copy and Move.
+//
+// A ttl that is not positive fails with ErrInvalidTTL; a key starting with the
+// reserved prefix "\x00simdr.ttl\x00" fails with ErrReservedKey.
+func (s *Store) PutTTL(key, value []byte, ttl time.Duration) error {
+	if reserved(key) {
+		return fmt.Errorf("simdr: put: %w", ErrReservedKey)
+	}
+	if !format.ValueOK(value) {
+		return fmt.Errorf("simdr: put %d bytes: %w", len(value), ErrInvalidValue)
+	}
+	exp, err := s.expiresAt(ttl)
+	if err != nil {
+		return fmt.Errorf("simdr: put: %w", err)
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	g, err := s.writable()
+	if err != nil {
+		return fmt.Errorf("simdr: put: %w", err)
+	}
+	a := s.begin(g)
+	a.putTTL(format.Hash(key), value, format.Checksum(value), exp)
+	if err := a.commit(); err != nil {
+		return fmt.Errorf("simdr: put: %w", err)
+	}
+	return nil
+}
+
+// ExpiresAt returns when key's value expires (by the Store's clock, to the
+// millisecond), or the zero Time when it has no expiry. A key with no value,
+// or an expired one, fails with ErrNotFound (ErrClosed during or after
+// Close). With Batch.PutExpiresAt it copies an expiry exactly, as a replica
+// or a migration needs.
+func (s *Store) ExpiresAt(key []byte) (time.Time, error) {
+	return s.ExpiresAtHash(format.Hash(key))
+}
+
+// ExpiresAtHash is ExpiresAt for a caller that already has the key's hash.
+func (s *Store) ExpiresAtHash(h uint64) (time.Time, error) {
+	exp, err := s.expiryOf(h)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("simdr: expires at: %w", err)
+	}
+	if exp == 0 {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(exp), nil
+}
+
+// expiryOf returns the expiry (Unix ms, 0 for none) of h's live value, or
+// ErrNotFound (or ErrClosed).
+func (s *Store) expiryOf(h uint64) (int64, error) {
+	type res struct {
+		exp  int64
+		live bool
+	}
+	r, ok := consistent(s, func(g *gen) res {
+		if _, live := g.ix.Get(h); !live {
+			return res{}
+		}
+		x := g.x.Load()
+		if x == nil {
+			return res{live: true}
+		}
+		v := x.state(h)
+		return res{exp: int64(v), live: v != hiddenMark}
+	})
+	switch {
+	case !ok:
+		return 0, ErrClosed
+	case !r.live || (r.exp != 0 && r.exp <= s.now()):
+		return 0, ErrNotFound
+	}
+	return r.exp, nil
+}
+
+// TTL returns how long key's value has left before it expires, in whole
+// milliseconds (at least one while it lives), or NoExpiry when the value
+// has no expiry. A key with no value, or an expired one, fails with
+// ErrNotFound (ErrClosed during or after Close).
+func (s *Store) TTL(key []byte) (time.Duration, error) {
+	exp, err := s.expiryOf(format.Hash(key))
+	if err != nil {
+		return 0, fmt.Errorf("simdr: ttl: %w", err)
+	}
+	if exp == 0 {
+		return NoExpiry, nil
+	}
+	left := max(exp-s.now(), 1) // the clock may have moved since expiryOf
+	if left > math.MaxInt64/int64(time.Millisecond) {
+		return time.Duration(math.MaxInt64), nil
+	}
+	return time.Duration(left) * time.Millisecond, nil
+}
