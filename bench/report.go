@@ -297,12 +297,15 @@ func (r *report) render(svgName string) (md, svg, verdicts string) {
 	p("*Peak RSS* is the kernel's `VmHWM` for the child, which also counts the pages of memory-mapped files (page cache, shared and reclaimable: simdr, bbolt and pogreb map their files) and the harness's own memory.\n")
 	p("- **Big value**: streamed in from a reader (1 MiB chunks) and synced, then streamed out into a CRC-32 that reads every byte, and checked. ")
 	p("bbolt, pogreb, badger and pebble have no streaming API (a value is one `[]byte` held whole in memory), so they are marked n/a.\n")
+	p("- **Cold page cache** (with `-cold`, the default; not for the map, nor the file, which is the baseline): after the other workloads, the store's files are evicted from the page cache ")
+	p("(`POSIX_FADV_DONTNEED` on each, after `fdatasync`; the store closed, since the kernel keeps pages a process has mapped), and Open + the first Get are timed. ")
+	p("Then, in each of %d rounds, the files are evicted, the store opened (untimed) and 100 (then 1,000) random Gets timed; and, the files evicted again, as many random 4 KiB `pread`s of the same files, the two in turn first, so that both see the same disk.\n", coldRounds)
 	p("- **Durability**: no store syncs single writes; the load ends with one explicit sync. The baseline file is written with `write` and made durable with one `fdatasync` (as simdr's `Sync`).\n\n")
 	p("| store | configuration |\n|---|---|\n")
 	for _, s := range r.stores {
 		p("| %s | %s |\n", s.name, s.note)
 	}
-	p("\n")
+	p("\n%s\n", keepMarker)
 	return b.String(), r.svg(), vt.String()
 }
 
@@ -680,13 +683,15 @@ func plural(n int, word string) string {
 // the sections -section writes).
 const keepMarker = "<!-- The harness (bench/) keeps what follows this line when it rewrites the report above it. -->"
 
-// keepTail returns md followed by old's text from keepMarker on, if any.
+// keepTail returns md (which ends with keepMarker) with old's text after
+// keepMarker in place of its own, if old has the marker.
 func keepTail(md, old string) string {
 	i := strings.Index(old, keepMarker)
-	if i < 0 {
+	j := strings.Index(md, keepMarker)
+	if i < 0 || j < 0 {
 		return md
 	}
-	return strings.TrimRight(md, "\n") + "\n\n" + old[i:]
+	return md[:j] + old[i:]
 }
 
 func sectionMarkers(label string) (begin, end string) {

@@ -194,12 +194,15 @@ func TestSection(t *testing.T) {
 		t.Errorf("replacing the first section lost or kept the wrong text:\n%s", again)
 	}
 
-	kept := keepTail("# new report\n", "# old report\n"+keepMarker+"\nnotes\n")
+	kept := keepTail("# new report\n\n"+keepMarker+"\n", "# old report\n"+keepMarker+"\nnotes\n")
 	if kept != "# new report\n\n"+keepMarker+"\nnotes\n" {
 		t.Errorf("keepTail = %q", kept)
 	}
-	if kept := keepTail("# new\n", "# old, no marker\n"); kept != "# new\n" {
+	if kept := keepTail("# new\n"+keepMarker+"\n", "# old, no marker\n"); kept != "# new\n"+keepMarker+"\n" {
 		t.Errorf("keepTail without a marker = %q", kept)
+	}
+	if md, _, _ := r.render("x.svg"); !strings.HasSuffix(md, keepMarker+"\n") {
+		t.Errorf("a whole report does not end with the marker:\n%s", md[max(0, len(md)-200):])
 	}
 }
 
