@@ -149,6 +149,10 @@ func describeMachine(dir string) machine {
 	}
 	if out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
+		// Changes to the code (not to the reports) are not in that commit.
+		if st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+			m.Commit += " with uncommitted changes"
+		}
 	}
 	return m
 }
