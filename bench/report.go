@@ -258,20 +258,8 @@ func (r *report) render(svgName string) (md, svg, verdicts string) {
 	p("\n")
 
 	// Targets.
-	vs := r.targets()
-	p("## simdr's targets\n\n| target | data | simdr | reference | ratio | result |\n|---|---|---|---|---|---|\n")
-	var vt strings.Builder
-	for _, v := range vs {
-		res := "MISS"
-		if v.pass {
-			res = "PASS"
-		}
-		if !v.checked {
-			res, v.got, v.ref, v.ratio = "not measured", "n/a", "n/a", math.NaN()
-		}
-		p("| %s | %s | %s | %s | %s | **%s** |\n", v.target, v.set, v.got, v.ref, fmtRatio(v.ratio), res)
-		fmt.Fprintf(&vt, "%-4s  %s (%s): simdr %s vs %s, ratio %s\n", res, v.target, v.set, v.got, v.ref, fmtRatio(v.ratio))
-	}
+	p("## simdr's targets\n\n")
+	verdicts = targetTable(&b, r.targets(), true)
 	p("\n![headline figures](%s)\n\n", svgName)
 
 	for _, set := range r.sets {
@@ -306,7 +294,34 @@ func (r *report) render(svgName string) (md, svg, verdicts string) {
 		p("| %s | %s |\n", s.name, s.note)
 	}
 	p("\n%s\n", keepMarker)
-	return b.String(), r.svg(), vt.String()
+	return b.String(), r.svg(), verdicts
+}
+
+// targetTable writes the table of vs (with a column for the data shape
+// when withSet) and returns the verdicts as lines of text.
+func targetTable(b *strings.Builder, vs []verdict, withSet bool) string {
+	if withSet {
+		b.WriteString("| target | data | simdr | reference | ratio | result |\n|---|---|---|---|---|---|\n")
+	} else {
+		b.WriteString("| target | simdr | reference | ratio | result |\n|---|---|---|---|---|\n")
+	}
+	var vt strings.Builder
+	for _, v := range vs {
+		res := "MISS"
+		if v.pass {
+			res = "PASS"
+		}
+		if !v.checked {
+			res, v.got, v.ref, v.ratio = "not measured", "n/a", "n/a", math.NaN()
+		}
+		set := ""
+		if withSet {
+			set = " " + v.set + " |"
+		}
+		fmt.Fprintf(b, "| %s |%s %s | %s | %s | **%s** |\n", v.target, set, v.got, v.ref, fmtRatio(v.ratio), res)
+		fmt.Fprintf(&vt, "%-4s  %s (%s): simdr %s vs %s, ratio %s\n", res, v.target, v.set, v.got, v.ref, fmtRatio(v.ratio))
+	}
+	return vt.String()
 }
 
 // setStores returns the stores that ran on set.
@@ -727,23 +742,10 @@ func (r *report) renderSection(set sizeSet, svgName string) (md, svg, verdicts s
 		strings.Join(r.args, " "), orUnknown(m.Commit), time.Now().UTC().Format("2006-01-02 15:04"), r.setTime[set.label()].Round(time.Second), r.elapsed.Round(time.Second))
 	p("%s, %d cores, %s, Linux %s, %s, %s; load average (1 min) %s at the start, %s at the end. ", m.CPU, m.Cores, fmtBytes(float64(m.RAM)), m.Kernel, m.FS, m.Go, r.loadBefore, r.loadAfter)
 	p("%s Figures are medians of %s.\n\n", r.procedure(), plural(r.runs, "run"))
-	vs := r.setTargets(set)
-	var vt strings.Builder
-	p("| target | simdr | reference | ratio | result |\n|---|---|---|---|---|\n")
-	for _, v := range vs {
-		res := "MISS"
-		if v.pass {
-			res = "PASS"
-		}
-		if !v.checked {
-			res, v.got, v.ref, v.ratio = "not measured", "n/a", "n/a", math.NaN()
-		}
-		p("| %s | %s | %s | %s | **%s** |\n", v.target, v.got, v.ref, fmtRatio(v.ratio), res)
-		fmt.Fprintf(&vt, "%-4s  %s (%s): simdr %s vs %s, ratio %s\n", res, v.target, v.set, v.got, v.ref, fmtRatio(v.ratio))
-	}
+	verdicts = targetTable(&b, r.setTargets(set), false)
 	p("\n![%s](%s)\n\n", html.EscapeString(set.String()), svgName)
 	r.renderSet(&b, set, "", 4)
-	return b.String(), r.svgFor([]sizeSet{set}), vt.String()
+	return b.String(), r.svgFor([]sizeSet{set}), verdicts
 }
 
 func orUnknown(s string) string {
