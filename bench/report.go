@@ -287,7 +287,7 @@ func (r *report) render(svgName string) (md, svg, verdicts string) {
 	p("bbolt, pogreb, badger and pebble have no streaming API (a value is one `[]byte` held whole in memory), so they are marked n/a.\n")
 	p("- **Cold page cache** (with `-cold`, the default; not for the map, nor the file, which is the baseline): after the other workloads, the store's files are evicted from the page cache ")
 	p("(`POSIX_FADV_DONTNEED` on each, after `fdatasync`; the store closed, since the kernel keeps pages a process has mapped), and Open + the first Get are timed. ")
-	p("Then, in each of %d rounds, the files are evicted, the store opened (untimed) and 100 (then 1,000) random Gets timed; and, the files evicted again, as many random 4 KiB `pread`s of the same files, the two in turn first, so that both see the same disk.\n", coldRounds)
+	p("Then, in each of %d rounds, the files are evicted and the store opened (untimed), and 100 (then 1,000) random Gets are timed one by one, each next to a random 4 KiB `pread` of the files that Open left cold, in turn first, so that both see the disk as Open left it.\n", coldRounds)
 	p("- **Durability**: no store syncs single writes; the load ends with one explicit sync. The baseline file is written with `write` and made durable with one `fdatasync` (as simdr's `Sync`).\n\n")
 	p("| store | configuration |\n|---|---|\n")
 	for _, s := range r.stores {
@@ -456,7 +456,7 @@ func (r *report) renderCold(b *strings.Builder, set sizeSet, h string, stores []
 		}
 		p("\n")
 	}
-	p("\nEach of %d rounds evicts the files, opens the store (untimed) and times the Gets; next to it, with the files evicted again, as many random 4 KiB preads of the same files (the two in turn first). Times are means; in brackets, the ratio of the median Get to the median pread (a shared disk's few slow reads move the means). *Read per Get* is what the child had read from storage meanwhile (`read_bytes`, /proc/self/io), Open's reads excluded.\n\n", coldRounds)
+	p("\nEach of %d rounds evicts the files and opens the store (untimed); then a Get and a random 4 KiB pread of the files Open left cold (not a checkpoint it read whole) in turn, each first in turn, so that both see the disk as Open left it. Times are means; in brackets, the ratio of the median Get to the median pread (a shared disk's few slow reads move the means). *Read per Get* is what the child had read from storage meanwhile (`read_bytes`, /proc/self/io), Open's reads excluded.\n\n", coldRounds)
 }
 
 func (r *report) renderBig(b *strings.Builder) {

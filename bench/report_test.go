@@ -243,7 +243,8 @@ func TestMapKV(t *testing.T) {
 }
 
 // TestEvictDir: evicting a directory leaves none of its files' pages
-// cached, and reading them again reads from storage.
+// cached, reading them again reads from storage, and a file read whole is
+// no longer among the cold ones.
 func TestEvictDir(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "f"), make([]byte, 1<<20), 0o644); err != nil {
@@ -260,11 +261,17 @@ func TestEvictDir(t *testing.T) {
 	if n, err := cachedPages(f, 1<<20); err != nil || n != 0 {
 		t.Fatalf("%d pages cached after eviction (%v)", n, err)
 	}
+	if fs, err := dirFiles(dir, true); err != nil || len(fs.paths) != 1 {
+		t.Fatalf("cold files after eviction: %v, %v", fs, err)
+	}
 	r0 := readBytes()
 	if _, err := io.Copy(io.Discard, f); err != nil {
 		t.Fatal(err)
 	}
 	if r0 >= 0 && readBytes()-r0 < 1<<20 {
 		t.Errorf("reading the evicted file read %d bytes from storage, want 1 MiB", readBytes()-r0)
+	}
+	if fs, err := dirFiles(dir, true); err == nil {
+		t.Errorf("a file read whole is taken for cold: %v", fs.paths)
 	}
 }

@@ -327,10 +327,9 @@ func runKV(o *childOpts, r *result) error {
 
 // runCold times reads of the closed store from a cold page cache: Open and
 // the first Get, then, in each of coldRounds rounds, k random Gets after
-// an Open (the Open untimed) next to k random 4 KiB preads of the store's
-// files, each after the files were evicted, the two in turn first. A
-// Get's value may be the mixed workload's (same length), so only its length
-// is checked.
+// an Open of the evicted files (the Open untimed), one in turn with k
+// random 4 KiB preads of the files Open left cold. A Get's value may be the
+// mixed workload's (same length), so only its length is checked.
 func runCold(o *childOpts, d *dataset, r *result) error {
 	if err := evictDir(o.dir); err != nil {
 		return fmt.Errorf("cold: %w", err)
@@ -358,15 +357,11 @@ func runCold(o *childOpts, d *dataset, r *result) error {
 	if err := s.Close(); err != nil {
 		return err
 	}
-	files, err := dirFiles(o.dir)
-	if err != nil {
-		return err
-	}
 	rnd := rand.New(rand.NewPCG(o.seed, 0xc01d))
 	for _, k := range coldGets {
 		var gm, pm measure
 		var lg, lp []int64 // each Get's and pread's ns
-		gets := func() error {
+		for range coldRounds {
 			if err := evictDir(o.dir); err != nil {
 				return err
 			}
@@ -374,42 +369,38 @@ func runCold(o *childOpts, d *dataset, r *result) error {
 			if err != nil {
 				return err
 			}
-			defer s.Close()
-			r0 := readBytes()
-			t0 := time.Now()
-			for range k {
-				t1 := time.Now()
-				if err := get(s, rnd.IntN(o.n)); err != nil {
-					return err
+			// The preads read the files Open left cold (not a checkpoint or
+			// index file it read whole), one in turn with each Get, each
+			// first in turn: both see the disk as Open left it.
+			files, err := dirFiles(o.dir, true)
+			if err == nil {
+				err = files.open()
+			}
+			for j := 0; j < k && err == nil; j++ {
+				for step := 0; step < 2 && err == nil; step++ {
+					if (j+step)%2 == 1 {
+						var ns int64
+						ns, err = files.pread(rnd)
+						lp = append(lp, ns)
+						pm.Ns += ns
+						continue
+					}
+					r0 := readBytes()
+					t0 := time.Now()
+					err = get(s, rnd.IntN(o.n))
+					ns := time.Since(t0).Nanoseconds()
+					gm.Bytes += readBytes() - r0
+					lg = append(lg, ns)
+					gm.Ns += ns
 				}
-				lg = append(lg, time.Since(t1).Nanoseconds())
 			}
-			gm.Ns += time.Since(t0).Nanoseconds()
-			gm.Bytes += readBytes() - r0
-			gm.Ops += int64(k)
-			return nil
-		}
-		preads := func() error {
-			if err := evictDir(o.dir); err != nil {
-				return err
-			}
-			ns, err := files.preads(k, rnd, &lp)
-			pm.Ns += ns
-			pm.Ops += int64(k)
-			return err
-		}
-		for round := range coldRounds {
-			first, second := gets, preads
-			if round%2 == 1 {
-				first, second = preads, gets
-			}
-			if err := first(); err != nil {
-				return fmt.Errorf("%d cold gets: %w", k, err)
-			}
-			if err := second(); err != nil {
+			files.close()
+			s.Close()
+			if err != nil {
 				return fmt.Errorf("%d cold gets: %w", k, err)
 			}
 		}
+		gm.Ops, pm.Ops = int64(len(lg)), int64(len(lp))
 		gm.P50, pm.P50 = medianNs(lg), medianNs(lp)
 		r.M[fmt.Sprint(wCold, k)] = gm
 		r.M[fmt.Sprint(wPread, k)] = pm
@@ -422,24 +413,76 @@ type fileSet struct {
 	paths []string
 	sizes []int64
 	total int64
+	fds   []*os.File
+	buf   []byte
 }
 
-func dirFiles(dir string) (*fileSet, error) {
-	fs := &fileSet{}
+// dirFiles returns the files under dir of a page or more; when cold, only
+// those of which less than half is in the page cache.
+func dirFiles(dir string, cold bool) (*fileSet, error) {
+	fs := &fileSet{buf: make([]byte, preadBytes)}
 	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil && fi.Mode().IsRegular() && fi.Size() >= preadBytes {
-			fs.paths, fs.sizes = append(fs.paths, p), append(fs.sizes, fi.Size())
-			fs.total += fi.Size()
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() < preadBytes {
+			return err
 		}
-		return err
+		if cold {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			n, err := cachedPages(f, fi.Size())
+			f.Close()
+			if err != nil {
+				return err
+			}
+			if n*int64(os.Getpagesize())*2 >= fi.Size() {
+				return nil
+			}
+		}
+		fs.paths, fs.sizes = append(fs.paths, p), append(fs.sizes, fi.Size())
+		fs.total += fi.Size()
+		return nil
 	})
 	if err == nil && fs.total == 0 {
-		err = fmt.Errorf("no file of %d bytes or more in %s", preadBytes, dir)
+		err = fmt.Errorf("no cold file of %d bytes or more in %s", preadBytes, dir)
 	}
 	return fs, err
 }
 
 const preadBytes = 4096
+
+func (fs *fileSet) open() error {
+	for _, p := range fs.paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		fs.fds = append(fs.fds, f)
+	}
+	return nil
+}
+
+func (fs *fileSet) close() {
+	for _, f := range fs.fds {
+		f.Close()
+	}
+	fs.fds = nil
+}
+
+// pread reads a random aligned 4 KiB block of a file picked in proportion
+// to its size, and returns the time it took.
+func (fs *fileSet) pread(rnd *rand.Rand) (int64, error) {
+	at := rnd.Int64N(fs.total)
+	i := 0
+	for at >= fs.sizes[i] {
+		at -= fs.sizes[i]
+		i++
+	}
+	at = min(at, fs.sizes[i]-preadBytes) &^ (preadBytes - 1)
+	t0 := time.Now()
+	_, err := fs.fds[i].ReadAt(fs.buf, at)
+	return time.Since(t0).Nanoseconds(), err
+}
 
 // medianNs returns the median of v (sorted in place), 0 for none.
 func medianNs(v []int64) int64 {
@@ -448,38 +491,6 @@ func medianNs(v []int64) int64 {
 	}
 	slices.Sort(v)
 	return v[len(v)/2]
-}
-
-// preads reads k random aligned 4 KiB blocks, each in a file picked in
-// proportion to its size, appends each one's time to lat and returns the
-// time they took.
-func (fs *fileSet) preads(k int, rnd *rand.Rand, lat *[]int64) (int64, error) {
-	fds := make([]*os.File, len(fs.paths))
-	for i, p := range fs.paths {
-		f, err := os.Open(p)
-		if err != nil {
-			return 0, err
-		}
-		defer f.Close()
-		fds[i] = f
-	}
-	buf := make([]byte, preadBytes)
-	t0 := time.Now()
-	for range k {
-		at := rnd.Int64N(fs.total)
-		i := 0
-		for at >= fs.sizes[i] {
-			at -= fs.sizes[i]
-			i++
-		}
-		at = min(at, fs.sizes[i]-preadBytes) &^ (preadBytes - 1)
-		t1 := time.Now()
-		if _, err := fds[i].ReadAt(buf, at); err != nil {
-			return 0, err
-		}
-		*lat = append(*lat, time.Since(t1).Nanoseconds())
-	}
-	return time.Since(t0).Nanoseconds(), nil
 }
 
 // parallel splits [0,n) into p contiguous parts and runs fn on each at once.
