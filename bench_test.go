@@ -452,9 +452,9 @@ func BenchmarkCold(b *testing.B) {
 			buf := make([]byte, 4096)
 			pages := fi.Size() / 4096
 			var read int64
-			var lg, lp []time.Duration // each Get's and pread's time
+			var lg, lp []time.Duration    // each Get's and pread's time
 			var spent, base time.Duration // the Gets', the preads'
-			b.StopTimer() // the timer would time Open and eviction; the Gets time themselves
+			b.StopTimer()                 // the timer would time Open and eviction; the Gets time themselves
 			for i := 0; i < b.N; i++ {
 				s := open(b, evicted(b, true))
 				f, err := os.Open(path)
