@@ -35,6 +35,7 @@ type agg struct {
 	ops       map[string]int64
 	bytes     map[string]int64
 	p50       map[string]float64 // workload → median of the runs' median op (cold Gets, preads)
+	major     map[string]float64 // workload → median of the runs' major faults
 	fileBytes float64
 	privMem   float64 // peak RssAnon less the harness's own, once set up
 	hwm       float64
@@ -55,7 +56,7 @@ func median(v []float64) float64 {
 }
 
 func (r *report) agg(mode string, set sizeSet, store string) agg {
-	a := agg{ns: map[string]float64{}, ops: map[string]int64{}, bytes: map[string]int64{}, p50: map[string]float64{}}
+	a := agg{ns: map[string]float64{}, ops: map[string]int64{}, bytes: map[string]int64{}, p50: map[string]float64{}, major: map[string]float64{}}
 	var runs []result
 	for _, x := range r.results[resultKey(mode, set)] {
 		if x.Store != store {
@@ -83,6 +84,7 @@ func (r *report) agg(mode string, set sizeSet, store string) agg {
 	for w := range runs[0].M {
 		a.ns[w] = col(func(x result) float64 { return float64(x.M[w].Ns) })
 		a.ops[w], a.bytes[w] = runs[0].M[w].Ops, runs[0].M[w].Bytes
+		a.major[w] = col(func(x result) float64 { return float64(x.M[w].Major) })
 		if runs[0].M[w].P50 > 0 {
 			a.p50[w] = col(func(x result) float64 { return float64(x.M[w].P50) })
 		}
@@ -393,6 +395,15 @@ func (r *report) renderSet(b *strings.Builder, set sizeSet, h string, depth int)
 				continue
 			}
 			p("| %s | %s | %s | %s |\n", s.name, fmtNs(a.perOp(w.id)), fmtRate(1e9/a.perOp(w.id)), ratio(a, w.id))
+		}
+		var faulted []string
+		for _, s := range stores {
+			if m := aggs[s.name].major[w.id]; m > 0 {
+				faulted = append(faulted, fmt.Sprintf("%s %s", s.name, commas(int64(m))))
+			}
+		}
+		if len(faulted) > 0 {
+			p("\nPage faults that read from storage during these Gets (the page cache did not hold the files): %s.\n", strings.Join(faulted, ", "))
 		}
 	}
 	p("\n%s Reopen (Close, Open, first Get)\n\n| store | reopen | of which Close | one sequential read of its files | reopen ÷ read | × simdr |\n|---|---|---|---|---|---|\n", h)

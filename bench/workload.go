@@ -46,6 +46,7 @@ type measure struct {
 	Ns    int64 `json:"ns"`
 	Bytes int64 `json:"bytes,omitempty"` // user bytes moved (load, big value)
 	P50   int64 `json:"p50,omitempty"`   // the median op's ns, where each op was timed (cold Gets, preads)
+	Major int64 `json:"major,omitempty"` // page faults that read from storage meanwhile (the random Gets)
 }
 
 // result is what one child reports for one store and one size.
@@ -224,6 +225,7 @@ func runKV(o *childOpts, r *result) error {
 		}
 		return nil
 	}
+	maj := majorFaults()
 	err = o.profiled(wGet1, func() error {
 		dt, err = timed(func() error { return get(0, o.n) })
 		return err
@@ -231,7 +233,8 @@ func runKV(o *childOpts, r *result) error {
 	if err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
-	r.M[wGet1] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds()}
+	r.M[wGet1] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds(), Major: majorFaults() - maj}
+	maj = majorFaults()
 
 	p := runtime.GOMAXPROCS(0)
 	err = o.profiled(wGetP, func() error {
@@ -241,7 +244,7 @@ func runKV(o *childOpts, r *result) error {
 	if err != nil {
 		return fmt.Errorf("parallel get: %w", err)
 	}
-	r.M[wGetP] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds()}
+	r.M[wGetP] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds(), Major: majorFaults() - maj}
 
 	// Reopen: Close, Open, first Get; between them (not timed with them), one
 	// sequential read of the store's files.
