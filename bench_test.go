@@ -364,137 +364,215 @@ func BenchmarkCompact(b *testing.B) {
 // be optimized away).
 var coldSink int
 
-var benchCold = flag.Bool("simdr.cold", false, "run BenchmarkCold, which drops the page cache (needs root: writes /proc/sys/vm/drop_caches)")
+var (
+	benchCold    = flag.Bool("simdr.cold", false, "run BenchmarkCold (evicts the store's files from the page cache before each round)")
+	benchColdDir = flag.String("simdr.colddir", "", "BenchmarkCold keeps its store of -simdr.keys entries in this directory and reuses it in later runs (default: a new one each run)")
+)
 
-// dropCaches writes dirty pages back and empties the page cache.
-func dropCaches(b testing.TB) {
-	syscall.Sync()
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil && b != nil {
-		b.Skipf("cannot drop the page cache: %v", err)
+// coldStore returns the path of a closed store of n entries for
+// BenchmarkCold, loading it unless -simdr.colddir holds one already.
+func coldStore(b *testing.B, n int) string {
+	dir := *benchColdDir
+	if dir == "" {
+		dir = b.TempDir()
 	}
+	path := filepath.Join(dir, fmt.Sprintf("cold-%d", n))
+	done := path + ".loaded"
+	if _, err := os.Stat(done); err == nil {
+		return path
+	}
+	os.Remove(path)
+	os.Remove(checkpointPath(path))
+	loadBench(b, path, n)
+	if err := os.WriteFile(done, nil, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
 }
 
-// BenchmarkCold reads a store of -simdr.keys entries with the page cache
-// dropped before each round (behind -simdr.cold). Pages a process has mapped
-// stay cached through a drop, so each round closes the store, drops the
-// cache and opens it again (with its checkpoint: Open reads the checkpoint,
-// not the store file) before the timed part: 100 and 1,000 random Gets next
-// to as many random 4 KiB preads of the same file, Verify and Entries; then
-// Open without a checkpoint (the walk of the whole file) next to one
-// sequential read of the file.
+// BenchmarkCold reads a store of -simdr.keys entries from a cold page cache
+// (behind -simdr.cold). Before each round, the store's file and its
+// checkpoint are evicted from the page cache (POSIX_FADV_DONTNEED; pages a
+// process has mapped stay cached, so the store is closed first), and the
+// store is opened again with its checkpoint (Open reads the checkpoint and
+// samples the file). Each round times the store's reads next to a baseline
+// on the same file, so that both see the same disk:
+//
+//   - get-100, get-1000: that many random Gets (the first byte of each
+//     value read) and as many random 4 KiB preads of the file, one of each
+//     in turn after the same Open (Open reads hundreds of megabytes at 10M
+//     keys, and the disk is not the same right after); the metrics are
+//     µs/get, µs/pread, their ratio get/pread over all rounds,
+//     the ratio of their medians (p50-get/pread: a shared disk's outliers,
+//     a few reads of milliseconds, move the means), and KiB/get, what a
+//     Get had read from storage (/proc/self/io).
+//   - verify, entries, open-walk (Open without a checkpoint walks the
+//     whole file): each against one sequential read of the file (evicted
+//     again, before or after the walk in turn) with
+//     1 MiB reads (ms/read, and walk/read; ms/op is the walk's), and
+//     the same walk again right after, with the file cached (ms/warm). A
+//     walk the kernel reads ahead for costs about the larger of ms/warm
+//     and ms/read; one that faults page by page, far more than both.
 func BenchmarkCold(b *testing.B) {
 	if !*benchCold {
-		b.Skip("needs -simdr.cold (root: drops the page cache)")
+		b.Skip("needs -simdr.cold")
 	}
 	n := *benchKeys
-	path := filepath.Join(b.TempDir(), "cold")
-	loadBench(b, path, n)
+	path := coldStore(b, n)
 	fi, err := os.Stat(path)
 	if err != nil {
 		b.Fatal(err)
 	}
 	rnd := rand.New(rand.NewPCG(1, 2))
-	// round runs fn on a store opened after the page cache was dropped.
-	round := func(b *testing.B, fn func(s *Store)) {
-		for i := 0; i < b.N; i++ {
-			b.StopTimer()
-			dropCaches(b)
-			s, err := Open(path, &Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
+	// evicted evicts the store's files and returns the path to open: the
+	// store, or a copy of it without a checkpoint.
+	evicted := func(b *testing.B, checkpoint bool) string {
+		p := path
+		if !checkpoint {
+			p = path + "-walk"
+			if _, err := os.Stat(p); err != nil {
+				copyFileB(b, path, p)
 			}
-			b.StartTimer()
-			fn(s)
-			b.StopTimer()
-			s.Close()
-			b.StartTimer()
 		}
+		evictStore(b, p)
+		return p
+	}
+	open := func(b *testing.B, p string) *Store {
+		s, err := Open(p, &Options{ReadOnly: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	// round runs the store's part (which times itself) and the baseline,
+	// each first in turn; it returns the baseline's total time.
+	round := func(b *testing.B, store func(), base func() time.Duration) time.Duration {
+		b.StopTimer()
+		var bt time.Duration
+		for i := 0; i < b.N; i++ {
+			if i%2 == 1 {
+				bt += base()
+			}
+			store()
+			if i%2 == 0 {
+				bt += base()
+			}
+		}
+		return bt
 	}
 	for _, gets := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("get-%d", gets), func(b *testing.B) {
 			k := make([]byte, 8)
-			sum := 0
-			round(b, func(s *Store) {
-				for j := 0; j < gets; j++ {
-					e, err := s.Get(benchKey(k, rnd.IntN(n)))
-					if err != nil {
-						b.Fatal(err)
-					}
-					sum += int(e.Bytes()[0])
-				}
-			})
-			coldSink += sum
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*gets), "ns/get")
-		})
-		b.Run(fmt.Sprintf("pread-%d", gets), func(b *testing.B) {
 			buf := make([]byte, 4096)
 			pages := fi.Size() / 4096
+			var read int64
+			var lg, lp []time.Duration    // each Get's and pread's time
+			var spent, base time.Duration // the Gets', the preads'
+			b.StopTimer()                 // the timer would time Open and eviction; the Gets time themselves
 			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				dropCaches(b)
+				s := open(b, evicted(b, true))
 				f, err := os.Open(path)
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.StartTimer()
-				for j := 0; j < gets; j++ {
-					if _, err := f.ReadAt(buf, rnd.Int64N(pages)*4096); err != nil {
-						b.Fatal(err)
+				// After the same Open, a Get and a pread in turn, each
+				// first in turn: both see the disk as Open left it.
+				for j := range gets {
+					for step := range 2 {
+						if (j+step)%2 == 0 {
+							r0 := readBytes()
+							t0 := time.Now()
+							e, err := s.Get(benchKey(k, rnd.IntN(n)))
+							if err != nil {
+								b.Fatal(err)
+							}
+							coldSink += int(e.Bytes()[0])
+							lg = append(lg, time.Since(t0))
+							read += readBytes() - r0
+							spent += lg[len(lg)-1]
+						} else {
+							t0 := time.Now()
+							if _, err := f.ReadAt(buf, rnd.Int64N(pages)*4096); err != nil {
+								b.Fatal(err)
+							}
+							lp = append(lp, time.Since(t0))
+							base += lp[len(lp)-1]
+						}
 					}
 				}
-				b.StopTimer()
 				f.Close()
-				b.StartTimer()
+				s.Close()
 			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*gets), "ns/get")
+			ops := float64(b.N * gets)
+			b.ReportMetric(float64(spent.Nanoseconds())/float64(b.N), "ns/op")
+			b.ReportMetric(float64(spent.Microseconds())/ops, "µs/get")
+			b.ReportMetric(float64(base.Microseconds())/ops, "µs/pread")
+			b.ReportMetric(float64(spent)/float64(base), "get/pread")
+			b.ReportMetric(float64(median(lg))/float64(median(lp)), "p50-get/pread")
+			b.ReportMetric(float64(read)/1024/ops, "KiB/get")
 		})
 	}
-	b.Run("verify", func(b *testing.B) {
-		round(b, func(s *Store) {
+	seqRead := func() time.Duration {
+		evictStore(b, path)
+		buf := make([]byte, 1<<20)
+		t0 := time.Now()
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	for _, w := range []struct {
+		name       string
+		checkpoint bool
+		walk       func(s *Store)
+	}{
+		{"verify", true, func(s *Store) {
 			if err := s.Verify(); err != nil {
 				b.Fatal(err)
 			}
-		})
-	})
-	b.Run("entries", func(b *testing.B) {
-		m := 0
-		round(b, func(s *Store) {
+		}},
+		{"entries", true, func(s *Store) {
 			for e := range s.Entries() {
-				m += int(e.Bytes()[0]) & 1
+				coldSink += int(e.Bytes()[0]) & 1
 			}
+		}},
+		{"open-walk", false, nil},
+	} {
+		b.Run(w.name, func(b *testing.B) {
+			var warm time.Duration
+			base := round(b, func() {
+				p := evicted(b, w.checkpoint)
+				if w.walk == nil {
+					b.StartTimer()
+				}
+				s := open(b, p)
+				if w.walk != nil {
+					b.StartTimer()
+					w.walk(s)
+				}
+				b.StopTimer()
+				// The same walk again, with the file cached.
+				t0 := time.Now()
+				if w.walk == nil {
+					s.Close()
+					s = open(b, p)
+				} else {
+					w.walk(s)
+				}
+				warm += time.Since(t0)
+				s.Close()
+			}, seqRead)
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/float64(b.N), "ms/op")
+			b.ReportMetric(float64(warm.Microseconds())/1e3/float64(b.N), "ms/warm")
+			b.ReportMetric(float64(base.Microseconds())/1e3/float64(b.N), "ms/read")
+			b.ReportMetric(float64(b.Elapsed())/float64(base), "walk/read")
 		})
-		coldSink += m
-	})
-	walk := filepath.Join(b.TempDir(), "walk")
-	copyFileB(b, path, walk) // no checkpoint beside it
-	b.Run("open-walk", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			b.StopTimer()
-			dropCaches(b)
-			b.StartTimer()
-			s, err := Open(walk, &Options{ReadOnly: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			s.Close()
-			b.StartTimer()
-		}
-	})
-	b.Run("read-file", func(b *testing.B) {
-		buf := make([]byte, 1<<20)
-		for i := 0; i < b.N; i++ {
-			b.StopTimer()
-			dropCaches(b)
-			b.StartTimer()
-			f, err := os.Open(path)
-			if err != nil {
-				b.Fatal(err)
-			}
-			io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf)
-			f.Close()
-		}
-	})
+	}
 }
 
 // BenchmarkLoad loads -simdr.keys keys of 100-byte values in batches of

@@ -9,9 +9,22 @@
 //	go run .                      # the full run: 1,000,000 × 100 B and 100,000 × 4 KiB, 1 GiB streamed, 3 runs
 //	go run . -quick               # a tenth of the sizes, 64 MiB streamed, 1 run
 //	go run . -n 2000 -size 100 -runs 1 -big 4MiB -out /tmp/b.md
+//	go run . -scale               # 10,000,000 × 100 B: simdr, map, file, pogreb, bbolt (about 30 minutes)
+//	go run . -huge                # 100,000,000 × 100 B: simdr, map, file (about 13 GB of disk, 16 GB of memory, an hour)
 //
 // It writes a Markdown report (-out, by default ../docs/benchmarks.md) and a
-// chart of the headline figures beside it (the same name, .svg).
+// chart of the headline figures beside it (the same name, .svg). With
+// -section (implied by -scale and -huge), each data shape's tables replace
+// only their own marked section of -out, and its chart goes beside it as
+// <name>-<shape>.svg (benchmarks-10m.svg), so that one shape can be run again
+// on its own. A whole report keeps what follows the line keepMarker in the
+// file it replaces.
+//
+// After the warm workloads, the cold ones (-cold, on by default) time Open
+// and random Gets with the store's files evicted from the page cache
+// (POSIX_FADV_DONTNEED on each file: no root needed, and the rest of the
+// machine's cache is left alone), next to random 4 KiB preads of the same
+// files evicted the same way.
 //
 // Each store runs in a child process of this same program (one store, one size,
 // one run at a time, strictly one after the other), so that each gets a fresh
@@ -37,12 +50,40 @@ import (
 	"time"
 )
 
-// sizeSet is one data shape.
-type sizeSet struct{ n, size int }
+// sizeSet is one data shape, and the stores run on it (nil: all of -stores).
+type sizeSet struct {
+	n, size int
+	only    []string
+}
 
 func (s sizeSet) String() string {
 	return fmt.Sprintf("%s × %s", commas(int64(s.n)), bytesLabel(s.size))
 }
+
+// has reports whether the store named runs on this data shape.
+func (s sizeSet) has(name string) bool { return s.only == nil || slices.Contains(s.only, name) }
+
+// label is a short name of the data shape for file names and section
+// markers: 10m, 100k-4kib.
+func (s sizeSet) label() string {
+	n := fmt.Sprint(s.n)
+	switch {
+	case s.n%1_000_000 == 0:
+		n = fmt.Sprintf("%dm", s.n/1_000_000)
+	case s.n%1000 == 0:
+		n = fmt.Sprintf("%dk", s.n/1000)
+	}
+	if s.size != 100 {
+		n += "-" + strings.ToLower(strings.ReplaceAll(bytesLabel(s.size), " ", ""))
+	}
+	return n
+}
+
+// The large data shapes (issue 17): -scale runs the first, -huge the second.
+var (
+	scaleSet = sizeSet{n: 10_000_000, size: 100, only: []string{"simdr", "map", "file", "pogreb", "bbolt"}}
+	hugeSet  = sizeSet{n: 100_000_000, size: 100, only: []string{"simdr", "map", "file"}}
+)
 
 func bytesLabel(n int) string {
 	switch {
@@ -92,7 +133,11 @@ func main() {
 		profile    = flag.String("profile", "", "workload to CPU-profile: load, get1, getP, reopen, mixed, bigin")
 		cpuprofile = flag.String("cpuprofile", "", "CPU profile file prefix (with -profile): <prefix>.<store>.<n>x<size>.<run>.pprof (run 0 is the warm-up)")
 		timeout    = flag.Duration("timeout", 20*time.Minute, "time limit of one store's run")
-		warmup     = flag.Bool("warmup", true, "make one discarded warm-up run of the first store before the timed runs of each data shape")
+		warmup     = flag.Bool("warmup", true, "make one discarded warm-up run of the first store before the timed runs of each data shape (default false with -scale and -huge)")
+		cold       = flag.Bool("cold", true, "also time Open and random Gets from a cold page cache (the store's files evicted)")
+		scale      = flag.Bool("scale", false, "run "+scaleSet.String()+" with "+strings.Join(scaleSet.only, ", ")+", 1 run (-section; -big 0; -timeout 45m)")
+		huge       = flag.Bool("huge", false, "run "+hugeSet.String()+" with "+strings.Join(hugeSet.only, ", ")+", 1 run (-section; -big 0; -timeout 90m): about 13 GB of disk and 16 GB of memory")
+		section    = flag.Bool("section", false, "write each data shape into its own marked section of -out, keeping the rest of the file")
 		// Child mode (set by the parent).
 		childMode = flag.String("child", "", "internal: run one store's workloads (kv or big) and print JSON")
 		childSt   = flag.String("store", "", "internal: the child's store")
@@ -105,21 +150,46 @@ func main() {
 			fatalf("-child is internal to the harness")
 		}
 		big, _ := parseBytes(*bigF)
-		os.Exit(child(*childMode, *childSt, *childDir, *n, *size, big, *seed, *profile, *cpuprofile))
+		os.Exit(child(*childMode, *childSt, *childDir, *n, *size, big, *seed, *profile, *cpuprofile, *cold))
 	}
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 
 	var sets []sizeSet
 	switch {
+	case *scale || *huge:
+		if *scale {
+			sets = append(sets, scaleSet)
+		}
+		if *huge {
+			sets = append(sets, hugeSet)
+		}
+		*section = true
+		if !set["runs"] {
+			*runs = 1
+		}
+		if !set["warmup"] {
+			*warmup = false
+		}
+		if !set["big"] {
+			*bigF = "0"
+		}
+		if !set["timeout"] {
+			*timeout = 45 * time.Minute
+			if *huge {
+				*timeout = 90 * time.Minute
+			}
+		}
 	case *n > 0:
 		sz := *size
 		if sz == 0 {
 			sz = 100
 		}
-		sets = []sizeSet{{*n, sz}}
+		sets = []sizeSet{{n: *n, size: sz}}
 	case *quick:
-		sets = []sizeSet{{100_000, 100}, {10_000, 4096}}
+		sets = []sizeSet{{n: 100_000, size: 100}, {n: 10_000, size: 4096}}
 	default:
-		sets = []sizeSet{{1_000_000, 100}, {100_000, 4096}}
+		sets = []sizeSet{{n: 1_000_000, size: 100}, {n: 100_000, size: 4096}}
 	}
 	for _, s := range sets {
 		if s.size < 8 {
@@ -172,7 +242,7 @@ func main() {
 
 	start := time.Now()
 	load0 := loadAvg()
-	rep := &report{args: os.Args[1:], sets: sets, stores: stores, runs: *runs, big: big, results: map[string][]result{}, machine: describeMachine(tmp)}
+	rep := &report{args: os.Args[1:], sets: sets, stores: stores, runs: *runs, warmup: *warmup, cold: *cold, big: big, results: map[string][]result{}, setTime: map[string]time.Duration{}, machine: describeMachine(tmp)}
 	runChild := func(mode string, st storeDef, set sizeSet, run int) {
 		dir := filepath.Join(tmp, fmt.Sprintf("%s-%d", st.name, run+1))
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -186,7 +256,7 @@ func main() {
 		syscall.Sync()
 		args := []string{"-child", mode, "-store", st.name, "-childdir", dir,
 			"-n", strconv.Itoa(set.n), "-size", strconv.Itoa(set.size), "-big", strconv.FormatInt(big, 10),
-			"-seed", strconv.FormatUint(*seed, 10)}
+			"-seed", strconv.FormatUint(*seed, 10), "-cold=" + strconv.FormatBool(*cold)}
 		if *cpuprofile != "" && *profile != "" {
 			args = append(args, "-profile", *profile, "-cpuprofile",
 				fmt.Sprintf("%s.%s.%dx%d.%d.pprof", *cpuprofile, st.name, set.n, set.size, run+1))
@@ -224,22 +294,32 @@ func main() {
 			key := resultKey(mode, set)
 			rep.results[key] = append(rep.results[key], r)
 		}
+		rep.setTime[set.label()] += time.Since(t0)
 		fmt.Fprintf(os.Stderr, "  %-7s %-28s %-8s %6.1fs  %s\n", st.name, mode+" "+set.String(), runLabel, time.Since(t0).Seconds(), status)
 	}
 
 	for _, set := range sets {
 		fmt.Fprintf(os.Stderr, "== %s\n", set)
+		var these []storeDef
+		for _, st := range stores {
+			if set.has(st.name) {
+				these = append(these, st)
+			}
+		}
+		if len(these) == 0 {
+			continue
+		}
 		if *warmup {
-			runChild("kv", stores[0], set, -1)
+			runChild("kv", these[0], set, -1)
 		}
 		for run := 0; run < *runs; run++ {
-			for _, st := range rotate(stores, run) {
+			for _, st := range rotate(these, run) {
 				runChild("kv", st, set, run)
 			}
 		}
 	}
 	if big > 0 {
-		bigSet := sizeSet{1, int(big)}
+		bigSet := sizeSet{n: 1, size: int(big)}
 		fmt.Fprintf(os.Stderr, "== one %s value streamed in and out\n", bytesLabel(int(big)))
 		for _, st := range stores {
 			if st.name == "simdr" || st.name == "file" {
@@ -258,19 +338,46 @@ func main() {
 	rep.elapsed = time.Since(start)
 	rep.loadBefore, rep.loadAfter = load0, loadAvg()
 
-	md, svg, verdicts := rep.render(filepath.Base(strings.TrimSuffix(*out, filepath.Ext(*out)) + ".svg"))
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		fatalf("%v", err)
 	}
-	svgPath := strings.TrimSuffix(*out, filepath.Ext(*out)) + ".svg"
+	old, err := os.ReadFile(*out)
+	if err != nil && !os.IsNotExist(err) {
+		fatalf("%v", err)
+	}
+	outBase := strings.TrimSuffix(*out, filepath.Ext(*out))
+	var md, verdicts string
+	svgs := map[string]string{} // path → chart
+	if *section {
+		md = string(old)
+		var vb strings.Builder
+		for _, set := range sets {
+			svgPath := outBase + "-" + set.label() + ".svg"
+			body, svg, v := rep.renderSection(set, filepath.Base(svgPath))
+			md = replaceSection(md, set.label(), body)
+			svgs[svgPath] = svg
+			vb.WriteString(v)
+		}
+		verdicts = vb.String()
+	} else {
+		var svg string
+		md, svg, verdicts = rep.render(filepath.Base(outBase + ".svg"))
+		md = keepTail(md, string(old))
+		svgs[outBase+".svg"] = svg
+	}
 	if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
 		fatalf("%v", err)
 	}
-	if err := os.WriteFile(svgPath, []byte(svg), 0o644); err != nil {
-		fatalf("%v", err)
+	var wrote []string
+	for p, svg := range svgs {
+		if err := os.WriteFile(p, []byte(svg), 0o644); err != nil {
+			fatalf("%v", err)
+		}
+		wrote = append(wrote, p)
 	}
+	slices.Sort(wrote)
 	fmt.Println(verdicts)
-	fmt.Printf("wrote %s and %s in %s\n", *out, svgPath, rep.elapsed.Round(time.Second))
+	fmt.Printf("wrote %s and %s in %s\n", *out, strings.Join(wrote, ", "), rep.elapsed.Round(time.Second))
 	if rep.failures > 0 {
 		fmt.Fprintf(os.Stderr, "%d store runs failed (see the report)\n", rep.failures)
 		os.Exit(1)
@@ -296,12 +403,12 @@ func storeRank(name string) int {
 }
 
 // child runs one store's workloads and prints the result as JSON.
-func child(mode, store, dir string, n, size int, big int64, seed uint64, profile, cpuprofile string) int {
+func child(mode, store, dir string, n, size int, big int64, seed uint64, profile, cpuprofile string, cold bool) int {
 	st, ok := findStore(store)
 	if !ok {
 		fatalf("unknown store %q", store)
 	}
-	o := &childOpts{store: st, n: n, size: size, big: big, dir: dir, seed: seed, profile: profile, cpuprofile: cpuprofile}
+	o := &childOpts{store: st, n: n, size: size, big: big, dir: dir, seed: seed, profile: profile, cpuprofile: cpuprofile, cold: cold}
 	r := result{Store: store, N: n, Size: size, M: map[string]measure{}}
 	var err error
 	switch mode {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // memInfo is what /proc/self/status says about this process's memory.
@@ -145,6 +149,10 @@ func describeMachine(dir string) machine {
 	}
 	if out, err := exec.Command("git", "-C", "..", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m.Commit = strings.TrimSpace(string(out))
+		// Changes to the code (not to the reports) are not in that commit.
+		if st, err := exec.Command("git", "-C", "..", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+			m.Commit += " with uncommitted changes"
+		}
 	}
 	return m
 }
@@ -187,4 +195,86 @@ func loadAvg() string {
 		return ""
 	}
 	return f[0]
+}
+
+// evictDir writes back and drops from the page cache the files under dir
+// (POSIX_FADV_DONTNEED: no privilege needed, and only these files leave the
+// cache, not the other processes' on a shared machine). The kernel keeps
+// pages a process has mapped, so the store must be closed. It fails when a
+// hundredth of the files' pages or more stay cached.
+func evictDir(dir string) error {
+	var pages, left int64
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() == 0 {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fd := int(f.Fd())
+		if err := unix.Fdatasync(fd); err != nil {
+			return fmt.Errorf("fdatasync %s: %w", p, err)
+		}
+		if err := unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED); err != nil {
+			return fmt.Errorf("fadvise %s: %w", p, err)
+		}
+		n, err := cachedPages(f, fi.Size())
+		if err != nil {
+			return err
+		}
+		pages += (fi.Size() + int64(os.Getpagesize()) - 1) / int64(os.Getpagesize())
+		left += n
+		return nil
+	})
+	if err == nil && left*100 > pages {
+		err = fmt.Errorf("%d of %d pages stay in the page cache after POSIX_FADV_DONTNEED", left, pages)
+	}
+	return err
+}
+
+// cachedPages counts the pages of f (size bytes) in the page cache (mincore).
+func cachedPages(f *os.File, size int64) (int64, error) {
+	b, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return 0, fmt.Errorf("mmap %s: %w", f.Name(), err)
+	}
+	defer unix.Munmap(b)
+	vec := make([]byte, (size+int64(os.Getpagesize())-1)/int64(os.Getpagesize()))
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return 0, fmt.Errorf("mincore %s: %w", f.Name(), errno)
+	}
+	var n int64
+	for _, v := range vec {
+		n += int64(v & 1)
+	}
+	return n, nil
+}
+
+// readBytes is what this process has had read from storage so far
+// (read_bytes in /proc/self/io; page faults on mappings count too), or -1.
+func readBytes() int64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return -1
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(line, []byte("read_bytes: ")); ok {
+			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// majorFaults is how many page faults of this process have read from
+// storage so far (getrusage), or 0.
+func majorFaults() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Majflt
 }

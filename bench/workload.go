@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"time"
 )
@@ -24,7 +25,18 @@ const (
 	wMixed   = "mixed"   // N ops, 90 % Get / 10 % Put, GOMAXPROCS goroutines
 	wBigIn   = "bigin"   // a big value streamed in, then synced
 	wBigOut  = "bigout"  // the big value streamed out into a CRC-32
+	// From a cold page cache (the store's files evicted), after the others:
+	wColdReopen = "coldreopen" // Open and first Get
+	wCold       = "cold"       // cold<k>: k random Gets after an Open; Bytes: read from storage
+	wPread      = "pread"      // pread<k>: k random 4 KiB preads of the store's files
 )
+
+// coldGets are the numbers of cold Gets timed after one Open, and
+// coldRounds how many times each is done (each round evicts the files and
+// opens the store again).
+var coldGets = []int{100, 1000}
+
+const coldRounds = 10
 
 const batchSize = 1000
 
@@ -33,6 +45,8 @@ type measure struct {
 	Ops   int64 `json:"ops"`
 	Ns    int64 `json:"ns"`
 	Bytes int64 `json:"bytes,omitempty"` // user bytes moved (load, big value)
+	P50   int64 `json:"p50,omitempty"`   // the median op's ns, where each op was timed (cold Gets, preads)
+	Major int64 `json:"major,omitempty"` // page faults that read from storage meanwhile (the random Gets)
 }
 
 // result is what one child reports for one store and one size.
@@ -116,6 +130,7 @@ type childOpts struct {
 	seed       uint64
 	profile    string // workload to CPU-profile
 	cpuprofile string // where to write that profile
+	cold       bool   // run the cold-cache workloads (runCold) too
 }
 
 // profiled runs fn, CPU-profiling it when it is the workload asked for.
@@ -210,6 +225,7 @@ func runKV(o *childOpts, r *result) error {
 		}
 		return nil
 	}
+	maj := majorFaults()
 	err = o.profiled(wGet1, func() error {
 		dt, err = timed(func() error { return get(0, o.n) })
 		return err
@@ -217,7 +233,8 @@ func runKV(o *childOpts, r *result) error {
 	if err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
-	r.M[wGet1] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds()}
+	r.M[wGet1] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds(), Major: majorFaults() - maj}
+	maj = majorFaults()
 
 	p := runtime.GOMAXPROCS(0)
 	err = o.profiled(wGetP, func() error {
@@ -227,7 +244,7 @@ func runKV(o *childOpts, r *result) error {
 	if err != nil {
 		return fmt.Errorf("parallel get: %w", err)
 	}
-	r.M[wGetP] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds()}
+	r.M[wGetP] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds(), Major: majorFaults() - maj}
 
 	// Reopen: Close, Open, first Get; between them (not timed with them), one
 	// sequential read of the store's files.
@@ -305,7 +322,178 @@ func runKV(o *childOpts, r *result) error {
 	r.M[wMixed] = measure{Ops: int64(o.n), Ns: dt.Nanoseconds()}
 	err = s.Close()
 	s = nil
-	return err
+	if err != nil || !o.cold || o.store.name == "map" {
+		return err
+	}
+	return runCold(o, d, r)
+}
+
+// runCold times reads of the closed store from a cold page cache: Open and
+// the first Get, then, in each of coldRounds rounds, k random Gets after
+// an Open of the evicted files (the Open untimed), one in turn with k
+// random 4 KiB preads of the files Open left cold. A Get's value may be the
+// mixed workload's (same length), so only its length is checked.
+func runCold(o *childOpts, d *dataset, r *result) error {
+	if err := evictDir(o.dir); err != nil {
+		return fmt.Errorf("cold: %w", err)
+	}
+	var kb [keyLen]byte
+	get := func(s kv, i int) error {
+		n, _, err := s.Get(d.key(i, kb[:]))
+		if err == nil && n != o.size {
+			err = fmt.Errorf("key %d: %d bytes, want %d", i, n, o.size)
+		}
+		return err
+	}
+	var s kv
+	dt, err := timed(func() error {
+		var err error
+		if s, err = o.store.open(o.dir); err != nil {
+			return err
+		}
+		return get(s, int(d.perm[0]))
+	})
+	if err != nil {
+		return fmt.Errorf("cold reopen: %w", err)
+	}
+	r.M[wColdReopen] = measure{Ops: 1, Ns: dt.Nanoseconds()}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	rnd := rand.New(rand.NewPCG(o.seed, 0xc01d))
+	for _, k := range coldGets {
+		var gm, pm measure
+		var lg, lp []int64 // each Get's and pread's ns
+		for range coldRounds {
+			if err := evictDir(o.dir); err != nil {
+				return err
+			}
+			s, err := o.store.open(o.dir)
+			if err != nil {
+				return err
+			}
+			// The preads read the files Open left cold (not a checkpoint or
+			// index file it read whole), one in turn with each Get, each
+			// first in turn: both see the disk as Open left it.
+			files, err := dirFiles(o.dir, true)
+			if err == nil {
+				err = files.open()
+			}
+			for j := 0; j < k && err == nil; j++ {
+				for step := 0; step < 2 && err == nil; step++ {
+					if (j+step)%2 == 1 {
+						var ns int64
+						ns, err = files.pread(rnd)
+						lp = append(lp, ns)
+						pm.Ns += ns
+						continue
+					}
+					r0 := readBytes()
+					t0 := time.Now()
+					err = get(s, rnd.IntN(o.n))
+					ns := time.Since(t0).Nanoseconds()
+					gm.Bytes += readBytes() - r0
+					lg = append(lg, ns)
+					gm.Ns += ns
+				}
+			}
+			files.close()
+			s.Close()
+			if err != nil {
+				return fmt.Errorf("%d cold gets: %w", k, err)
+			}
+		}
+		gm.Ops, pm.Ops = int64(len(lg)), int64(len(lp))
+		gm.P50, pm.P50 = medianNs(lg), medianNs(lp)
+		r.M[fmt.Sprint(wCold, k)] = gm
+		r.M[fmt.Sprint(wPread, k)] = pm
+	}
+	return nil
+}
+
+// fileSet is a store's files, for random preads over all of their bytes.
+type fileSet struct {
+	paths []string
+	sizes []int64
+	total int64
+	fds   []*os.File
+	buf   []byte
+}
+
+// dirFiles returns the files under dir of a page or more; when cold, only
+// those of which less than half is in the page cache.
+func dirFiles(dir string, cold bool) (*fileSet, error) {
+	fs := &fileSet{buf: make([]byte, preadBytes)}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() || fi.Size() < preadBytes {
+			return err
+		}
+		if cold {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			n, err := cachedPages(f, fi.Size())
+			f.Close()
+			if err != nil {
+				return err
+			}
+			if n*int64(os.Getpagesize())*2 >= fi.Size() {
+				return nil
+			}
+		}
+		fs.paths, fs.sizes = append(fs.paths, p), append(fs.sizes, fi.Size())
+		fs.total += fi.Size()
+		return nil
+	})
+	if err == nil && fs.total == 0 {
+		err = fmt.Errorf("no cold file of %d bytes or more in %s", preadBytes, dir)
+	}
+	return fs, err
+}
+
+const preadBytes = 4096
+
+func (fs *fileSet) open() error {
+	for _, p := range fs.paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		fs.fds = append(fs.fds, f)
+	}
+	return nil
+}
+
+func (fs *fileSet) close() {
+	for _, f := range fs.fds {
+		f.Close()
+	}
+	fs.fds = nil
+}
+
+// pread reads a random aligned 4 KiB block of a file picked in proportion
+// to its size, and returns the time it took.
+func (fs *fileSet) pread(rnd *rand.Rand) (int64, error) {
+	at := rnd.Int64N(fs.total)
+	i := 0
+	for at >= fs.sizes[i] {
+		at -= fs.sizes[i]
+		i++
+	}
+	at = min(at, fs.sizes[i]-preadBytes) &^ (preadBytes - 1)
+	t0 := time.Now()
+	_, err := fs.fds[i].ReadAt(fs.buf, at)
+	return time.Since(t0).Nanoseconds(), err
+}
+
+// medianNs returns the median of v (sorted in place), 0 for none.
+func medianNs(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 // parallel splits [0,n) into p contiguous parts and runs fn on each at once.
