@@ -1193,9 +1193,9 @@ func TestAttackTTLFollowerProcess(t *testing.T) {
 	t.Logf("%d changes followed in %d rounds", len(got), rounds)
 }
 
-// TestAttackTTLReadAllocs: the reads a missing answer comes from in a store
-// with expiring keys allocate nothing either: an expired key, a record's
-// hash, the marker's.
+// TestAttackTTLReadAllocs: Get in a store with expiring keys allocates
+// nothing, whatever it finds: a live key with or without a ttl, and the
+// misses: an expired key, a record's hash, the marker's, a missing key.
 func TestAttackTTLReadAllocs(t *testing.T) {
 	c := newClock()
 	s, _ := openT(t, c.opts(&Options{}))
@@ -1203,9 +1203,13 @@ func TestAttackTTLReadAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	putT(t, s, "b", "y")
+	if err := s.PutTTL([]byte("c"), []byte("z"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	c.add(time.Second)
-	for name, h := range map[string]uint64{"expired": Hash([]byte("a")), "record": atkRecordHash("a"), "marker": atkMarkerHash, "live": Hash([]byte("b"))} {
-		if _, err := s.GetHash(h); (err == nil) != (name == "live") {
+	for name, h := range map[string]uint64{"expired": Hash([]byte("a")), "record": atkRecordHash("a"), "marker": atkMarkerHash,
+		"missing": Hash([]byte("missing")), "live": Hash([]byte("b")), "live with a ttl": Hash([]byte("c"))} {
+		if _, err := s.GetHash(h); (err == nil) != strings.HasPrefix(name, "live") {
 			t.Fatalf("GetHash(%s) = %v", name, err)
 		}
 		if n := testing.AllocsPerRun(100, func() { s.GetHash(h) }); n != 0 {

@@ -555,18 +555,8 @@ func (s *Store) PutTTL(key, value []byte, ttl time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("simdr: put: %w", err)
 	}
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	g, err := s.writable()
-	if err != nil {
-		return fmt.Errorf("simdr: put: %w", err)
-	}
-	a := s.begin(g)
-	a.putTTL(format.Hash(key), value, format.Checksum(value), exp)
-	if err := a.commit(); err != nil {
-		return fmt.Errorf("simdr: put: %w", err)
-	}
-	return nil
+	h := format.Hash(key)
+	return s.write("put", func(a *appender) { a.putTTL(h, value, format.Checksum(value), exp) })
 }
 
 // ExpiresAt returns when key's value expires (by the Store's clock, to the

@@ -689,21 +689,6 @@ func TestTTLChanges(t *testing.T) {
 	}
 }
 
-// TestTTLGetAllocs: Get of a key with an expiry allocates nothing.
-func TestTTLGetAllocs(t *testing.T) {
-	s, _ := openT(t, nil)
-	if err := s.PutTTL([]byte("a"), []byte("x"), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	putT(t, s, "b", "y")
-	for _, k := range []string{"a", "b", "missing"} {
-		key := []byte(k)
-		if n := testing.AllocsPerRun(100, func() { s.Get(key) }); n != 0 {
-			t.Errorf("Get(%q) allocates %v times", k, n)
-		}
-	}
-}
-
 // TestTTLFileIsPlain: the entries PutTTL writes are ordinary entries of the
 // format (a reader that knows nothing of expiry walks them): the value is
 // the caller's bytes under the key's hash, followed by a 32-byte record under

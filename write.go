@@ -347,16 +347,22 @@ func (s *Store) putHash(h uint64, value []byte) error {
 	if reservedPut(h, value) {
 		return fmt.Errorf("simdr: put: %w", ErrReservedKey)
 	}
+	return s.write("put", func(a *appender) { a.store(h, value, format.Checksum(value)) })
+}
+
+// write runs add on an appender after the current tail and commits it, under
+// the write lock; errors say what (op) failed.
+func (s *Store) write(op string, add func(a *appender)) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	g, err := s.writable()
 	if err != nil {
-		return fmt.Errorf("simdr: put: %w", err)
+		return fmt.Errorf("simdr: %s: %w", op, err)
 	}
 	a := s.begin(g)
-	a.store(h, value, format.Checksum(value))
+	add(a)
 	if err := a.commit(); err != nil {
-		return fmt.Errorf("simdr: put: %w", err)
+		return fmt.Errorf("simdr: %s: %w", op, err)
 	}
 	return nil
 }
