@@ -84,6 +84,7 @@ func (s *Store) Repaired() *RepairReport { return s.repaired }
 func (s *Store) repair(g *gen, data []byte, L int64) (int64, error) {
 	size := int64(len(data))
 	sv := format.Salvage(data, L)
+	dropUnopenableFirst(&sv)
 	rep := &RepairReport{OldSize: size, NewSize: sv.End, Kept: len(sv.Kept), Dropped: []Range{}, Damaged: []int64{}}
 	for _, d := range sv.Dropped {
 		rep.Dropped = append(rep.Dropped, Range{d.Off, d.Len})
@@ -102,6 +103,22 @@ func (s *Store) repair(g *gen, data []byte, L int64) (int64, error) {
 		s.repaired = rep
 	}
 	return rep.NewSize, nil
+}
+
+// dropUnopenableFirst drops, from what sv keeps, damaged first values whose
+// key hash or checksum is 0: Open takes such metadata for what a lost write
+// zeroed (a torn tail, format.ClassifyTail), not for a damaged first value,
+// so a repaired file that kept one would not open. The entries above are
+// then written into a new file with fresh links.
+func dropUnopenableFirst(sv *format.Salvaged) {
+	for len(sv.Kept) > 0 {
+		k := sv.Kept[0]
+		if k.Tombstone || !k.Damaged || k.Link != 0 || (k.Hash != 0 && k.CRC != 0) {
+			return
+		}
+		sv.Kept = sv.Kept[1:]
+		sv.Dropped = append([]format.Span{{Off: 0, Len: k.Next()}}, sv.Dropped...)
+	}
 }
 
 // repairInPlace rewrites the links and tombstones sv marks, cuts the file
