@@ -319,15 +319,16 @@ func (s *Store) target(g *gen) (real string, fi os.FileInfo, err error) {
 // name is removed first: the names are made from the file we hold locked, so
 // such a file is a leftover of ours. The caller removes it unless it renames
 // it over the store.
-func (s *Store) replacement(g *gen, name func(real string, fi os.FileInfo) string) (f vfs.File, tmp string, err error) {
+func (s *Store) replacement(g *gen, name func(real string, fi os.FileInfo) string) (*replacing, error) {
 	real, fi, err := s.target(g)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	tmp = name(real, fi)
+	tmp := name(real, fi)
 	s.fs.Remove(tmp)
-	if f, err = s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, fi.Mode().Perm()); err != nil {
-		return nil, "", err
+	f, err := s.fs.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
+	if err != nil {
+		return nil, err
 	}
 	if err = lock.Exclusive(f.Fd(), 0); err != nil {
 		err = fmt.Errorf("lock new file: %w", err)
@@ -337,9 +338,49 @@ func (s *Store) replacement(g *gen, name func(real string, fi os.FileInfo) strin
 	if err != nil {
 		f.Close()
 		s.fs.Remove(tmp)
-		return nil, "", err
+		return nil, err
 	}
-	return f, tmp, nil
+	return &replacing{s: s, f: f, tmp: tmp, target: real}, nil
+}
+
+// replacing is a new file written beside the store (Compact, Repair) to be
+// renamed over it.
+type replacing struct {
+	s       *Store
+	f       vfs.File
+	tmp     string // its name
+	target  string // the path it replaces (symlinks resolved)
+	renamed bool
+}
+
+// abandon removes the file unless install renamed it (deferred by callers).
+func (r *replacing) abandon() {
+	if !r.renamed {
+		r.f.Close()
+		r.s.fs.Remove(r.tmp)
+	}
+}
+
+// install syncs the file, which holds size bytes of entries, maps it, and
+// renames it over the store's path. The caller syncs the directory.
+func (r *replacing) install(size int64) (*mapping.Map, os.FileInfo, error) {
+	if err := r.f.Sync(); err != nil {
+		return nil, nil, err
+	}
+	fi, err := r.f.Stat()
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := mapping.New(r.f.Fd(), size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mmap: %w", err)
+	}
+	if err := r.s.fs.Rename(r.tmp, r.target); err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	r.renamed = true
+	return m, fi, nil
 }
 
 // keepOwner gives f the mode, owner and group of the file fi describes.
@@ -381,21 +422,12 @@ func (s *Store) compact() (err error) {
 	if err != nil {
 		return err
 	}
-	real, _, err := s.target(g)
+	r, err := s.replacement(g, compactName)
 	if err != nil {
 		return err
 	}
-	f, tmp, err := s.replacement(g, compactName)
-	if err != nil {
-		return err
-	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			f.Close()
-			s.fs.Remove(tmp)
-		}
-	}()
+	defer r.abandon()
+	f := r.f
 	old := g.live(t0) // sorted: read the old file front to back
 	c := &compactor{f: f, ix: index.New(len(old))}
 	now := s.now() // a key that expired by now is dropped
@@ -494,22 +526,10 @@ func (s *Store) compact() (err error) {
 	if c.err != nil {
 		return c.err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	nfi, err := f.Stat()
+	m, nfi, err := r.install(c.tail)
 	if err != nil {
 		return err
 	}
-	m, err := mapping.New(f.Fd(), c.tail)
-	if err != nil {
-		return fmt.Errorf("mmap: %w", err)
-	}
-	if err := s.fs.Rename(tmp, real); err != nil {
-		m.Close()
-		return err
-	}
-	renamed = true
 	ng := &gen{f: f, m: m, ix: c.ix, fi: nfi}
 	if c.x != nil {
 		ng.x.Store(c.x)
@@ -521,7 +541,7 @@ func (s *Store) compact() (err error) {
 	// The old file's lock no longer guards the path; its mapping stays until
 	// Close or ReleaseOld.
 	lock.Unlock(g.f.Fd())
-	if err := s.fs.SyncDir(filepath.Dir(real)); err != nil {
+	if err := s.fs.SyncDir(filepath.Dir(r.target)); err != nil {
 		err = fmt.Errorf("compacted, but the fsync of the directory after the rename failed (the new name may not survive a power cut; reopen the store): %w", err)
 		s.failed = err
 		return err

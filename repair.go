@@ -8,7 +8,6 @@ import (
 	"strconv"
 
 	"github.com/simdr-go/simdr/internal/format"
-	"github.com/simdr-go/simdr/internal/mapping"
 )
 
 // Range is a span of bytes in a store file.
@@ -162,21 +161,12 @@ func (s *Store) repairInPlace(g *gen, sv *format.Salvaged, rep *RepairReport) er
 // with the new end of the value it binds, and the marker again after the last
 // entry when records are kept but the marker was dropped.
 func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairReport) error {
-	target, _, err := s.target(g) // refuses a file with other hard links
+	r, err := s.replacement(g, repairName) // refuses a file with other hard links
 	if err != nil {
 		return err
 	}
-	f, tmp, err := s.replacement(g, repairName)
-	if err != nil {
-		return err
-	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			f.Close()
-			s.fs.Remove(tmp)
-		}
-	}()
+	defer r.abandon()
+	f, target := r.f, r.target
 	var (
 		buf  []byte
 		off  int64 // bytes of buf flushed
@@ -259,22 +249,10 @@ func (s *Store) rewrite(g *gen, data []byte, sv *format.Salvaged, rep *RepairRep
 	if err := flush(); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	nfi, err := f.Stat()
+	m, nfi, err := r.install(tail)
 	if err != nil {
 		return err
 	}
-	m, err := mapping.New(f.Fd(), tail)
-	if err != nil {
-		return fmt.Errorf("mmap: %w", err)
-	}
-	if err := s.fs.Rename(tmp, target); err != nil {
-		m.Close()
-		return err
-	}
-	renamed = true
 	// g now holds the new file, locked; the old one (unlinked) is released.
 	old := g.f
 	g.m.Close()
