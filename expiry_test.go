@@ -3,6 +3,7 @@ package simdr
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -690,9 +691,9 @@ func TestTTLChanges(t *testing.T) {
 }
 
 // TestTTLFileIsPlain: the entries PutTTL writes are ordinary entries of the
-// format (a reader that knows nothing of expiry walks them): the value is
-// the caller's bytes under the key's hash, followed by a 32-byte record under
-// a reserved hash.
+// format (a reader that knows nothing of expiry walks them): the marker, a
+// 32-byte record under a reserved hash, then the value, the caller's bytes
+// under the key's hash.
 func TestTTLFileIsPlain(t *testing.T) {
 	c := newClock()
 	s, path := openT(t, c.opts(&Options{}))
@@ -726,13 +727,7 @@ func TestTTLFileIsPlain(t *testing.T) {
 	}
 }
 
-func le64(v uint64) []byte {
-	b := make([]byte, 8)
-	for i := range b {
-		b[i] = byte(v >> (8 * i))
-	}
-	return b
-}
+func le64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 
 // TestTTLTornBetweenRecordAndValue: a crash that keeps a PutTTL's record
 // but not its value (the file cut between them) leaves the key as it was,
