@@ -66,6 +66,17 @@ var (
 	// ErrServer: the server failed (500) with an I/O error or an unexpected
 	// one; damaged data matches simdr.ErrChecksum or simdr.ErrCorrupt instead.
 	ErrServer = errors.New("client: server error")
+	// ErrOutcomeUnknown: a write (Put, Delete, Apply, Rename, ...) failed in
+	// a way that leaves unknown whether the server applied it: the
+	// connection broke after the request was sent, the call's context ended
+	// while it waited, or (a cluster, 503 outcome_unknown) the leader was
+	// lost before the write was known to be committed. Such a write is not
+	// sent again by the client, even with Options.Nodes: applied twice, with
+	// another client's write to the key between the two, it would undo that
+	// write. Read the key to find out, or send it again if no other client
+	// writes the key. The error also matches the cause (errors.Is with
+	// context.DeadlineExceeded, ErrUnavailable for 503, ...).
+	ErrOutcomeUnknown = errors.New("client: the write may or may not have been applied")
 	// ErrForbidden: the server refused the request's Origin or Host header
 	// (403; see the server's --allow-origin and --allow-host).
 	ErrForbidden = errors.New("client: forbidden by the server's origin or host checks")
@@ -92,8 +103,11 @@ type Options struct {
 	// the next node, up to MaxAttempts times in all, waiting a little longer
 	// each round; the client keeps using the node that answered. A request
 	// whose body cannot be sent again (PutReader of a plain io.Reader) is
-	// not retried, nor is a rename that may have reached the leader
-	// (renaming twice fails): only one refused before it was sent.
+	// not retried. Nor is a write whose outcome is unknown (ErrOutcomeUnknown:
+	// the connection broke after it was sent, or the leader was lost before
+	// it committed): sent again, it could apply twice. A write goes again
+	// only when it was not applied: the connection was refused, or the node
+	// answered 503 no_leader or shutting_down.
 	// A node forwards writes to the leader itself, so Nodes is about
 	// surviving the loss of a node, not about finding the leader.
 	Nodes []string
@@ -230,6 +244,8 @@ func (e *Error) Unwrap() error {
 		return ErrUnauthorized
 	case "shutting_down", "busy", "no_leader":
 		return ErrUnavailable
+	case "outcome_unknown":
+		return outcomeUnknown
 	case "no_space":
 		return ErrNoSpace
 	case "io_error", "internal":
@@ -280,6 +296,9 @@ func (c *Client) doHeader(ctx context.Context, method, url string, body io.Reade
 			path += "?consistency=strong"
 		}
 	}
+	// A write whose outcome is unknown is not sent again, unless it is
+	// conditional (If-Match: sent again after it applied, it fails).
+	once := changesData(method, path) && hdr.Get("If-Match") == ""
 	var (
 		last    error
 		getBody func() (io.ReadCloser, error) // the first attempt's
@@ -323,10 +342,16 @@ func (c *Client) doHeader(ctx context.Context, method, url string, body io.Reade
 		if c.auth != "" {
 			req.Header.Set("Authorization", c.auth)
 		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("client: %w", err) // not sent
+		}
 		resp, err := c.hc.Do(req)
 		if err != nil {
+			if once && !neverSent(err) {
+				return nil, fmt.Errorf("client: %w: %w", ErrOutcomeUnknown, err)
+			}
 			last = fmt.Errorf("client: %w", err)
-			if !c.retryable(method, path, err, nil) || ctx.Err() != nil {
+			if !c.retryable(once, err, nil) || ctx.Err() != nil {
 				return nil, last
 			}
 		} else if resp.StatusCode == want {
@@ -335,7 +360,7 @@ func (c *Client) doHeader(ctx context.Context, method, url string, body io.Reade
 		} else {
 			last = readError(resp)
 			resp.Body.Close()
-			if !c.retryable(method, path, nil, last) {
+			if !c.retryable(once, nil, last) {
 				return nil, last
 			}
 		}
@@ -363,18 +388,17 @@ func isRead(method, path string) bool {
 	return false
 }
 
-// retryable says whether a failed attempt may go to the next node.
-func (c *Client) retryable(method, path string, err error, resp error) bool {
+// retryable says whether a failed attempt may go to the next node. A
+// request sent at most once (a write) goes again only when the failure says
+// it was not applied: the connection was refused (never sent), or a 503
+// whose code means refused before the write was taken (no_leader,
+// shutting_down, closed; not outcome_unknown).
+func (c *Client) retryable(once bool, err error, resp error) bool {
 	if len(c.nodes) < 2 && c.maxAttempts < 2 {
 		return false
 	}
-	var ne *net.OpError
-	refused := err != nil && errors.As(err, &ne) && ne.Op == "dial" // never sent
-	if path == "/v1/rename" {
-		return refused
-	}
 	if err != nil {
-		return true
+		return !once || neverSent(err)
 	}
 	var e *Error
 	if errors.As(resp, &e) && e.StatusCode == http.StatusServiceUnavailable {
@@ -382,6 +406,30 @@ func (c *Client) retryable(method, path string, err error, resp error) bool {
 	}
 	return false
 }
+
+// neverSent reports whether a request's error is a failure to connect,
+// before any of the request was sent.
+func neverSent(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) && ne.Op == "dial"
+}
+
+// changesData reports whether a request may change what the store holds:
+// such a request whose outcome is unknown is not sent again.
+func changesData(method, path string) bool {
+	switch method {
+	case http.MethodPut, http.MethodDelete:
+		return true
+	case http.MethodPost:
+		path, _, _ = strings.Cut(path, "?")
+		return path == "/v1/batch" || path == "/v1/rename" || strings.HasPrefix(path, "/v1/cluster/")
+	}
+	return false
+}
+
+// outcomeUnknown is what a 503 outcome_unknown matches: both
+// ErrOutcomeUnknown and ErrUnavailable.
+var outcomeUnknown = fmt.Errorf("%w (%w)", ErrOutcomeUnknown, ErrUnavailable)
 
 // readError decodes an error response.
 func readError(resp *http.Response) error {
@@ -889,11 +937,11 @@ func (c *Client) copy(ctx context.Context, key []byte, dst Store) (string, error
 // and deletes in two steps, so a write landing exactly between them is
 // deleted too (simdr.Store.Move holds the write lock across both).
 //
-// With Options.Nodes the get and the delete are retried on the other nodes
-// as any write is. A delete that was applied but not acknowledged (503 from
-// a leader that lost its leadership) and is sent again finds the key gone:
-// the If-Match then fails, which Move takes, as a value that changed, for
-// a move that is done.
+// With Options.Nodes the get and the delete are retried on the other nodes.
+// The delete is conditional, so it goes again even when its outcome is
+// unknown (ErrOutcomeUnknown for any other write): one that was applied
+// but not acknowledged finds the key gone, the If-Match fails, and Move
+// takes that, as a value that changed, for a move that is done.
 func (c *Client) Move(ctx context.Context, key []byte, dst Store) error {
 	tag, err := c.copy(ctx, key, dst)
 	if err == nil {

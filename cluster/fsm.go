@@ -237,16 +237,19 @@ type fsm struct {
 
 // Result is what Apply gives back for one entry: the client's error, nil
 // when the write was applied.
-type result struct{ err error }
+type result struct {
+	err    error
+	broken bool // err is the store's failure, not the command's: the entry is committed all the same
+}
 
 func (f *fsm) Apply(l *raft.Log) any {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.broken != nil {
-		return result{f.broken}
+		return result{f.broken, true}
 	}
 	if l.Index <= f.applied {
-		return result{nil} // in the store already (a restart replays the log)
+		return result{nil, false} // in the store already (a restart replays the log)
 	}
 	st, release := f.n.Acquire()
 	defer release()
@@ -270,11 +273,11 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	if err != nil {
 		f.broken = fmt.Errorf("cluster: applying raft entry %d: %w", l.Index, err)
-		return result{f.broken}
+		return result{f.broken, true}
 	}
 	f.applied = l.Index
 	f.n.appliedIdx.Store(l.Index)
-	return result{cerr}
+	return result{cerr, false}
 }
 
 // Snapshot hands raft a snapshot of the store as it is when Persist runs:

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -127,10 +129,16 @@ func runLinear(t *testing.T, dur time.Duration, kills int) {
 		}
 	}
 	wg.Wait()
-	res := porcupine.CheckOperationsTimeout(kvModel, history, 30*time.Second)
+	res, info := porcupine.CheckOperationsVerbose(kvModel, history, 30*time.Second)
 	t.Logf("%d operations, %v", len(history), res)
 	if res == porcupine.Illegal {
-		t.Fatalf("the history of %d operations is not linearizable", len(history))
+		// The picture of the history (open it in a browser) is kept: the
+		// test's temporary directory is removed with the test.
+		viz := filepath.Join(os.TempDir(), fmt.Sprintf("simdr-linear-%d.html", time.Now().UnixNano()))
+		if err := porcupine.VisualizePath(kvModel, info, viz); err != nil {
+			t.Logf("visualize: %v", err)
+		}
+		t.Fatalf("the history of %d operations is not linearizable (picture: %s)", len(history), viz)
 	}
 }
 

@@ -30,6 +30,15 @@ import (
 // not it (the server forwards the request to the leader instead).
 var ErrNotLeader = errors.New("cluster: this node is not the leader")
 
+// ErrOutcomeUnknown: a write reached the leader's raft log (or may have),
+// and the leader lost its leadership, or shut down, before the write was
+// known to be committed: it may be applied or not. Sending it again may
+// apply it twice, with another client's write to the same key between the
+// two (the other write then appears undone): read the key first, or accept
+// that. Writes refused before they reached the log fail with ErrNotLeader
+// instead, and may be sent again safely.
+var ErrOutcomeUnknown = errors.New("cluster: the write may or may not be applied (the leader was lost before it committed)")
+
 // ErrNoLeader: the cluster has no leader at the moment (an election is
 // going on, or too few nodes are up): retry.
 var ErrNoLeader = errors.New("cluster: no leader at the moment")
@@ -302,8 +311,12 @@ func memberURL(urls map[string]string, id string) string {
 // Apply proposes a command (EncodeBatch, EncodeRename) and returns once it
 // is committed and applied to this node's store, with the command's own
 // error (simdr.ErrNotFound for a rename of a missing key, ...). It fails
-// with ErrNotLeader on a follower. An error from raft (leadership lost
-// meanwhile, timeout) leaves unknown whether the write will be applied.
+// with ErrNotLeader when the command was refused before it reached the
+// log (on a follower, or a leader stepping down or handing its leadership
+// over, or when the log's queue is full): it is not applied. It fails with
+// ErrOutcomeUnknown when the command may be in the log (leadership lost
+// meanwhile, raft shut down, the log failed to store it, or this node's
+// store failed to apply it after it committed).
 func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
@@ -314,12 +327,19 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 	}
 	f := n.raft.Apply(cmd, timeout)
 	if err := f.Error(); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+		// raft answers ErrNotLeader, ErrLeadershipTransferInProgress and
+		// ErrEnqueueTimeout before it appends the entry; any other error
+		// (ErrLeadershipLost, ErrRaftShutdown, a log store's) may come after.
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
+			errors.Is(err, raft.ErrEnqueueTimeout) {
 			return fmt.Errorf("%w: %w", ErrNotLeader, err)
 		}
-		return fmt.Errorf("cluster: apply: %w", err)
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	if r, ok := f.Response().(result); ok {
+		if r.broken {
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, r.err) // committed: the other nodes apply it
+		}
 		return r.err
 	}
 	return nil

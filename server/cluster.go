@@ -164,12 +164,12 @@ func (c *clusterHandler) intercept(h *handler, w http.ResponseWriter, r *http.Re
 		return false // a local read (or a local operation: compact, sync, verify...)
 	}
 	if !n.IsLeader() {
-		c.forward(w, r)
+		c.forward(w, r, write)
 		return true
 	}
 	if !write {
 		if err := n.VerifyRead(r.Context()); err != nil {
-			c.forward(w, r)
+			c.forward(w, r, false)
 			return true
 		}
 		return false // served here, now that the leadership is confirmed
@@ -178,9 +178,11 @@ func (c *clusterHandler) intercept(h *handler, w http.ResponseWriter, r *http.Re
 	return true
 }
 
-// forward sends the request to the leader and relays its answer (503
-// no_leader when there is none, or this request was forwarded already).
-func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request) {
+// forward sends the request to the leader and relays its answer: 503
+// no_leader when there is none, this request was forwarded already, or the
+// leader could not be reached (nothing was sent); 503 outcome_unknown when
+// a write's connection to the leader failed after it was sent.
+func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request, write bool) {
 	_, lurl := c.node.Leader()
 	if lurl == "" || r.Header.Get(HeaderForwarded) != "" {
 		w.Header().Set("Retry-After", "1")
@@ -201,11 +203,25 @@ func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Header.Del("Origin") // already checked here
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if write && !neverSent(err) {
+				// The leader may have taken the write before the
+				// connection broke.
+				writeError(w, http.StatusServiceUnavailable, "outcome_unknown",
+					"forwarding to the leader: the write may or may not be applied: "+err.Error())
+				return
+			}
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "no_leader", "forwarding to the leader: "+err.Error())
 		},
 	}
 	rp.ServeHTTP(w, r)
+}
+
+// neverSent reports whether a failed request's error is a failure to
+// connect, before any of it was sent.
+func neverSent(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) && ne.Op == "dial"
 }
 
 // opSink collects a decoded batch as the cluster's operations. err is the
@@ -369,12 +385,16 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 		answer = func() { h.metrics.wrote("rename", 1, 0); w.WriteHeader(http.StatusNoContent) }
 	}
 	if err := c.node.Apply(r.Context(), cmd); err != nil {
-		if errors.Is(err, cluster.ErrNotLeader) {
-			// Lost the leadership meanwhile: whether the write will be
-			// applied is unknown, so the client must not take this as a
-			// refusal (it retries; puts and deletes are idempotent).
+		switch {
+		case errors.Is(err, cluster.ErrNotLeader):
+			// Refused before it reached the log: not applied, safe to send again.
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, "no_leader", message(err))
+			return
+		case errors.Is(err, cluster.ErrOutcomeUnknown):
+			// It may be in the log: sent again, it could apply twice, around
+			// another client's write. No Retry-After: the client decides.
+			writeError(w, http.StatusServiceUnavailable, "outcome_unknown", message(err))
 			return
 		}
 		if errors.Is(err, cluster.ErrReserved) {
@@ -449,7 +469,7 @@ func (c *clusterHandler) status(w http.ResponseWriter, r *http.Request) {
 // follower forwards them).
 func (c *clusterHandler) membership(h *handler, w http.ResponseWriter, r *http.Request) {
 	if !c.node.IsLeader() {
-		c.forward(w, r)
+		c.forward(w, r, true)
 		return
 	}
 	if _, ok := bodyType(w, r, false); !ok {
