@@ -142,4 +142,4 @@ func runLinear(t *testing.T, dur time.Duration, kills int) {
 	}
 }
 
-func TestClusterLinearizable(t *testing.T) { runLinear(t, 5*time.Second, 1) }
+func TestClusterLinearizable(t *testing.T) { runLinear(t, 10*time.Second, 2) }
