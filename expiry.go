@@ -136,7 +136,10 @@ func decodeRecord(h uint64, p []byte) (r record, ok bool) {
 // and the marker (value: hiddenMark). It is nil in a generation that never
 // met a record. The writer changes it inside the seq window (apply), with
 // the main index; readers read it lock-free like the main index.
-type expiry struct{ ix *index.Index }
+type expiry struct {
+	ix *index.Index
+	counts // what Len needs, kept by set and clear (expirycount.go)
+}
 
 func newExpiry() *expiry { return &expiry{ix: index.New(0)} }
 
@@ -149,23 +152,20 @@ func (x *expiry) state(h uint64) uint64 {
 	return v
 }
 
-func (x *expiry) set(h, v uint64) { x.ix.Put(h, v) }
-
-func (x *expiry) clear(h uint64) {
-	if _, ok := x.ix.Get(h); ok {
-		x.ix.Delete(h, 1)
-	}
+// set makes v (hiddenMark or an expiry) h's state (writer only, in the seq
+// window or before x is shared).
+func (x *expiry) set(h, v uint64) {
+	x.forget(x.state(h))
+	x.ix.Put(h, v)
+	x.note(v)
 }
 
-// hiddenAndExpired counts the hidden keys and the keys expired at now.
-func (x *expiry) hiddenAndExpired(now int64) (n int) {
-	x.ix.Range(func(_, v uint64) bool {
-		if v == hiddenMark || int64(v) <= now {
-			n++
-		}
-		return true
-	})
-	return n
+// clear removes h's state (writer only, as set).
+func (x *expiry) clear(h uint64) {
+	if v, ok := x.ix.Get(h); ok {
+		x.ix.Delete(h, 1)
+		x.forget(v)
+	}
 }
 
 // clocks holds, for each store path opened in this process, the latest time
@@ -240,15 +240,6 @@ func (s *Store) expired(g *gen, h uint64) bool {
 	return v != 0 && (v == hiddenMark || int64(v) <= s.now())
 }
 
-// liveCount is Len's count for g: live keys, less records, the marker and
-// expired keys.
-func (s *Store) liveCount(g *gen) int {
-	n := g.ix.Len()
-	if x := g.x.Load(); x != nil {
-		n -= x.hiddenAndExpired(s.now())
-	}
-	return max(n, 0)
-}
 
 // noteExpiry keeps g's expiry index in step with one index update op, just
 // applied to g.ix (apply, inside the seq window). old is the main index's
