@@ -137,7 +137,7 @@ func decodeRecord(h uint64, p []byte) (r record, ok bool) {
 // met a record. The writer changes it inside the seq window (apply), with
 // the main index; readers read it lock-free like the main index.
 type expiry struct {
-	ix *index.Index
+	ix     *index.Index
 	counts // what Len needs, kept by set and clear (expirycount.go)
 }
 
@@ -239,7 +239,6 @@ func (s *Store) expired(g *gen, h uint64) bool {
 	v := x.state(h)
 	return v != 0 && (v == hiddenMark || int64(v) <= s.now())
 }
-
 
 // noteExpiry keeps g's expiry index in step with one index update op, just
 // applied to g.ix (apply, inside the seq window). old is the main index's
