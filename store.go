@@ -503,8 +503,8 @@ func (s *Store) Has(key []byte) bool {
 // middle of a batch. It takes constant time and no lock, except after keys
 // expired since the last count (or a key was written with an expiry earlier
 // than every counted one): then it takes the write lock and walks the expiry
-// index once, in time proportional to the keys that have a TTL (about 5 ms a
-// million here); see expirycount.go.
+// index once, in time proportional to the keys that have a TTL (tens of
+// milliseconds a million); see expirycount.go.
 func (s *Store) Len() int {
 	return s.liveCount()
 }
