@@ -33,9 +33,7 @@ func TestClientRetriesAcrossNodes(t *testing.T) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer ok.Close()
-	down := httptest.NewServer(http.NotFoundHandler())
-	downURL := down.URL
-	down.Close()
+	downURL := downURL()
 
 	ctx := context.Background()
 	c, err := client.New(downURL, &client.Options{Nodes: []string{noLeader.URL, ok.URL}})

@@ -2,18 +2,14 @@ package client_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/client"
-	"github.com/simdr-go/simdr/server"
 )
 
 // Move follows the same retry rules as the other writes (Options.Nodes):
@@ -22,14 +18,7 @@ import (
 // was applied but answered 503 and is sent again finds the key gone (412)
 // and the move is done.
 func TestMoveRetriesAcrossNodes(t *testing.T) {
-	remote, goodURL := serve(t, server.Config{})
-	good, _ := url.Parse(goodURL)
-	proxy := httputil.NewSingleHostReverseProxy(good)
-	noLeader := func(w http.ResponseWriter) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, `{"error":"no leader","code":"no_leader"}`)
-	}
+	remote, goodURL, proxy := serveProxied(t)
 	// mode says what the flaky node does with a DELETE: pass it on, refuse
 	// it (503 no_leader), or apply it and answer 503 as a leader that lost
 	// its leadership meanwhile may.
@@ -43,19 +32,17 @@ func TestMoveRetriesAcrossNodes(t *testing.T) {
 		deletes.Add(1)
 		switch mode.Load() {
 		case "refuse":
-			noLeader(w)
+			answer503(w, "no_leader")
 		case "apply then 503":
 			rec := httptest.NewRecorder()
 			proxy.ServeHTTP(rec, r)
-			noLeader(w)
+			answer503(w, "no_leader")
 		default:
 			proxy.ServeHTTP(w, r)
 		}
 	}))
 	defer flaky.Close()
-	down := httptest.NewServer(http.NotFoundHandler())
-	downURL := down.URL
-	down.Close()
+	downURL := downURL()
 
 	local, err := simdr.Open(filepath.Join(t.TempDir(), "l.simdr"), nil)
 	if err != nil {

@@ -6,13 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"sync/atomic"
 	"testing"
 
 	"github.com/simdr-go/simdr/client"
-	"github.com/simdr-go/simdr/server"
 )
 
 // A write is sent at most once unless the failure says it was not applied:
@@ -23,9 +20,7 @@ import (
 // server, and the number of requests it saw tells whether the client went
 // on to it.
 func TestWriteOutcomeUnknownNotRetried(t *testing.T) {
-	remote, goodURL := serve(t, server.Config{})
-	good, _ := url.Parse(goodURL)
-	proxy := httputil.NewSingleHostReverseProxy(good)
+	remote, _, proxy := serveProxied(t)
 	var second atomic.Int32
 	next := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		second.Add(1)
@@ -36,11 +31,6 @@ func TestWriteOutcomeUnknownNotRetried(t *testing.T) {
 	var mode atomic.Value
 	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body) // the whole request arrived
-		answer503 := func(code string) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, `{"error":"test","code":"`+code+`"}`)
-		}
 		switch mode.Load() {
 		case "drop": // the connection breaks before the answer
 			conn, _, err := http.NewResponseController(w).Hijack()
@@ -48,13 +38,11 @@ func TestWriteOutcomeUnknownNotRetried(t *testing.T) {
 				conn.Close()
 			}
 		case "outcome_unknown", "no_leader", "shutting_down":
-			answer503(mode.Load().(string))
+			answer503(w, mode.Load().(string))
 		}
 	}))
 	defer first.Close()
-	down := httptest.NewServer(http.NotFoundHandler())
-	downURL := down.URL
-	down.Close()
+	downURL := downURL()
 
 	ctx := context.Background()
 	remote.Put([]byte("r"), []byte("v"))
