@@ -88,19 +88,7 @@ func TestAttackTTLRepairLostPartner(t *testing.T) {
 			if _, err := Open(path, c.opts(&Options{})); !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open = %v, want ErrCorrupt", err)
 			}
-			s = reopenT(t, path, c.opts(&Options{Repair: true}))
-			if r := s.Repaired(); r == nil || !r.Rewritten {
-				t.Fatalf("the repair did not rewrite the file: %+v", r)
-			}
-			checkTTLModel(t, s, m, c)
-			s.Close()
-			s = reopenT(t, path, c.opts(&Options{}))
-			checkTTLModel(t, s, m, c)
-			if err := s.Verify(); err != nil {
-				t.Fatal(err)
-			}
-			c.add(time.Hour)
-			checkTTLModel(t, s, m, c)
+			atkRepairRewrites(t, path, m, c, time.Hour)
 		})
 	}
 }

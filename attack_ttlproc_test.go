@@ -314,11 +314,7 @@ func TestAttackTTLProc(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("SIMDR_ATK_TTL_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
-	}
-	t.Logf("seed %d (SIMDR_ATK_TTL_SEED=%d to replay)", seed, seed)
+	seed := atkSeed(t)
 	r := rand.New(rand.NewPCG(seed, 99))
 	dir := t.TempDir()
 	path, otherPath := dir+"/main.simdr", dir+"/other.simdr"
