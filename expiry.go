@@ -17,7 +17,7 @@ import (
 // Expiring keys (PutTTL). The file format has no field for an expiry, and a
 // value must stay the raw bytes its caller stored, so the expiry of a key is
 // an entry of its own: an expiry record, written in the same write as the
-// value, right after it, under a reserved key hash derived from the value's
+// value, right before it, under a reserved key hash derived from the value's
 // key hash. docs/ttl.md describes it for other readers of the file.
 //
 // A record is 32 bytes:
