@@ -360,10 +360,15 @@ func atkRepairRewrite(t *testing.T, destroy string) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(path, c.opts(&Options{Repair: true}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	atkRepairRewrites(t, path, m, c, 3*time.Minute)
+}
+
+// atkRepairRewrites opens path with Repair, which must rewrite the file, and
+// checks that the store holds m, after the repair, reopened, and later on
+// the clock.
+func atkRepairRewrites(t *testing.T, path string, m ttlModel, c *fakeClock, later time.Duration) {
+	t.Helper()
+	s := reopenT(t, path, c.opts(&Options{Repair: true}))
 	if r := s.Repaired(); r == nil || !r.Rewritten {
 		t.Fatalf("the repair did not rewrite the file: %+v", r)
 	}
@@ -374,7 +379,7 @@ func atkRepairRewrite(t *testing.T, destroy string) {
 	if err := s.Verify(); err != nil {
 		t.Fatal(err)
 	}
-	c.add(3 * time.Minute)
+	c.add(later)
 	checkTTLModel(t, s, m, c)
 }
 
@@ -872,11 +877,7 @@ func TestAttackTTLKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
-	seed := uint64(time.Now().UnixNano())
-	if v := os.Getenv("SIMDR_ATK_TTL_SEED"); v != "" {
-		seed, _ = strconv.ParseUint(v, 10, 64)
-	}
-	t.Logf("seed %d (SIMDR_ATK_TTL_SEED=%d to replay)", seed, seed)
+	seed := atkSeed(t)
 	r := rand.New(rand.NewPCG(seed, 1))
 	path := filepath.Join(t.TempDir(), "kill.simdr")
 	keys := make([]string, 24)
@@ -984,6 +985,17 @@ func TestAttackTTLKill(t *testing.T) {
 		}
 	}
 	t.Logf("%d lives, %d showed the op in flight, %d reopened without the state file", atkKillLives, inFlight, noState)
+}
+
+// atkSeed returns a new seed, or the one SIMDR_ATK_TTL_SEED replays, and
+// logs it.
+func atkSeed(t *testing.T) uint64 {
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("SIMDR_ATK_TTL_SEED"); v != "" {
+		seed, _ = strconv.ParseUint(v, 10, 64)
+	}
+	t.Logf("seed %d (SIMDR_ATK_TTL_SEED=%d to replay)", seed, seed)
+	return seed
 }
 
 // String shows a state with its value cut short.

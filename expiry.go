@@ -17,7 +17,7 @@ import (
 // Expiring keys (PutTTL). The file format has no field for an expiry, and a
 // value must stay the raw bytes its caller stored, so the expiry of a key is
 // an entry of its own: an expiry record, written in the same write as the
-// value, right after it, under a reserved key hash derived from the value's
+// value, right before it, under a reserved key hash derived from the value's
 // key hash. docs/ttl.md describes it for other readers of the file.
 //
 // A record is 32 bytes:
@@ -246,14 +246,17 @@ func (s *Store) expired(g *gen, h uint64) bool {
 // last record met in pend, for the value op that follows it.
 func (g *gen) noteExpiry(op pending, old uint64, pend *record) {
 	x := g.x.Load()
-	if op.rec {
-		if x == nil {
-			x = newExpiry()
-			if _, ok := g.ix.Get(markerHash); ok {
-				x.set(markerHash, hiddenMark) // written before the first record
-			}
-			g.x.Store(x)
+	if x == nil && (op.rec || op.hash == markerHash && !op.del) {
+		// The first record, or the marker written before it: a follower
+		// may stop between the two (the record would end the file, see
+		// unfinished) and must not show the marker as a key meanwhile.
+		x = newExpiry()
+		if _, ok := g.ix.Get(markerHash); ok {
+			x.set(markerHash, hiddenMark)
 		}
+		g.x.Store(x)
+	}
+	if op.rec {
 		r, ok := g.recordEntry(op.hash, op.pos)
 		if !ok {
 			return // cannot happen: the writer or Refresh checked its shape

@@ -27,7 +27,9 @@ type RepairReport struct {
 	// be rewritten (a damaged prev field, or entries moved down over a gap).
 	Relinked int `json:"relinked"`
 	// Dropped lists the byte ranges of the old file that held no intact
-	// entry and were left out. DroppedBytes is their total length.
+	// entry and were left out (and those of intact expiry records, or
+	// their tombstones, left out with the entry they were written with:
+	// docs/ttl.md). DroppedBytes is their total length.
 	Dropped      []Range `json:"dropped"`
 	DroppedBytes int64   `json:"dropped_bytes"`
 	// Healed is the number of damaged tombstones (their zero byte or their
@@ -84,6 +86,7 @@ func (s *Store) repair(g *gen, data []byte, L int64) (int64, error) {
 	size := int64(len(data))
 	sv := format.Salvage(data, L)
 	dropUnopenableFirst(&sv)
+	dropUnbound(data, &sv) // expiry records and their tombstones (repair_ttl.go)
 	rep := &RepairReport{OldSize: size, NewSize: sv.End, Kept: len(sv.Kept), Dropped: []Range{}, Damaged: []int64{}}
 	for _, d := range sv.Dropped {
 		rep.Dropped = append(rep.Dropped, Range{d.Off, d.Len})

@@ -105,7 +105,10 @@ func (s *Store) Copy(key []byte, dst *Store) error {
 //     written, dst is cut back to where it was and s keeps the value. A
 //     damaged value fails with ErrChecksum, as in Copy.
 //   - A crash leaves the value in s, or in dst, or (between the sync of dst
-//     and the tombstone in s) in both; never in neither.
+//     and the tombstone in s) in both; never in neither, whichever of the
+//     stores' state files survive (the copy is recorded as committed in
+//     dst's before the tombstone is written: followers of dst in other
+//     processes may see it before those of s see it gone).
 //
 // Move holds both stores' write locks, always taken in the same order (by
 // the Stores' addresses), so that Move(a→b) and Move(b→a) at once cannot
@@ -185,7 +188,13 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 	if err := da.finish(); err != nil {
 		return err
 	}
-	// The copy must be durable before the tombstone can be.
+	// The copy must be durable before the tombstone can be, and committed
+	// in dst's state file: a recovery that trusts the state cuts what lies
+	// past the committed tail, and the source's, without its state (a cache:
+	// deleted, say), keeps the tombstone: the value would be in neither.
+	// (Followers of dst in other processes may see the copy before the
+	// source's followers see it gone; readers of these Stores see both at
+	// once, below.)
 	if !dst.opts.SyncWrites {
 		if da.err = dg.f.Sync(); da.err != nil {
 			dst.syncFailed(da.err)
@@ -193,11 +202,16 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 			return fmt.Errorf("sync the copy: %w", da.err)
 		}
 	}
+	dst.noteCommit(dg, da.tail)
+	undo := func() {
+		da.rollback()
+		dst.noteCommit(dg, da.start)
+	}
 	sa := s.begin(sg)
 	sa.remove(h)
 	if err := sa.finish(); err != nil {
 		da.err = err
-		da.rollback()
+		undo()
 		return fmt.Errorf("copied, but not deleted from the source (the copy is rolled back): %w", err)
 	}
 	// Both written: publish both at once, the second store's window inside
@@ -208,13 +222,13 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 		// Cannot happen (both locks are held and both Stores were open):
 		// leave nothing unpublished in the files.
 		sa.rollback()
-		da.rollback()
+		undo()
 		return ErrClosed
 	}
 	if !second.open() {
 		first.seq.Add(1)
 		sa.rollback()
-		da.rollback()
+		undo()
 		return ErrClosed
 	}
 	apply(dg, dst.ops, da.tail)

@@ -80,7 +80,7 @@ func apply(g *gen, ops []pending, tail int64) {
 		} else {
 			old = g.ix.Put(op.hash, op.pos)
 		}
-		if op.rec || g.x.Load() != nil {
+		if op.rec || op.hash == markerHash || g.x.Load() != nil {
 			g.noteExpiry(op, old, &pend)
 		}
 	}

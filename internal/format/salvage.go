@@ -342,7 +342,10 @@ func (s *Salvaged) InPlace() bool {
 //     at T, its payload intact whatever its stored prev says (the payload
 //     checksum tells which boundary below is the right one);
 //   - or, met first, metadata linking to a boundary p above T whose entry
-//     verifies: the next intact entry. The bytes from T to p are kept when
+//     verifies: the next intact entry (looked for from T on: a tombstone is
+//     not aligned, so one may lie below the aligned start of T's payload,
+//     and one at that start is not taken for a one-byte value 0x00, which
+//     cannot be stored). The bytes from T to p are kept when
 //     they are entries linked from p down to exactly T (damaged values whose
 //     links on both sides hold, and tombstones as above: dropping them would
 //     bring back an older value of their key), and dropped otherwise.
@@ -495,21 +498,47 @@ func (sc *scanner) next(T int64) (Entry, int64, bool) {
 		}
 	}
 	S := T + Prepad(T)
+	// A tombstone is not aligned: intact ones may lie between T and the
+	// aligned start S, where no value's metadata can (a value beginning
+	// above T has its payload at S or later). Taking the bytes up to S for
+	// the padding of the value whose checksum holds from S would lose them,
+	// and bring back the values they deleted.
+	for e := T + 1; e <= S && e+MetaSize <= n; e++ {
+		if d, p, ok := sc.resync(T, e); ok {
+			return d, p, true
+		}
+	}
 	r := ^uint32(0) // the CRC register over data[S:e]
 	for e := S; e+MetaSize <= n; e++ {
 		if e > S {
 			meta := data[e : e+MetaSize]
 			m := ReadMeta(meta)
 			if m.CRC == ^r && !allZero(meta) {
+				if e == S+1 && data[S] == 0 {
+					// The byte 0x00 is never a value: a tombstone at S,
+					// after bytes that hold no entry.
+					return Entry{Meta: m, Start: S, End: e, Tombstone: true}, S, true
+				}
 				return Entry{Meta: m, Start: S, End: e}, T, true
 			}
-			if p := m.Prev; p > T && p < e {
-				if d, ok := Decode(data, e+MetaSize); ok && !allZero(meta) && sc.valid(d) {
-					return d, p, true
-				}
+			if d, p, ok := sc.resync(T, e); ok {
+				return d, p, true
 			}
 		}
 		r = ieee[byte(r)^data[e]] ^ r>>8
+	}
+	return Entry{}, 0, false
+}
+
+// resync returns the entry whose metadata begins at e when it links to a
+// boundary p above T and verifies: the next intact entry after bytes that
+// hold none (see Salvage).
+func (sc *scanner) resync(T, e int64) (Entry, int64, bool) {
+	meta := sc.data[e : e+MetaSize]
+	if p := ReadMeta(meta).Prev; p > T && p < e {
+		if d, ok := Decode(sc.data, e+MetaSize); ok && !allZero(meta) && sc.valid(d) {
+			return d, p, true
+		}
 	}
 	return Entry{}, 0, false
 }
