@@ -169,7 +169,21 @@ func (c *clusterHandler) intercept(h *handler, w http.ResponseWriter, r *http.Re
 	}
 	if !write {
 		if err := n.VerifyRead(r.Context()); err != nil {
+			if !errors.Is(err, cluster.ErrNotLeader) {
+				writeStoreError(w, err) // this node's store is stale
+				return true
+			}
 			c.forward(w, r, false)
+			return true
+		}
+		st, release := n.Acquire()
+		stale := st != h.store
+		release()
+		if stale {
+			// A snapshot replaced the store after this request took it (this
+			// node was a follower then): serve it from the store VerifyRead
+			// vouched for.
+			c.ServeHTTP(w, r)
 			return true
 		}
 		return false // served here, now that the leadership is confirmed
@@ -278,6 +292,9 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 	hd := hold{b: &h.budget}
 	defer hd.release()
 	var cmd []byte
+	// check, when set instead of cmd, decides the command on the store
+	// (cluster.Node.ApplyChecked).
+	var check func(st *simdr.Store) ([]byte, error)
 	var answer func()
 	switch route {
 	case routeKeys, routeHash:
@@ -300,15 +317,25 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			return
 		}
 		if r.Method == "DELETE" {
-			if !h.ifMatch(w, r, kh) {
-				return
-			}
-			if route == routeHash && h.absent(kh) { // (see handler.absent)
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
 			cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Del: true}})
 			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }
+			im, byHash := r.Header.Get("If-Match"), route == routeHash
+			if im == "" && !byHash {
+				break // blind
+			}
+			// Decided on the leader's store once it holds every committed
+			// write (a new leader's may not yet), with no write between.
+			del := cmd
+			check = func(st *simdr.Store) ([]byte, error) {
+				if err := matches(st, kh, im); err != nil {
+					return nil, err
+				}
+				if byHash && absentIn(st, kh) { // (see handler.absent)
+					return nil, nil
+				}
+				return del, nil
+			}
+			cmd = nil
 			break
 		}
 		ttl, err := ttlParam(r)
@@ -381,10 +408,18 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			writeBadBody(w, err)
 			return
 		}
-		cmd = cluster.EncodeRename(from, to)
+		// Decided on the leader, applied blind: a replica applying a rename
+		// after the value expired finds no value to move (EncodeRename).
+		check = func(st *simdr.Store) ([]byte, error) { return cluster.RenameCommand(st, from, to) }
 		answer = func() { h.metrics.wrote("rename", 1, 0); w.WriteHeader(http.StatusNoContent) }
 	}
-	if err := c.node.Apply(r.Context(), cmd); err != nil {
+	var err error
+	if check != nil {
+		err = c.node.ApplyChecked(r.Context(), check)
+	} else {
+		err = c.node.Apply(r.Context(), cmd)
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, cluster.ErrNotLeader):
 			// Refused before it reached the log: not applied, safe to send again.
