@@ -292,3 +292,56 @@ func TestClusterBrokenLeaderDecidesNothing(t *testing.T) {
 		})
 	}
 }
+
+// client.Move through a follower whose file differs from the leader's (it
+// compacted its own: the same entries at other offsets, other ETags) moves
+// the value: it used to copy it from the follower's store and send the
+// DELETE with the follower's ETag, which the leader found not to match
+// (412), so the value stayed on both sides and Move returned nil.
+func TestClusterMoveThroughCompactedFollower(t *testing.T) {
+	n1 := startNode(t, "n1", "")
+	waitFor(t, "n1 to lead", n1.n.IsLeader)
+	n2 := startNode(t, "n2", n1.url)
+	n3 := startNode(t, "n3", n1.url)
+	waitFor(t, "three members with their URLs", func() bool {
+		m := members(n1.n)
+		return len(m) == 3 && m["n2"] == n2.url && m["n3"] == n3.url
+	})
+	ctx := context.Background()
+	c1, _ := client.New(n1.url, &client.Options{Token: "tok"})
+	for _, v := range []string{"first", "moving"} { // a dead entry before the live one
+		if err := c1.Put(ctx, []byte("k"), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "n2 to apply k", func() bool { return storeHas(n2.n, "k", "moving") })
+	if got := <-sendBody("POST", n2.url+"/v1/compact", nil, ""); !strings.HasPrefix(got, "200") {
+		t.Fatalf("compact n2: %s", got)
+	}
+	tag := func(n *inNode) string {
+		res, err := http.DefaultClient.Do(mustReq(t, "GET", n.url+"/v1/keys/k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.Header.Get("ETag")
+	}
+	if tag(n1) == tag(n2) {
+		t.Fatal("the compaction left k's entry where it was: the test needs the ETags to differ")
+	}
+	dst, err := simdr.Open(filepath.Join(t.TempDir(), "dst.simdr"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	c2, _ := client.New(n2.url, &client.Options{Token: "tok", Nodes: []string{n1.url, n3.url}})
+	if err := c2.Move(ctx, []byte("k"), client.Local(dst)); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := dst.Get([]byte("k")); err != nil || string(e.Bytes()) != "moving" {
+		t.Fatalf("the destination: %v", err)
+	}
+	if !storeHasNot(n1, "k") {
+		t.Fatal("the value stayed in the cluster too")
+	}
+}
