@@ -319,23 +319,35 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 		if r.Method == "DELETE" {
 			cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Del: true}})
 			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }
-			im, byHash := r.Header.Get("If-Match"), route == routeHash
-			if im == "" && !byHash {
-				break // blind
-			}
-			// Decided on the leader's store once it holds every committed
-			// write (a new leader's may not yet), with no write between.
-			del := cmd
-			check = func(st *simdr.Store) ([]byte, error) {
-				if err := matches(st, kh, im); err != nil {
-					return nil, err
+			// What the store holds is read once it holds every committed
+			// write (a new leader's may not yet).
+			switch im, byHash := r.Header.Get("If-Match"), route == routeHash; {
+			case im != "":
+				// Decided on the leader, with no write logged in between.
+				del := cmd
+				check = func(st *simdr.Store) ([]byte, error) {
+					if err := matches(st, kh, im); err != nil {
+						return nil, err
+					}
+					if byHash && absentIn(st, kh) { // (see handler.absent)
+						return nil, nil
+					}
+					return del, nil
 				}
-				if byHash && absentIn(st, kh) { // (see handler.absent)
-					return nil, nil
+				cmd = nil
+			case byHash:
+				if err := c.node.VerifyRead(r.Context()); err != nil {
+					writeApplyError(w, err)
+					return
 				}
-				return del, nil
+				st, release := c.node.Acquire()
+				absent := absentIn(st, kh) // (see handler.absent)
+				release()
+				if absent {
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
 			}
-			cmd = nil
 			break
 		}
 		ttl, err := ttlParam(r)
@@ -420,26 +432,29 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 		err = c.node.Apply(r.Context(), cmd)
 	}
 	if err != nil {
-		switch {
-		case errors.Is(err, cluster.ErrNotLeader):
-			// Refused before it reached the log: not applied, safe to send again.
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "no_leader", message(err))
-			return
-		case errors.Is(err, cluster.ErrOutcomeUnknown):
-			// It may be in the log: sent again, it could apply twice, around
-			// another client's write. No Retry-After: the client decides.
-			writeError(w, http.StatusServiceUnavailable, "outcome_unknown", message(err))
-			return
-		}
-		if errors.Is(err, cluster.ErrReserved) {
-			writeError(w, http.StatusForbidden, "reserved", err.Error())
-			return
-		}
-		writeStoreError(w, err)
+		writeApplyError(w, err)
 		return
 	}
 	answer()
+}
+
+// writeApplyError answers a write's failure in cluster.Node.Apply,
+// ApplyChecked or VerifyRead.
+func writeApplyError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, cluster.ErrNotLeader):
+		// Refused before it reached the log: not applied, safe to send again.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "no_leader", message(err))
+	case errors.Is(err, cluster.ErrOutcomeUnknown):
+		// It may be in the log: sent again, it could apply twice, around
+		// another client's write. No Retry-After: the client decides.
+		writeError(w, http.StatusServiceUnavailable, "outcome_unknown", message(err))
+	case errors.Is(err, cluster.ErrReserved):
+		writeError(w, http.StatusForbidden, "reserved", err.Error())
+	default:
+		writeStoreError(w, err)
+	}
 }
 
 // status serves GET /v1/cluster: this node's view, and each member's

@@ -250,7 +250,7 @@ func TestClusterRenameOfExpiringKeyOnLateReplica(t *testing.T) {
 // every apply fails, as on a full disk) keeps leading, and its store falls
 // behind the log: it must answer a strong read, or a write decided on the
 // store (If-Match, a rename), with the store's failure, not from the stale
-// store (which said: not found, 412).
+// store (which said: not found, 412, 204 with nothing deleted).
 func TestClusterBrokenLeaderDecidesNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.simdr")
 	st, err := simdr.Open(path, nil)
@@ -281,6 +281,7 @@ func TestClusterBrokenLeaderDecidesNothing(t *testing.T) {
 		{"strong GET", "GET", "/v1/keys/k?consistency=strong", "", nil},
 		{"strong get-many", "POST", "/v1/get-many?consistency=strong", `{"keys":["k"]}`, http.Header{"Content-Type": {"application/json"}}},
 		{"DELETE If-Match", "DELETE", "/v1/keys/k", "", http.Header{"If-Match": {"*"}}},
+		{"DELETE by hash", "DELETE", fmt.Sprintf("/v1/hash/%016x", simdr.Hash([]byte("k"))), "", nil},
 		{"rename", "POST", "/v1/rename", `{"from":"k","to":"k2"}`, http.Header{"Content-Type": {"application/json"}}},
 	}
 	for _, tc := range tests {
