@@ -215,6 +215,11 @@ func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request, write b
 			pr.Out.Host = u.Host
 			pr.Out.Header.Set(HeaderForwarded, c.node.ID())
 			pr.Out.Header.Del("Origin") // already checked here
+			// With one of these, net/http sends a request without a body
+			// (a DELETE) again on a new connection when a reused one broke
+			// after it was sent: the leader would apply it twice.
+			pr.Out.Header.Del("Idempotency-Key")
+			pr.Out.Header.Del("X-Idempotency-Key")
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if write && !neverSent(err) {
