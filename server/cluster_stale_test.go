@@ -116,33 +116,33 @@ func staleLeader(t *testing.T) (n2 *inNode, release func(), tag string, written 
 // entry) or been answered.
 func TestClusterRequestOnStaleNewLeader(t *testing.T) {
 	tests := []struct {
-		name, method, path string
-		ifMatch            bool
-		want               string // status and body
-		after              func(n2 *inNode) bool
+		name, method, path, body string
+		ifMatch                  bool
+		want                     string // status and body
+		after                    func(n2 *inNode) bool
 	}{
-		{"DELETE If-Match naming the value before the last write", "DELETE", "/v1/keys/k", true,
+		{"DELETE If-Match naming the value before the last write", "DELETE", "/v1/keys/k", "", true,
 			"412 ", func(n2 *inNode) bool { return storeHas(n2.n, "k", "v2") }},
-		{"DELETE by hash of a key written last", "DELETE", fmt.Sprintf("/v1/hash/%016x", simdr.Hash([]byte("k2"))), false,
+		{"DELETE by hash of a key written last", "DELETE", fmt.Sprintf("/v1/hash/%016x", simdr.Hash([]byte("k2"))), "", false,
 			"204 ", func(n2 *inNode) bool { return storeHasNot(n2, "k2") }},
-		{"rename of a key written last", "POST", "/v1/rename", false,
+		{"rename of a key written last", "POST", "/v1/rename", `{"from":"k2","to":"k3"}`, false,
 			"204 ", func(n2 *inNode) bool { return storeHas(n2.n, "k3", "new") && storeHasNot(n2, "k2") }},
-		{"strong GET", "GET", "/v1/keys/k?consistency=strong", false, "200 v2", nil},
+		{"strong GET", "GET", "/v1/keys/k?consistency=strong", "", false, "200 v2", nil},
+		{"strong get-many", "POST", "/v1/get-many?consistency=strong", `{"keys":["k","k2"]}`, false,
+			`200 {"values":["djI=","bmV3"]}`, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			n2, release, tag, written := staleLeader(t)
 			hdr := http.Header{}
-			var body string
 			if tc.ifMatch {
 				hdr.Set("If-Match", tag)
 			}
-			if tc.method == "POST" {
+			if tc.body != "" {
 				hdr.Set("Content-Type", "application/json")
-				body = `{"from":"k2","to":"k3"}`
 			}
 			last := n2.n.Status().LastIndex
-			ans := sendBody(tc.method, n2.url+tc.path, hdr, body)
+			ans := sendBody(tc.method, n2.url+tc.path, hdr, tc.body)
 			var got string
 			answered := false
 			waitFor(t, "the request to reach n2's raft or be answered", func() bool {
