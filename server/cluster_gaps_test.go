@@ -297,6 +297,21 @@ func startNodeIn(t *testing.T, id, join, dir, httpAddr, raftAddr string) *inNode
 	return &inNode{n: n, url: base, raft: raftAddr, stop: stop}
 }
 
+// threeNodes starts a cluster of three nodes, n1 leading, and waits until
+// every member's URL is known.
+func threeNodes(t *testing.T) (n1, n2, n3 *inNode) {
+	t.Helper()
+	n1 = startNode(t, "n1", "")
+	waitFor(t, "n1 to lead", n1.n.IsLeader)
+	n2 = startNode(t, "n2", n1.url)
+	n3 = startNode(t, "n3", n1.url)
+	waitFor(t, "three members with their URLs", func() bool {
+		m := members(n1.n)
+		return len(m) == 3 && m["n2"] == n2.url && m["n3"] == n3.url
+	})
+	return n1, n2, n3
+}
+
 // waitFor polls cond until it holds, failing the test after a minute.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -346,14 +361,7 @@ func postJSON(t *testing.T, url, body string) int {
 // its URL recorded, every write made while it was out and after in its
 // store, and writes sent to it forwarded to the leader.
 func TestClusterRemovedNodeRejoins(t *testing.T) {
-	n1 := startNode(t, "n1", "")
-	waitFor(t, "n1 to lead", n1.n.IsLeader)
-	n2 := startNode(t, "n2", n1.url)
-	n3 := startNode(t, "n3", n1.url)
-	waitFor(t, "three members with their URLs", func() bool {
-		m := members(n1.n)
-		return len(m) == 3 && m["n2"] == n2.url && m["n3"] == n3.url
-	})
+	n1, n2, n3 := threeNodes(t)
 	ctx := context.Background()
 	c, _ := client.New(n1.url, &client.Options{Token: "tok", Nodes: []string{n2.url}})
 	if err := c.Put(ctx, []byte("before"), []byte("1")); err != nil {

@@ -205,11 +205,7 @@ func TestClusterStatusWhileApplyingWaits(t *testing.T) {
 // value in place, which the leader had replaced (and which then expired
 // with the moved value): that replica served the old value forever.
 func TestClusterRenameOfExpiringKeyOnLateReplica(t *testing.T) {
-	n1 := startNode(t, "n1", "")
-	waitFor(t, "n1 to lead", n1.n.IsLeader)
-	n2 := startNode(t, "n2", n1.url)
-	n3 := startNode(t, "n3", n1.url)
-	waitFor(t, "three members", func() bool { return len(members(n1.n)) == 3 })
+	n1, n2, n3 := threeNodes(t)
 	ctx := context.Background()
 	c, _ := client.New(n1.url, &client.Options{Token: "tok"})
 	if err := c.Put(ctx, []byte("to"), []byte("old")); err != nil {
@@ -300,14 +296,7 @@ func TestClusterBrokenLeaderDecidesNothing(t *testing.T) {
 // DELETE with the follower's ETag, which the leader found not to match
 // (412), so the value stayed on both sides and Move returned nil.
 func TestClusterMoveThroughCompactedFollower(t *testing.T) {
-	n1 := startNode(t, "n1", "")
-	waitFor(t, "n1 to lead", n1.n.IsLeader)
-	n2 := startNode(t, "n2", n1.url)
-	n3 := startNode(t, "n3", n1.url)
-	waitFor(t, "three members with their URLs", func() bool {
-		m := members(n1.n)
-		return len(m) == 3 && m["n2"] == n2.url && m["n3"] == n3.url
-	})
+	n1, n2, n3 := threeNodes(t)
 	ctx := context.Background()
 	c1, _ := client.New(n1.url, &client.Options{Token: "tok"})
 	for _, v := range []string{"first", "moving"} { // a dead entry before the live one
