@@ -893,18 +893,24 @@ func unexpected(err error) error {
 // but read into memory first for any other (Store has no streaming put
 // with a ttl).
 func (c *Client) Copy(ctx context.Context, key []byte, dst Store) error {
-	_, err := c.copy(ctx, key, dst)
+	_, err := c.copy(ctx, key, dst, false)
 	return err
 }
 
-func (c *Client) copy(ctx context.Context, key []byte, dst Store) (string, error) {
+// copy is Copy, returning the ETag of the entry copied; strong reads it
+// with ?consistency=strong (from a cluster's leader).
+func (c *Client) copy(ctx context.Context, key []byte, dst Store, strong bool) (string, error) {
 	if dst == nil {
 		return "", fmt.Errorf("client: copy: nil destination: %w", simdr.ErrClosed)
 	}
 	if d, ok := dst.(*Client); ok && d == c {
 		return "", fmt.Errorf("client: copy: %w", simdr.ErrSameStore)
 	}
-	resp, err := c.do(ctx, http.MethodGet, c.keyPath(key), nil, "", http.StatusOK)
+	u := c.keyPath(key)
+	if strong && !c.strong { // (with c.strong, do adds it)
+		u += "?consistency=strong"
+	}
+	resp, err := c.do(ctx, http.MethodGet, u, nil, "", http.StatusOK)
 	if err != nil {
 		return "", err
 	}
@@ -937,13 +943,21 @@ func (c *Client) copy(ctx context.Context, key []byte, dst Store) (string, error
 // and deletes in two steps, so a write landing exactly between them is
 // deleted too (simdr.Store.Move holds the write lock across both).
 //
+// The value is read with ?consistency=strong (a single server ignores it):
+// a cluster's nodes may hold the same entries at other offsets in their
+// files (one compacted its own, or restored a snapshot), so an ETag from a
+// follower would not match on the leader, which checks the If-Match. If
+// the leadership moves between the copy and the delete to a node whose
+// file differs, the If-Match fails all the same: the value then stays on
+// both sides, and Move returns nil as for a value that changed.
+//
 // With Options.Nodes the get and the delete are retried on the other nodes.
 // The delete is conditional, so it goes again even when its outcome is
 // unknown (ErrOutcomeUnknown for any other write): one that was applied
 // but not acknowledged finds the key gone, the If-Match fails, and Move
 // takes that, as a value that changed, for a move that is done.
 func (c *Client) Move(ctx context.Context, key []byte, dst Store) error {
-	tag, err := c.copy(ctx, key, dst)
+	tag, err := c.copy(ctx, key, dst, true)
 	if err == nil {
 		err = dst.Sync(ctx)
 	}

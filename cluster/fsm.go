@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -86,7 +87,12 @@ func EncodeBatch(ops []Op) []byte {
 	return b
 }
 
-// EncodeRename encodes a rename of the key from to the key to.
+// EncodeRename encodes a rename of the key from to the key to, which each
+// replica decides when it applies it: one that applies it after from's
+// value expired (by its own clock) finds no value, and leaves to as it was,
+// while the others replaced it. The server sends RenameCommand's blind
+// batch through Node.ApplyChecked instead; this command is still applied
+// as before, for the logs that hold it.
 func EncodeRename(from, to []byte) []byte {
 	b := []byte{cmdRename}
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(from)))
@@ -233,6 +239,27 @@ type fsm struct {
 	applied uint64     // the index in the store
 	broken  error      // the store failed an Apply: nothing more is applied until a restart
 	b       simdr.Batch
+	// brokenNow is broken, for readers that must not wait for mu (a
+	// compaction, Node.Exclusive, holds it): nil when not broken.
+	brokenNow atomic.Pointer[error]
+}
+
+// setBroken sets broken (under mu).
+func (f *fsm) setBroken(err error) {
+	f.broken = err
+	if err == nil {
+		f.brokenNow.Store(nil)
+		return
+	}
+	f.brokenNow.Store(&err)
+}
+
+// failed returns broken without waiting for mu (nil when not broken).
+func (f *fsm) failed() error {
+	if p := f.brokenNow.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Result is what Apply gives back for one entry: the client's error, nil
@@ -272,7 +299,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		err = st.Apply(&f.b)
 	}
 	if err != nil {
-		f.broken = fmt.Errorf("cluster: applying raft entry %d: %w", l.Index, err)
+		f.setBroken(fmt.Errorf("cluster: applying raft entry %d: %w", l.Index, err))
 		return result{f.broken, true}
 	}
 	f.applied = l.Index
@@ -351,14 +378,14 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	st, err := f.n.cfg.Open(path)
 	if err != nil {
-		f.broken = fmt.Errorf("cluster: restore: opening the restored store: %w", err)
+		f.setBroken(fmt.Errorf("cluster: restore: opening the restored store: %w", err))
 		return f.broken
 	}
 	f.n.swap(st)
 	f.n.restores.Add(1)
 	f.applied = appliedIndex(st)
 	f.n.appliedIdx.Store(f.applied)
-	f.broken = nil
+	f.setBroken(nil)
 	return nil
 }
 

@@ -97,11 +97,16 @@ type Node struct {
 	restores   atomic.Uint64
 	readyTerm  atomic.Uint64 // a barrier of this term is applied: strong reads may be served
 	barrierMu  sync.Mutex
-	stop       chan struct{} // closed when Close begins (Done)
-	wg         sync.WaitGroup
-	closeOnce  sync.Once
-	closeErr   error
-	hc         *http.Client
+	// propose orders this node's proposals: Apply holds it shared while
+	// raft takes its entry into the log, ApplyChecked exclusively from its
+	// barrier until its own entry is in the log, so that no write is logged
+	// between the state it checked and its write.
+	propose   sync.RWMutex
+	stop      chan struct{} // closed when Close begins (Done)
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	hc        *http.Client
 }
 
 // storeRef counts the users of one store, so that the store a snapshot
@@ -321,11 +326,23 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	timeout := 30 * time.Second
+	n.propose.RLock()
+	return n.apply(ctx, cmd, n.propose.RUnlock)
+}
+
+// timeout is how long raft may take to take an entry into its log.
+func timeout(ctx context.Context) time.Duration {
 	if d, ok := ctx.Deadline(); ok {
-		timeout = time.Until(d)
+		return max(time.Until(d), time.Millisecond) // 0 would be no limit
 	}
-	f := n.raft.Apply(cmd, timeout)
+	return 30 * time.Second
+}
+
+// apply proposes cmd, calls logged once raft has taken it (or refused it),
+// and waits for its outcome (see Apply).
+func (n *Node) apply(ctx context.Context, cmd []byte, logged func()) error {
+	f := n.raft.Apply(cmd, timeout(ctx))
+	logged()
 	if err := f.Error(); err != nil {
 		// raft answers ErrNotLeader, ErrLeadershipTransferInProgress and
 		// ErrEnqueueTimeout before it appends the entry; any other error
@@ -345,10 +362,82 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) error {
 	return nil
 }
 
+// ApplyChecked is Apply for a write that depends on what the store holds
+// (a DELETE with If-Match, a rename): check gets the store once it holds
+// every write committed before the call (a barrier), and returns the
+// command to apply, decided from it, or nil for none; no other write of
+// this node is logged between the check and the command, and no other
+// leader's either (it would have to win an election first, and the command
+// is then refused or lost with this leader's term). So the command can be
+// blind (EncodeBatch), which every replica applies the same way whenever it
+// applies it, unlike a check made by each replica against its own clock (a
+// value that expires). check's error is returned as is, nothing applied;
+// check must not keep st, nor slices of its values, past its return (the
+// commands EncodeBatch makes are copies).
+//
+// It writes nothing, and fails with ErrNotLeader, when this node does not
+// lead or its barrier fails; with the store's failure when this node's
+// store has stopped applying (its state is stale: a check against it could
+// decide wrong for the others). Other writes of this node wait for the
+// barrier: a round trip of the cluster.
+func (n *Node) ApplyChecked(ctx context.Context, check func(st *simdr.Store) ([]byte, error)) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	n.propose.Lock()
+	var once sync.Once
+	unlock := func() { once.Do(n.propose.Unlock) }
+	defer unlock()
+	if err := n.raft.Barrier(timeout(ctx)).Error(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err) // only a barrier was sent: no write
+	}
+	if err := n.fsm.failed(); err != nil {
+		return fmt.Errorf("cluster: this node's store stopped applying the log, it decides no checked write: %w", err)
+	}
+	st, release := n.Acquire()
+	cmd, err := check(st)
+	release()
+	if err != nil || cmd == nil {
+		return err
+	}
+	return n.apply(ctx, cmd, unlock)
+}
+
+// RenameCommand is the command (EncodeBatch) that renames from to to in st
+// as it is now: a put of from's value under to, with from's expiry if it
+// has one, and a delete of from. For Node.ApplyChecked: unlike
+// EncodeRename's command, which each replica decides when it applies it, a
+// replica applying it after the value expired moves it all the same (and
+// it is expired there too). A missing from fails with simdr.ErrNotFound,
+// from equal to to with simdr.ErrSameKey, a reserved key with ErrReserved.
+func RenameCommand(st *simdr.Store, from, to []byte) ([]byte, error) {
+	hf, ht := simdr.Hash(from), simdr.Hash(to)
+	switch {
+	case IsReserved(hf) || IsReserved(ht):
+		return nil, ErrReserved
+	case hf == ht:
+		return nil, fmt.Errorf("cluster: rename: %w", simdr.ErrSameKey)
+	}
+	e, err := st.GetHash(hf)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: rename: %w", err)
+	}
+	at, err := st.ExpiresAtHash(hf)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: rename: %w", err)
+	}
+	put := Op{Hash: ht, Value: e.Bytes()} // copied by EncodeBatch
+	if !at.IsZero() {
+		put.ExpiresAt = at.UnixMilli()
+	}
+	return EncodeBatch([]Op{put, {Hash: hf, Del: true}}), nil
+}
+
 // VerifyRead makes a read that follows it linearizable: it returns nil once
 // this node has confirmed it still leads, and its store holds every write
 // committed before the call (a barrier is applied once per term).
-// ErrNotLeader on a follower.
+// ErrNotLeader on a follower; the store's failure on a node whose store
+// stopped applying the log (it is stale).
 func (n *Node) VerifyRead(ctx context.Context) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
@@ -367,6 +456,9 @@ func (n *Node) VerifyRead(ctx context.Context) error {
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	if err := n.fsm.failed(); err != nil {
+		return fmt.Errorf("cluster: this node's store stopped applying the log, it serves no strong read: %w", err)
 	}
 	return nil
 }
@@ -446,11 +538,9 @@ type Status struct {
 func (n *Node) Status() Status {
 	s := Status{ID: n.cfg.ID, State: n.raft.State().String(), Term: n.raft.CurrentTerm(),
 		Applied: n.Applied(), CommitIndex: n.raft.CommitIndex(), LastIndex: n.raft.LastIndex(), Restores: n.restores.Load()}
-	n.fsm.mu.Lock()
-	if n.fsm.broken != nil {
-		s.Error = n.fsm.broken.Error()
+	if err := n.fsm.failed(); err != nil {
+		s.Error = err.Error()
 	}
-	n.fsm.mu.Unlock()
 	st, release := n.Acquire()
 	urls := members(st)
 	release()

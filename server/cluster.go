@@ -169,7 +169,21 @@ func (c *clusterHandler) intercept(h *handler, w http.ResponseWriter, r *http.Re
 	}
 	if !write {
 		if err := n.VerifyRead(r.Context()); err != nil {
+			if !errors.Is(err, cluster.ErrNotLeader) {
+				writeStoreError(w, err) // this node's store is stale
+				return true
+			}
 			c.forward(w, r, false)
+			return true
+		}
+		st, release := n.Acquire()
+		stale := st != h.store
+		release()
+		if stale {
+			// A snapshot replaced the store after this request took it (this
+			// node was a follower then): serve it from the store VerifyRead
+			// vouched for.
+			c.ServeHTTP(w, r)
 			return true
 		}
 		return false // served here, now that the leadership is confirmed
@@ -201,6 +215,11 @@ func (c *clusterHandler) forward(w http.ResponseWriter, r *http.Request, write b
 			pr.Out.Host = u.Host
 			pr.Out.Header.Set(HeaderForwarded, c.node.ID())
 			pr.Out.Header.Del("Origin") // already checked here
+			// With one of these, net/http sends a request without a body
+			// (a DELETE) again on a new connection when a reused one broke
+			// after it was sent: the leader would apply it twice.
+			pr.Out.Header.Del("Idempotency-Key")
+			pr.Out.Header.Del("X-Idempotency-Key")
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if write && !neverSent(err) {
@@ -278,6 +297,9 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 	hd := hold{b: &h.budget}
 	defer hd.release()
 	var cmd []byte
+	// check, when set instead of cmd, decides the command on the store
+	// (cluster.Node.ApplyChecked).
+	var check func(st *simdr.Store) ([]byte, error)
 	var answer func()
 	switch route {
 	case routeKeys, routeHash:
@@ -300,15 +322,37 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			return
 		}
 		if r.Method == "DELETE" {
-			if !h.ifMatch(w, r, kh) {
-				return
-			}
-			if route == routeHash && h.absent(kh) { // (see handler.absent)
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
 			cmd = cluster.EncodeBatch([]cluster.Op{{Hash: kh, Del: true}})
 			answer = func() { h.metrics.wrote("delete", 1, 0); w.WriteHeader(http.StatusNoContent) }
+			// What the store holds is read once it holds every committed
+			// write (a new leader's may not yet).
+			switch im, byHash := r.Header.Get("If-Match"), route == routeHash; {
+			case im != "":
+				// Decided on the leader, with no write logged in between.
+				del := cmd
+				check = func(st *simdr.Store) ([]byte, error) {
+					if err := matches(st, kh, im); err != nil {
+						return nil, err
+					}
+					if byHash && absentIn(st, kh) { // (see handler.absent)
+						return nil, nil
+					}
+					return del, nil
+				}
+				cmd = nil
+			case byHash:
+				if err := c.node.VerifyRead(r.Context()); err != nil {
+					writeApplyError(w, err)
+					return
+				}
+				st, release := c.node.Acquire()
+				absent := absentIn(st, kh) // (see handler.absent)
+				release()
+				if absent {
+					w.WriteHeader(http.StatusNoContent)
+					return
+				}
+			}
 			break
 		}
 		ttl, err := ttlParam(r)
@@ -381,30 +425,41 @@ func (c *clusterHandler) write(h *handler, w http.ResponseWriter, r *http.Reques
 			writeBadBody(w, err)
 			return
 		}
-		cmd = cluster.EncodeRename(from, to)
+		// Decided on the leader, applied blind: a replica applying a rename
+		// after the value expired finds no value to move (EncodeRename).
+		check = func(st *simdr.Store) ([]byte, error) { return cluster.RenameCommand(st, from, to) }
 		answer = func() { h.metrics.wrote("rename", 1, 0); w.WriteHeader(http.StatusNoContent) }
 	}
-	if err := c.node.Apply(r.Context(), cmd); err != nil {
-		switch {
-		case errors.Is(err, cluster.ErrNotLeader):
-			// Refused before it reached the log: not applied, safe to send again.
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "no_leader", message(err))
-			return
-		case errors.Is(err, cluster.ErrOutcomeUnknown):
-			// It may be in the log: sent again, it could apply twice, around
-			// another client's write. No Retry-After: the client decides.
-			writeError(w, http.StatusServiceUnavailable, "outcome_unknown", message(err))
-			return
-		}
-		if errors.Is(err, cluster.ErrReserved) {
-			writeError(w, http.StatusForbidden, "reserved", err.Error())
-			return
-		}
-		writeStoreError(w, err)
+	var err error
+	if check != nil {
+		err = c.node.ApplyChecked(r.Context(), check)
+	} else {
+		err = c.node.Apply(r.Context(), cmd)
+	}
+	if err != nil {
+		writeApplyError(w, err)
 		return
 	}
 	answer()
+}
+
+// writeApplyError answers a write's failure in cluster.Node.Apply,
+// ApplyChecked or VerifyRead.
+func writeApplyError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, cluster.ErrNotLeader):
+		// Refused before it reached the log: not applied, safe to send again.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "no_leader", message(err))
+	case errors.Is(err, cluster.ErrOutcomeUnknown):
+		// It may be in the log: sent again, it could apply twice, around
+		// another client's write. No Retry-After: the client decides.
+		writeError(w, http.StatusServiceUnavailable, "outcome_unknown", message(err))
+	case errors.Is(err, cluster.ErrReserved):
+		writeError(w, http.StatusForbidden, "reserved", err.Error())
+	default:
+		writeStoreError(w, err)
+	}
 }
 
 // status serves GET /v1/cluster: this node's view, and each member's

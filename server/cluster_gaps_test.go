@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,27 +249,40 @@ type inNode struct {
 	n    *cluster.Node
 	url  string
 	raft string // the raft transport's address
+	// stop stops the node (and its server); the test's end does too.
+	stop func()
 }
 
 // startNode opens and serves node id (bootstrapping when join is "").
 func startNode(t *testing.T, id, join string) *inNode {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startNodeIn(t, id, join, t.TempDir(), "127.0.0.1:0", "")
+}
+
+// startNodeIn is startNode with the node's files in dir (its store
+// dir/ID.simdr, its raft state dir/raft), serving HTTP on httpAddr and raft
+// on raftAddr ("": a free port), so that a node stopped (inNode.stop) starts
+// again with the same files and addresses.
+func startNodeIn(t *testing.T, id, join, dir, httpAddr, raftAddr string) *inNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", httpAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raftLn, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the transport
-	if err != nil {
-		t.Fatal(err)
+	if raftAddr == "" {
+		raftLn, err := net.Listen("tcp", "127.0.0.1:0") // a free port for the transport
+		if err != nil {
+			t.Fatal(err)
+		}
+		raftAddr = raftLn.Addr().String()
+		raftLn.Close()
 	}
-	raftAddr := raftLn.Addr().String()
-	raftLn.Close()
 	base := "http://" + ln.Addr().String()
-	st, err := simdr.Open(filepath.Join(t.TempDir(), id+".simdr"), nil)
+	st, err := simdr.Open(filepath.Join(dir, id+".simdr"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := cluster.Open(cluster.Config{ID: id, RaftAddr: raftAddr, Dir: t.TempDir(), Token: "tok",
+	n, err := cluster.Open(cluster.Config{ID: id, RaftAddr: raftAddr, Dir: filepath.Join(dir, "raft"), Token: "tok",
 		HTTPURL: base, Bootstrap: join == "", Join: join,
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LogOutput: testLog{t}}, st)
 	if err != nil {
@@ -278,8 +292,24 @@ func startNode(t *testing.T, id, join string) *inNode {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- server.ServeCluster(ctx, ln, n, server.Config{Token: "tok"}) }()
-	t.Cleanup(func() { cancel(); <-errc; n.Close() })
-	return &inNode{n: n, url: base, raft: raftAddr}
+	stop := sync.OnceFunc(func() { cancel(); <-errc; n.Close() })
+	t.Cleanup(stop)
+	return &inNode{n: n, url: base, raft: raftAddr, stop: stop}
+}
+
+// threeNodes starts a cluster of three nodes, n1 leading, and waits until
+// every member's URL is known.
+func threeNodes(t *testing.T) (n1, n2, n3 *inNode) {
+	t.Helper()
+	n1 = startNode(t, "n1", "")
+	waitFor(t, "n1 to lead", n1.n.IsLeader)
+	n2 = startNode(t, "n2", n1.url)
+	n3 = startNode(t, "n3", n1.url)
+	waitFor(t, "three members with their URLs", func() bool {
+		m := members(n1.n)
+		return len(m) == 3 && m["n2"] == n2.url && m["n3"] == n3.url
+	})
+	return n1, n2, n3
 }
 
 // waitFor polls cond until it holds, failing the test after a minute.
@@ -331,14 +361,7 @@ func postJSON(t *testing.T, url, body string) int {
 // its URL recorded, every write made while it was out and after in its
 // store, and writes sent to it forwarded to the leader.
 func TestClusterRemovedNodeRejoins(t *testing.T) {
-	n1 := startNode(t, "n1", "")
-	waitFor(t, "n1 to lead", n1.n.IsLeader)
-	n2 := startNode(t, "n2", n1.url)
-	n3 := startNode(t, "n3", n1.url)
-	waitFor(t, "three members with their URLs", func() bool {
-		m := members(n1.n)
-		return len(m) == 3 && m["n2"] == n2.url && m["n3"] == n3.url
-	})
+	n1, n2, n3 := threeNodes(t)
 	ctx := context.Background()
 	c, _ := client.New(n1.url, &client.Options{Token: "tok", Nodes: []string{n2.url}})
 	if err := c.Put(ctx, []byte("before"), []byte("1")); err != nil {

@@ -28,11 +28,7 @@ func expiresAt(n *cluster.Node, key string) string {
 // a fourth node that joins later (and so applies every entry later, from
 // the log or a snapshot) must get the same expiries too.
 func TestClusterTTLSameOnEveryReplica(t *testing.T) {
-	n1 := startNode(t, "n1", "")
-	waitFor(t, "n1 to lead", n1.n.IsLeader)
-	n2 := startNode(t, "n2", n1.url)
-	n3 := startNode(t, "n3", n1.url)
-	waitFor(t, "three members", func() bool { return len(members(n1.n)) == 3 })
+	n1, n2, n3 := threeNodes(t)
 	ctx := context.Background()
 	viaFollower, _ := client.New(n2.url, &client.Options{Token: "tok"})
 	viaLeader, _ := client.New(n1.url, &client.Options{Token: "tok"})

@@ -415,20 +415,31 @@ func (h *handler) del(w http.ResponseWriter, r *http.Request, kh uint64) {
 // holds now (any entry for "*"); when not, it has answered 412 "changed"
 // (or the store's error).
 func (h *handler) ifMatch(w http.ResponseWriter, r *http.Request, kh uint64) bool {
-	im := r.Header.Get("If-Match")
-	if im == "" {
-		return true
-	}
-	e, err := h.store.GetHash(kh)
-	if err != nil && !errors.Is(err, simdr.ErrNotFound) {
+	if err := matches(h.store, kh, r.Header.Get("If-Match")); err != nil {
 		writeStoreError(w, err)
 		return false
 	}
-	if err != nil || (im != "*" && im != etag(e)) {
-		writeError(w, http.StatusPreconditionFailed, "changed", "the key no longer holds the value If-Match names")
-		return false
-	}
 	return true
+}
+
+// errChanged: a DELETE's If-Match names another entry than the key holds
+// (412 "changed").
+var errChanged = errors.New("the key no longer holds the value If-Match names")
+
+// matches returns nil when the If-Match value im is empty or names the entry
+// kh holds in st (any entry for "*"), else errChanged or the store's error.
+func matches(st *simdr.Store, kh uint64, im string) error {
+	if im == "" {
+		return nil
+	}
+	e, err := st.GetHash(kh)
+	if err != nil && !errors.Is(err, simdr.ErrNotFound) {
+		return err
+	}
+	if err != nil || (im != "*" && im != etag(e)) {
+		return errChanged
+	}
+	return nil
 }
 
 // hash serves GET, HEAD and DELETE on /v1/hash/{hash}.
@@ -455,8 +466,11 @@ func (h *handler) hash(w http.ResponseWriter, r *http.Request) {
 // expiry record of a key stored with a ttl, or the marker of the records),
 // whose deletion would take a key's expiry away; for any other, a delete of
 // a key without a value is nothing anyway.
-func (h *handler) absent(kh uint64) bool {
-	_, err := h.store.GetHash(kh)
+func (h *handler) absent(kh uint64) bool { return absentIn(h.store, kh) }
+
+// absentIn is handler.absent for store st.
+func absentIn(st *simdr.Store, kh uint64) bool {
+	_, err := st.GetHash(kh)
 	return errors.Is(err, simdr.ErrNotFound)
 }
 
@@ -1085,6 +1099,8 @@ func errorStatus(err error) (int, string) {
 		return http.StatusServiceUnavailable, "busy"
 	case errors.Is(err, simdr.ErrNotFound):
 		return http.StatusNotFound, "not_found"
+	case errors.Is(err, errChanged):
+		return http.StatusPreconditionFailed, "changed"
 	case errors.Is(err, simdr.ErrInvalidValue):
 		return http.StatusBadRequest, "invalid_value"
 	case errors.Is(err, simdr.ErrSameKey):

@@ -12,12 +12,13 @@ import datetime
 import http.client
 import json
 import math
+import select
 import ssl
 import struct
 import threading
 import urllib.parse
 
-__all__ = ["Client", "SimdrError", "NotFound", "Unauthorized"]
+__all__ = ["Client", "SimdrError", "NotFound", "Unauthorized", "OutcomeUnknown"]
 
 _BINARY = "application/x-simdr"
 
@@ -43,6 +44,35 @@ class NotFound(SimdrError, KeyError):
 
 class Unauthorized(SimdrError):
     """A missing or wrong bearer token (401)."""
+
+
+class OutcomeUnknown(ConnectionError):
+    """A write (write, batch_write, batch, delete, rename) was sent whole and
+    the connection broke before its answer: the server may or may not have
+    applied it. The client does not send it again: applied twice, with
+    another client's write to the key between the two, it would undo that
+    write. Read the key to find out, or send it again if no other client
+    writes it. The connection error is its __cause__. (A cluster node's 503
+    outcome_unknown answer is a SimdrError with that code.)"""
+
+
+def _changes_data(method, path):
+    """Whether a request may change what the store holds."""
+    if method in ("PUT", "DELETE"):
+        return True
+    return method == "POST" and path.split("?", 1)[0] in ("/v1/batch", "/v1/rename")
+
+
+def _dropped(conn):
+    """Whether an idle pooled connection was closed by the server (it is
+    readable: end of file), so that no request is sent on it."""
+    if conn.sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([conn.sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _key_bytes(key):
@@ -175,8 +205,11 @@ class Client:
 
     def _conn(self):
         with self._lock:
-            if self._pool:
-                return self._pool.pop()
+            while self._pool:
+                conn = self._pool.pop()
+                if not _dropped(conn):
+                    return conn
+                conn.close()
         if self._https:
             return http.client.HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._ssl)
         return http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
@@ -207,19 +240,28 @@ class Client:
     def _send(self, method, path, body=None, headers=None):
         """Send a request and return (conn, response) with the body unread.
         A request on a reused connection that the server had closed is sent
-        once more on a new one (only when the body can be sent again)."""
+        once more on a new one (only when the body can be sent again), unless
+        it is a write sent whole: that one may have been applied
+        (OutcomeUnknown). A pooled connection the server closed while idle is
+        not used."""
         h = dict(self._headers)
         if headers:
             h.update(headers)
         replayable = body is None or isinstance(body, (bytes, bytearray, memoryview))
+        once = _changes_data(method, path)
         for attempt in (0, 1):
             conn = self._conn()
             reused = conn.sock is not None
+            sent = False
             try:
                 conn.request(method, path, body=body, headers=h)
+                sent = True
                 return conn, conn.getresponse()
-            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine):
+            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine) as e:
                 conn.close()
+                if once and sent:
+                    raise OutcomeUnknown(f"simdr: {method} {path}: the connection broke after the request "
+                                         f"was sent, it may or may not be applied: {e}") from e
                 if attempt == 0 and reused and replayable:
                     continue
                 raise

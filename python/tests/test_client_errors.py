@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from simdr import Client, NotFound, SimdrError, Unauthorized
+from simdr import Client, NotFound, OutcomeUnknown, SimdrError, Unauthorized
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -106,6 +106,57 @@ def test_reconnects_after_server_closed_idle_connection():
         time.sleep(0.1)  # the server has closed it by now
         assert c.file_size() == 99  # sent again on a new connection
         assert len(_ClosingHandler.conns) == 2
+        c.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+class _TakesThenDropsHandler(_Handler):
+    """Keep-alive (HTTP/1.1): answers the first request of a connection; of
+    the second, reads it whole, records it, and drops the connection without
+    answering, as a server that applied a write and died before its answer
+    (or whose connection broke then) does."""
+    protocol_version = "HTTP/1.1"
+
+    def _any(self):
+        if getattr(self, "_answered", False):
+            n = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(n) if n else b""
+            type(self).seen.append((self.command, self.path, dict(self.headers), body))
+            self.close_connection = True
+            self.connection.shutdown(2)  # no answer
+            return
+        self._answered = True
+        super()._any()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+
+@pytest.mark.parametrize("name,call", [
+    ("write", lambda c: c.write("k", b"v")),
+    ("delete", lambda c: c.delete("k")),
+    ("batch", lambda c: c.batch([("put", "k", b"v")])),
+    ("rename", lambda c: c.rename("a", "b")),
+])
+def test_write_whose_answer_was_lost_is_not_sent_again(name, call):
+    """A write sent whole on a reused connection that then broke may have
+    been applied: it is not sent again (applied twice, around another
+    client's write to the key, it would undo that write); the client raises
+    OutcomeUnknown. A read in the same case is sent again."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TakesThenDropsHandler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        _TakesThenDropsHandler.seen = []
+        _TakesThenDropsHandler.answer = (200, "application/json", b'{"len": 3, "size": 99, "ops": 1}')
+        c = Client(f"http://127.0.0.1:{srv.server_address[1]}")
+        assert len(c) == 3 and c._pool, "a keep-alive connection is pooled"
+        with pytest.raises(OutcomeUnknown):
+            call(c)
+        assert len(_TakesThenDropsHandler.seen) == 2, "the write was sent again"
+        # A read is sent again, on a new connection.
+        assert c.file_size() == 99
         c.close()
     finally:
         srv.shutdown()
