@@ -155,8 +155,9 @@ func (x *expiry) state(h uint64) uint64 {
 // set makes v (hiddenMark or an expiry) h's state (writer only, in the seq
 // window or before x is shared).
 func (x *expiry) set(h, v uint64) {
-	x.forget(x.state(h))
-	x.ix.Put(h, v)
+	if old := x.ix.Put(h, v); old&index.Deleted == 0 {
+		x.forget(old) // 0 (none) changes nothing
+	}
 	x.note(v)
 }
 
