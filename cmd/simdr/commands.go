@@ -13,8 +13,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/internal/format"
@@ -137,6 +139,31 @@ func checkFile(file string, create bool) error {
 		return fmt.Errorf("cannot create %s: %s is not a directory", file, dir)
 	}
 	return nil
+}
+
+// storeFiles returns what is on disk of the store FILE: FILE itself and the
+// caches the engine keeps beside it (the state file, the index
+// checkpoint), those of them that exist. A command that writes files
+// (read --output, export) refuses to write over one of them, which would
+// destroy the store it is reading; import does not read them.
+func storeFiles(file string) []fs.FileInfo {
+	var out []fs.FileInfo
+	for _, p := range []string{file, file + simdr.StateSuffix, file + checkpointSuffix} {
+		if fi, err := os.Stat(p); err == nil {
+			out = append(out, fi)
+		}
+	}
+	return out
+}
+
+// checkpointSuffix ends the name of the index checkpoint beside a store
+// file (docs/checkpoint.md).
+const checkpointSuffix = "-simdr-index"
+
+// isStoreFile reports whether fi is one of files (from storeFiles): the
+// same file, whatever name or link leads to it.
+func isStoreFile(files []fs.FileInfo, fi fs.FileInfo) bool {
+	return slices.ContainsFunc(files, func(s fs.FileInfo) bool { return os.SameFile(s, fi) })
 }
 
 // fileKind names the type of a file that is not regular.
@@ -718,6 +745,7 @@ type listJSON struct {
 	Size     int    `json:"size"`
 	Offset   int64  `json:"offset"`
 	Key      string `json:"key,omitempty"`
+	KeyB64   []byte `json:"key_b64,omitempty"` // a key that is not UTF-8
 	Manifest bool   `json:"import_manifest,omitempty"`
 }
 
@@ -732,9 +760,10 @@ func runList(a *app, file string, _ []string) (err error) {
 
 // showList prints list's report on s.
 func (a *app) showList(s *simdr.Store) (err error) {
+	// The manifest is told by its hash, not by a name: an imported file may
+	// be called "(import manifest)".
 	names := map[uint64]string{}
-	mkey := manifestKey(a.o.namespace)
-	names[simdr.Hash(mkey)] = manifestLabel
+	mhash := simdr.Hash(manifestKey(a.o.namespace))
 	if keys, err := readManifest(s, a.o.namespace); err == nil {
 		for _, k := range keys {
 			names[simdr.Hash(storeKey(a.o.namespace, k))] = k
@@ -754,10 +783,14 @@ func (a *app) showList(s *simdr.Store) (err error) {
 		for i, e := range ents {
 			le := listJSON{
 				KeyHash: fmt.Sprintf("%016x", e.KeyHash()), Size: e.Len(), Offset: e.Offset(),
-				Key: names[e.KeyHash()],
+				Manifest: e.KeyHash() == mhash,
 			}
-			if le.Key == manifestLabel {
-				le.Key, le.Manifest = "", true
+			if k, ok := names[e.KeyHash()]; ok && !le.Manifest {
+				if utf8.ValidString(k) {
+					le.Key = k
+				} else {
+					le.KeyB64 = []byte(k)
+				}
 			}
 			b, _ := json.Marshal(le)
 			if i > 0 {
@@ -774,9 +807,12 @@ func (a *app) showList(s *simdr.Store) (err error) {
 	}
 	fmt.Fprintf(w, "%-16s  %12s  %14s  %s\n", "KEY HASH", "SIZE", "OFFSET", "KEY")
 	for _, e := range ents {
-		name := names[e.KeyHash()]
-		if name != "" && name != manifestLabel {
-			name = fmt.Sprintf("%q", name)
+		name := manifestLabel
+		if e.KeyHash() != mhash {
+			name = ""
+			if k, ok := names[e.KeyHash()]; ok {
+				name = strconv.Quote(k)
+			}
 		}
 		line := strings.TrimRight(fmt.Sprintf("%016x  %12d  %14d  %s", e.KeyHash(), e.Len(), e.Offset(), name), " ")
 		if _, err := fmt.Fprintln(w, line); err != nil {

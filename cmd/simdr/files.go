@@ -213,11 +213,12 @@ func runImport(a *app, file string, args []string) (err error) {
 		return err
 	}
 	defer closeStore(s, &err)
-	// Never import the store into itself (it would grow as it is read).
-	if sfi, err := os.Stat(file); err == nil {
+	// Never import the store into itself (it would grow as it is read), nor
+	// the caches beside it (the state file changes as the import writes).
+	if sfs := storeFiles(file); len(sfs) > 0 {
 		files = slices.DeleteFunc(files, func(f importFile) bool {
 			fi, err := os.Stat(f.abs)
-			return err == nil && os.SameFile(fi, sfi)
+			return err == nil && isStoreFile(sfs, fi)
 		})
 	}
 	old, err := readManifest(s, ns)
@@ -396,6 +397,7 @@ func runExport(a *app, file string, args []string) (err error) {
 		return fmt.Errorf("export: %w", err)
 	}
 	var problems []string
+	sfs := storeFiles(file)
 	files := map[string]bool{}
 	for _, rel := range paths {
 		local := filepath.FromSlash(rel)
@@ -412,7 +414,7 @@ func runExport(a *app, file string, args []string) (err error) {
 			return fmt.Errorf("export %q: %w", rel, err)
 		}
 		if root != nil {
-			if pr := checkExportPath(root, dir, local, a.o.force); pr != "" {
+			if pr := checkExportPath(root, dir, local, a.o.force, sfs); pr != "" {
 				problems = append(problems, pr)
 				continue
 			}
@@ -471,8 +473,10 @@ func runExport(a *app, file string, args []string) (err error) {
 // checkExportPath says what, under root (DIR), would stop export from
 // writing local there, or "" if nothing: a parent that is not a directory, a
 // symbolic link that leads out of DIR (os.Root refuses to follow it) or to
-// nothing, an existing file (unless force), a directory in the file's place.
-func checkExportPath(root *os.Root, dir, local string, force bool) string {
+// nothing, an existing file (unless force), a directory in the file's place,
+// the store file being exported or a cache beside it (one of store, from
+// storeFiles: written over, it would destroy the store as it is read).
+func checkExportPath(root *os.Root, dir, local string, force bool, store []fs.FileInfo) string {
 	parts := strings.Split(local, string(filepath.Separator))
 	for i := 1; i <= len(parts); i++ {
 		sub := filepath.Join(parts[:i]...)
@@ -496,6 +500,8 @@ func checkExportPath(root *os.Root, dir, local string, force bool) string {
 			return fmt.Sprintf("%s is not a directory", shown)
 		case last && fi.IsDir():
 			return fmt.Sprintf("%s is a directory", shown)
+		case last && isStoreFile(store, fi):
+			return fmt.Sprintf("%s is the store file being exported (or a file the engine keeps beside it)", shown)
 		case last && !force:
 			return fmt.Sprintf("%s exists (use --force to overwrite)", shown)
 		case last && !fi.Mode().IsRegular():

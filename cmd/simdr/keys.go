@@ -180,7 +180,7 @@ func runRead(a *app, file string, args []string) (err error) {
 	if single && !ents[0].Exists() {
 		return refs[0].missing() // before --output is created
 	}
-	out, commit, err := a.openOutput()
+	out, commit, err := a.openOutput(file)
 	if err != nil {
 		return err
 	}
@@ -194,7 +194,7 @@ func runRead(a *app, file string, args []string) (err error) {
 		if _, err := ents[0].WriteTo(out); err != nil {
 			return fmt.Errorf("read %s: %w", refs[0].label(), err)
 		}
-		if a.o.output == "" && isTerminal(a.stdout) {
+		if a.o.output == "" && isTerminal(a.stdout.f) {
 			_, err = io.WriteString(out, "\n")
 		}
 		return err
@@ -289,15 +289,22 @@ func writeValuesJSON(w io.Writer, refs []keyRef, ents []simdr.Entry) error {
 	return err
 }
 
-// openOutput returns where read writes: stdout, or --output FILE through a
-// temporary file that commit(true) renames over FILE (commit(false) removes
-// it). A FILE that exists and is not a regular file is written directly.
-func (a *app) openOutput() (io.Writer, func(ok bool) error, error) {
+// openOutput returns where read, reading the store file, writes: stdout, or
+// --output FILE through a temporary file that commit(true) renames over FILE
+// (commit(false) removes it). A FILE that exists and is not a regular file
+// is written directly; the store file itself (or one of its side files) is
+// refused.
+func (a *app) openOutput(file string) (io.Writer, func(ok bool) error, error) {
 	name := a.o.output
 	if name == "" || name == "-" {
 		return a.stdout, func(bool) error { return nil }, nil
 	}
-	if fi, err := os.Stat(name); err == nil && !fi.Mode().IsRegular() {
+	fi, err := os.Stat(name)
+	if err == nil && isStoreFile(storeFiles(file), fi) {
+		// Renamed over the store, the value would replace it.
+		return nil, nil, fmt.Errorf("read: --output %s is the store file %s (or a file the engine keeps beside it): refused", name, file)
+	}
+	if err == nil && !fi.Mode().IsRegular() {
 		f, err := os.OpenFile(name, os.O_WRONLY, 0)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read: --output: %w", err)

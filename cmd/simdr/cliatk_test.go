@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestNoWriteOverTheStore: read --output and export --force refuse to write
+// over the store file they read (by its name, a symbolic link or a hard
+// link to it) and over the state file beside it, which would replace the
+// store with a value (read) or truncate it under its own mapping (export);
+// import does not read them into the store.
+func TestNoWriteOverTheStore(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "s.simdr")
+	big := strings.Repeat("0123456789", 10_000)
+	simdrIn(t, strings.NewReader(big), path, "write", "s.simdr")
+	ok(t, path, "write", "s.simdr-simdr-shm", "v")
+	ok(t, path, "write", "other", "hello")
+	ok(t, path, "write", "link", "l")
+	ok(t, path, "write", "hard", "h")
+	if err := os.Symlink("s.simdr", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(path, filepath.Join(dir, "hard")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{path, filepath.Join(dir, "link"), filepath.Join(dir, "hard"), path + "-simdr-shm"} {
+		r := fails(t, 1, path, "read", "other", "-o", out)
+		if !strings.Contains(string(r.stderr), "is the store file") {
+			t.Errorf("read -o %s: %v; want it refused as the store file", out, r)
+		}
+	}
+	for _, keys := range []string{"s.simdr\n", "link\n", "hard\n", "s.simdr-simdr-shm\n", "other\ns.simdr\n"} {
+		r := simdrIn(t, strings.NewReader(keys), path, "export", dir, "--keys-from", "-", "--force")
+		if r.code != 1 || !strings.Contains(string(r.stderr), "is the store file") {
+			t.Errorf("export --force of %q into the store's directory: %v; want it refused", keys, r)
+		}
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Fatalf("the store file changed: %d bytes -> %d", len(before), len(after))
+	}
+	if got := readKey(t, path, "s.simdr"); string(got) != big {
+		t.Fatalf("the value read back is %d bytes, want %d", len(got), len(big))
+	}
+	ok(t, path, "verify")
+
+	// import of the store's directory takes neither the store nor its
+	// state file, under any name.
+	os.Remove(filepath.Join(dir, "hard"))
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, path, "import", dir)
+	if got, want := string(readKey(t, path, manifestName)), manifestHeader+"\n\"a.txt\"\n"; got != want {
+		t.Fatalf("import of the store's own directory: manifest %q; want only a.txt", got)
+	}
+}
+
+// TestOutputErrorsFail: a report that cannot be written to stdout (a full
+// disk) fails the command with exit 1 and says so on stderr, whatever the
+// command: none may exit 0 having written nothing.
+func TestOutputErrorsFail(t *testing.T) {
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	defer full.Close()
+	path := storePath(t)
+	ok(t, path, "write", "k", "v")
+	cases := []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{path, "read", "k"}},
+		{"", []string{path, "read", "k", "k"}},
+		{"", []string{path, "info"}},
+		{"", []string{path, "info", "--json"}},
+		{"", []string{path, "metadata", "k"}},
+		{"", []string{path, "metadata", "k", "--json"}},
+		{"", []string{path, "verify"}},
+		{"", []string{path, "verify", "--json"}},
+		{"", []string{path, "list"}},
+		{"", []string{path, "ttl", "k"}},
+		{"", []string{path, "repair"}},
+		{"", []string{path, "repair", "--json"}},
+		{"", []string{path, "backup", path + ".bak", "--json"}},
+		{"", []string{"--help"}},
+		{"", []string{"help", "read"}},
+		{"", []string{"--version"}},
+		{"info\n", []string{path, "shell"}},
+		{"list\n", []string{path, "shell"}},
+		{"help\n", []string{path, "shell"}},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(bin, c.args...)
+		var errb bytes.Buffer
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(c.stdin), full, &errb
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("simdr %q > /dev/full: %v, stderr %q; want exit 1", c.args, err, errb.String())
+			continue
+		}
+		if !strings.Contains(errb.String(), "no space left on device") {
+			t.Errorf("simdr %q > /dev/full: stderr %q does not say why", c.args, errb.String())
+		}
+	}
+}
+
+// TestListNames: list names an imported file called "(import manifest)" as
+// the file it is, not as the manifest, and list --json gives a key that is
+// not UTF-8 as key_b64, byte for byte (not with U+FFFD in its place).
+func TestListNames(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"(import manifest)": "a", "\xff\xfe": "b"})
+	path := storePath(t)
+	ok(t, path, "import", dir)
+	out := string(ok(t, path, "list").stdout)
+	if !strings.Contains(out, `"(import manifest)"`) || strings.Count(out, manifestLabel) != 2 || !strings.Contains(out, `"\xff\xfe"`) {
+		t.Errorf("list:\n%s\nwant the file \"(import manifest)\" quoted, the manifest once unquoted, \"\\xff\\xfe\"", out)
+	}
+	var ents []listJSON
+	if err := json.Unmarshal(ok(t, path, "list", "--json").stdout, &ents); err != nil {
+		t.Fatal(err)
+	}
+	var manifests int
+	var keys []string
+	for _, e := range ents {
+		if e.Manifest {
+			manifests++
+			if e.Key != "" || e.KeyB64 != nil {
+				t.Errorf("the manifest is listed with a key: %+v", e)
+			}
+		}
+		keys = append(keys, e.Key+"|"+string(e.KeyB64))
+	}
+	if manifests != 1 || len(ents) != 3 {
+		t.Errorf("list --json: %+v; want 3 entries, one of them the manifest", ents)
+	}
+	if !strings.Contains(strings.Join(keys, ","), "(import manifest)|") || !strings.Contains(strings.Join(keys, ","), "|\xff\xfe") {
+		t.Errorf("list --json keys %q; want \"(import manifest)\" as key and \\xff\\xfe as key_b64", keys)
+	}
+}
