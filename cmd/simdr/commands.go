@@ -156,6 +156,24 @@ func storeFiles(file string) []fs.FileInfo {
 	return out
 }
 
+// checkTarget refuses, as the file a command (copy, move, backup) writes
+// while it reads the store file, a target that is not a regular file (a
+// device such as /dev/null would be replaced by a rename) or that is the
+// store file or one of its caches (under any name or link). what names the
+// target in the message.
+func checkTarget(file, target, what string) error {
+	ti, err := os.Stat(target)
+	switch {
+	case err != nil:
+		return nil // missing: created; any other problem is the open's to say
+	case !ti.Mode().IsRegular():
+		return fmt.Errorf("%s %s is not a regular file (%s)", what, target, fileKind(ti.Mode()))
+	case isStoreFile(storeFiles(file), ti):
+		return fmt.Errorf("%s %s is the store file %s (or a file the engine keeps beside it)", what, target, file)
+	}
+	return nil
+}
+
 // checkpointSuffix ends the name of the index checkpoint beside a store
 // file (docs/checkpoint.md).
 const checkpointSuffix = "-simdr-index"
@@ -446,10 +464,8 @@ value. A missing KEY is an error (exit 1). FILE must exist.`,
 
 func transfer(a *app, file string, args []string, move bool) (err error) {
 	key, target := args[0], args[1]
-	if fi, err1 := os.Stat(file); err1 == nil {
-		if ti, err2 := os.Stat(target); err2 == nil && os.SameFile(fi, ti) {
-			return fmt.Errorf("%s and %s are the same store file", file, target)
-		}
+	if err := checkTarget(file, target, "TARGET_FILE"); err != nil {
+		return err
 	}
 	var src *simdr.Store
 	if move {
