@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/simdr-go/simdr"
 )
@@ -85,14 +84,11 @@ func runBackup(a *app, file string, args []string) error {
 // name: a crash leaves the old content or the new one, never a part, and a
 // symbolic link planted at name is replaced, not followed.
 func replaceFile(name string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	tmp, err := createTemp(name)
 	if err != nil {
 		return err
 	}
 	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}

@@ -238,3 +238,34 @@ func TestLibraryBackupFileNonRegular(t *testing.T) {
 		t.Fatalf("BackupFile replaced the FIFO: %v %v", fi.Mode(), err)
 	}
 }
+
+// TestReadOutputMode: read --output over an existing file keeps its
+// permissions (it made a 0600 file 0644, readable by all), and a new file
+// gets 0666 less the umask (it got 0644 whatever the umask).
+func TestReadOutputMode(t *testing.T) {
+	path := storePath(t)
+	ok(t, path, "write", "k", "secret")
+	dir := t.TempDir()
+	old := filepath.Join(dir, "old")
+	if err := os.WriteFile(old, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ok(t, path, "read", "k", "-o", old)
+	created := filepath.Join(dir, "new")
+	out, err := exec.Command("sh", "-c", `umask 077 && exec "$0" "$@"`, bin, path, "read", "k", "-o", created).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, p := range []string{old, created} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(p); string(b) != "secret" {
+			t.Errorf("%s holds %q", p, b)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v; want 0600", p, fi.Mode().Perm())
+		}
+	}
+}

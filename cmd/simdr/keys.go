@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -300,18 +302,21 @@ func (a *app) openOutput(file string) (io.Writer, func(ok bool) error, error) {
 		return a.stdout, func(bool) error { return nil }, nil
 	}
 	fi, err := os.Stat(name)
-	if err == nil && isStoreFile(storeFiles(file), fi) {
+	if err != nil {
+		fi = nil
+	}
+	if fi != nil && isStoreFile(storeFiles(file), fi) {
 		// Renamed over the store, the value would replace it.
 		return nil, nil, fmt.Errorf("read: --output %s is the store file %s (or a file the engine keeps beside it): refused", name, file)
 	}
-	if err == nil && !fi.Mode().IsRegular() {
+	if fi != nil && !fi.Mode().IsRegular() {
 		f, err := os.OpenFile(name, os.O_WRONLY, 0)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read: --output: %w", err)
 		}
 		return f, func(bool) error { return f.Close() }, nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	tmp, err := createTemp(name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read: --output: %w", err)
 	}
@@ -321,7 +326,10 @@ func (a *app) openOutput(file string) (io.Writer, func(ok bool) error, error) {
 			os.Remove(tmp.Name())
 			return nil
 		}
-		err := tmp.Chmod(0o644)
+		var err error
+		if fi != nil { // replacing a file: keep its permissions (a 0600 secret stays private)
+			err = tmp.Chmod(fi.Mode().Perm())
+		}
 		if cerr := tmp.Close(); err == nil {
 			err = cerr
 		}
@@ -335,6 +343,19 @@ func (a *app) openOutput(file string) (io.Writer, func(ok bool) error, error) {
 		return nil
 	}
 	return tmp, commit, nil
+}
+
+// createTemp creates a new file beside name, to be renamed over it, with
+// the permissions a new file gets (0666 less the umask), not CreateTemp's
+// 0600.
+func createTemp(name string) (*os.File, error) {
+	dir, base := filepath.Dir(name), filepath.Base(name)
+	for i := 0; ; i++ {
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, rand.Uint32())), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) || i == 100 {
+			return f, err
+		}
+	}
 }
 
 // ---- has / delete ---------------------------------------------------------------
