@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -268,4 +270,62 @@ func TestReadOutputMode(t *testing.T) {
 			t.Errorf("%s has mode %v; want 0600", p, fi.Mode().Perm())
 		}
 	}
+}
+
+// TestReadShellLine: the shell's line reader keeps lines up to its bound
+// whole and drops a longer one to its end, then goes on with the next line.
+func TestReadShellLine(t *testing.T) {
+	type got struct {
+		line    string
+		tooLong bool
+		eof     bool
+	}
+	cases := []struct {
+		in   string
+		max  int
+		want []got
+	}{
+		{"ab\ncd", 3, []got{{"ab\n", false, false}, {"cd", false, true}}},
+		{"abc\nd\n", 4, []got{{"abc\n", false, false}, {"d\n", false, false}, {"", false, true}}},
+		{"abcd\nd\n", 4, []got{{"", true, false}, {"d\n", false, false}, {"", false, true}}},
+		{"abcdefgh", 4, []got{{"", true, true}}},
+		{strings.Repeat("x", 100) + "\nok\n", 20, []got{{"", true, false}, {"ok\n", false, false}, {"", false, true}}},
+	}
+	for _, c := range cases {
+		br := bufio.NewReaderSize(strings.NewReader(c.in), 16)
+		for i, w := range c.want {
+			line, err := readShellLine(br, c.max)
+			g := got{line, errors.Is(err, errLineTooLong), errors.Is(err, io.EOF) || (w.tooLong && w.eof && err != nil && strings.Contains(err.Error(), "end of input"))}
+			if g != w {
+				t.Errorf("%q (max %d), line %d: %q, %v; want %+v", c.in, c.max, i+1, line, err, w)
+			}
+		}
+	}
+}
+
+// TestShellHugeLine: a piped line past the shell's bound (256 MiB) is
+// reported and skipped in bounded memory, and the shell goes on (it held
+// the whole line, three times, and stored it).
+func TestShellHugeLine(t *testing.T) {
+	path := storePath(t)
+	in := io.MultiReader(strings.NewReader("put big "), &xReader{shellMaxLine}, strings.NewReader("\nput ok v\nhas big\n"))
+	r := simdrIn(t, in, path, "shell")
+	if r.code != 1 || !strings.Contains(string(r.stderr), "line 1: line longer than") || string(r.stdout) != "false\n" {
+		t.Fatalf("%v; want line 1 refused as too long, and the shell to go on", r)
+	}
+	ok(t, path, "has", "ok")
+}
+
+var xs = bytes.Repeat([]byte("x"), 64<<10)
+
+// xReader yields n bytes 'x' (no newline).
+type xReader struct{ n int }
+
+func (x *xReader) Read(b []byte) (int, error) {
+	if x.n == 0 {
+		return 0, io.EOF
+	}
+	m := copy(b[:min(len(b), x.n)], xs)
+	x.n -= m
+	return m, nil
 }

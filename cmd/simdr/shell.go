@@ -84,7 +84,12 @@ func runShell(a *app, file string, _ []string) (err error) {
 	failed := false
 	br := bufio.NewReaderSize(a.stdin, 64<<10)
 	for n := 1; ; n++ {
-		line, rerr := br.ReadString('\n')
+		line, rerr := readShellLine(br, shellMaxLine)
+		if errors.Is(rerr, errLineTooLong) {
+			a.warn("line %d: %v", n, rerr)
+			failed = true
+			continue
+		}
 		if rerr != nil && rerr != io.EOF {
 			return fmt.Errorf("shell: reading stdin: %w", rerr)
 		}
@@ -106,6 +111,43 @@ func runShell(a *app, file string, _ []string) (err error) {
 		return errReported
 	}
 	return nil
+}
+
+// shellMaxLine bounds a line read by the shell from stdin (as batch bounds
+// its lines): a longer one is skipped, whatever its length, and reported.
+const shellMaxLine = batchMaxLine
+
+// errLineTooLong is readShellLine's error for a line past its bound.
+var errLineTooLong = fmt.Errorf("line longer than %s: skipped", formatBytes(shellMaxLine))
+
+// readShellLine reads one line, its newline included, holding at most max
+// bytes of it: a longer line is read to its end and dropped, and the error
+// is errLineTooLong. At the end of input it returns what is left and io.EOF.
+func readShellLine(br *bufio.Reader, max int) (string, error) {
+	var buf []byte
+	tooLong := false
+	for {
+		part, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(part) > max {
+				tooLong, buf = true, nil
+			} else {
+				buf = append(buf, part...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if tooLong {
+			if err == nil {
+				err = errLineTooLong
+			} else if err == io.EOF {
+				err = fmt.Errorf("%w (at the end of input)", errLineTooLong)
+			}
+			return "", err
+		}
+		return string(buf), err
+	}
 }
 
 // shellTerminal runs the interactive prompt.
