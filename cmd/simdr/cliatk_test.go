@@ -329,3 +329,34 @@ func (x *xReader) Read(b []byte) (int, error) {
 	x.n -= m
 	return m, nil
 }
+
+// TestImportOneRechecks: import checks a file again once it has it open, so
+// that one replaced since the walk (in a directory others can write) by a
+// device, a directory or a FIFO is reported as not imported, rather than
+// read (a link to /dev/zero fed endless zeros into the store; a FIFO
+// blocked the open).
+func TestImportOneRechecks(t *testing.T) {
+	dir := t.TempDir()
+	s, err := simdr.Open(filepath.Join(dir, "s.simdr"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "null")
+	if err := os.Symlink(os.DevNull, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{link, t.TempDir(), fifo} {
+		_, err := importOne(t.Context(), s, []byte(p), p, &progress{})
+		if !errors.As(err, new(*openFileError)) || !strings.Contains(err.Error(), "no longer a regular file") {
+			t.Errorf("importOne(%s): %v; want it refused as not a regular file", p, err)
+		}
+		if s.Has([]byte(p)) {
+			t.Errorf("%s was stored", p)
+		}
+	}
+}

@@ -302,12 +302,24 @@ type openFileError struct{ err error }
 func (e *openFileError) Error() string { return e.err.Error() }
 func (e *openFileError) Unwrap() error { return e.err }
 
+// importOne stores the file at abs under key. The file is checked again
+// once open (fstat, not the walk's stat): replaced since the walk by a FIFO
+// or a link to a device such as /dev/zero (in a directory others can
+// write), it would block the import or feed it endless bytes. O_NONBLOCK
+// keeps the open of a FIFO from waiting for a writer.
 func importOne(ctx context.Context, s *simdr.Store, key []byte, abs string, p *progress) (int64, error) {
-	f, err := os.Open(abs)
+	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, &openFileError{err}
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, &openFileError{err}
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, &openFileError{fmt.Errorf("%s is no longer a regular file (%s, since the walk): not imported", abs, fileKind(fi.Mode()))}
+	}
 	return s.PutReader(key, countingReader{ctx, f, p})
 }
 
