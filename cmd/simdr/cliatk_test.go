@@ -360,3 +360,66 @@ func TestImportOneRechecks(t *testing.T) {
 		}
 	}
 }
+
+// TestShellReadOnlyFollows: a shell opened read-only beside a writer (here
+// the test, holding the lock) sees what the writer commits after it opened,
+// command by command (it answered from the moment it opened, and info took
+// the new entries for a torn tail).
+func TestShellReadOnlyFollows(t *testing.T) {
+	path := storePath(t)
+	ok(t, path, "write", "k", "v1")
+	w, err := simdr.Open(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	cmd := exec.Command(bin, path, "shell")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outp, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewReader(outp)
+	ask := func(line string) string {
+		t.Helper()
+		if _, err := io.WriteString(in, line+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("%s: %v (stderr %q)", line, err, errb.String())
+		}
+		return got
+	}
+	if got := ask("get k"); got != "v1\n" {
+		t.Fatalf("get k: %q", got)
+	}
+	if err := w.Put([]byte("k"), []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Put([]byte("new"), []byte("n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask("get k"); got != "v2\n" {
+		t.Errorf("get k after the writer's put: %q; want v2", got)
+	}
+	if got := ask("has new"); got != "true\n" {
+		t.Errorf("has new: %q; want true", got)
+	}
+	in.Close()
+	io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v, stderr %q", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), "opened read-only") {
+		t.Errorf("stderr %q: the shell was not read-only", errb.String())
+	}
+}

@@ -216,6 +216,13 @@ func (a *app) shellLine(s *simdr.Store, file, line string) (quit bool, err error
 	if len(words) == 0 || strings.HasPrefix(words[0], "#") {
 		return false, nil
 	}
+	// Opened read-only beside a writer (simdr serve), the store catches up
+	// with what it committed since, before each command: otherwise the
+	// shell would answer from the moment it was opened. (Refresh does
+	// nothing on a store opened for writing.)
+	if err := s.Refresh(); err != nil {
+		return false, fmt.Errorf("catching up with the writer: %w", err)
+	}
 	cmd, args := words[0], words[1:]
 	want := func(n int, usage string) error {
 		if len(args) != n {
