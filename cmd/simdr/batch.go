@@ -104,8 +104,13 @@ func parseOp(line []byte) (parsedOp, error) {
 	if err := dec.Decode(&op); err != nil {
 		return parsedOp{}, err
 	}
-	if dec.More() {
-		return parsedOp{}, errors.New("more than one JSON value on the line")
+	// Only spaces may follow the object (dec.More alone lets a stray "}" or
+	// "]" through).
+	if rest := bytes.TrimSpace(line[dec.InputOffset():]); len(rest) > 0 {
+		if dec.More() {
+			return parsedOp{}, errors.New("more than one JSON value on the line")
+		}
+		return parsedOp{}, fmt.Errorf("%q after the JSON object", rest[:min(len(rest), 20)])
 	}
 	key, err := field(op.Key, op.KeyB64, "key")
 	if err != nil {

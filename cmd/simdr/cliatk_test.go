@@ -423,3 +423,39 @@ func TestShellReadOnlyFollows(t *testing.T) {
 		t.Errorf("stderr %q: the shell was not read-only", errb.String())
 	}
 }
+
+// TestParseOpTrailing: a batch line is one JSON object and nothing but
+// spaces after it; a stray "}" or "]" (which json.Decoder.More does not
+// count as a value) fails the line like any other trailing text.
+func TestParseOpTrailing(t *testing.T) {
+	const obj = `{"op":"put","key":"k","value":"v"}`
+	cases := []struct {
+		line string
+		ok   bool
+	}{
+		{obj, true},
+		{obj + "  \t", true},
+		{"  " + obj, true},
+		{obj + "}", false},
+		{obj + "]]]", false},
+		{obj + " }", false},
+		{obj + ",", false},
+		{obj + ":", false},
+		{obj + " x", false},
+		{obj + "{}", false},
+	}
+	for _, c := range cases {
+		_, err := parseOp([]byte(c.line))
+		if (err == nil) != c.ok {
+			t.Errorf("parseOp(%q): %v; want ok %v", c.line, err, c.ok)
+		}
+	}
+}
+
+// TestNegativeLockTimeout: a negative --lock-timeout is a usage error (it
+// was taken for 0, no wait).
+func TestNegativeLockTimeout(t *testing.T) {
+	path := storePath(t)
+	fails(t, exitUsage, path, "write", "k", "v", "--lock-timeout", "-1s")
+	mustNotExist(t, path)
+}

@@ -303,6 +303,9 @@ func (a *app) dispatch(args []string) error {
 		}
 		return err
 	}
+	if o.lockTimeout < 0 {
+		return usagef("--lock-timeout %v: a duration cannot be negative", o.lockTimeout)
+	}
 	if o.version {
 		fmt.Fprintln(a.stdout, versionString())
 		return nil
