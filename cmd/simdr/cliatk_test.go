@@ -459,3 +459,21 @@ func TestNegativeLockTimeout(t *testing.T) {
 	fails(t, exitUsage, path, "write", "k", "v", "--lock-timeout", "-1s")
 	mustNotExist(t, path)
 }
+
+// TestMetadataJSONKey: metadata --json names a key that is not UTF-8 as
+// key_b64, byte for byte (it gave "\ufffd"), and the empty key as "key": ""
+// (it left the key out, as for --hash).
+func TestMetadataJSONKey(t *testing.T) {
+	path := storePath(t)
+	cases := []struct{ key, json string }{
+		{"\xff\xfe", `"key_b64": "//4="`},
+		{"", `"key": ""`},
+		{"é", `"key": "é"`},
+	}
+	for _, c := range cases {
+		ok(t, path, "write", c.key, "v")
+		if out := string(ok(t, path, "metadata", c.key, "--json").stdout); !strings.Contains(out, c.json+",\n") {
+			t.Errorf("metadata %q --json:\n%s\nwant %s", c.key, out, c.json)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -656,15 +657,16 @@ digits, as list prints them). FILE must exist and is only read.`,
 // metadataJSON is the --json form of metadata. Hashes and checksums are hex
 // strings (a 64-bit hash does not fit a JSON number exactly).
 type metadataJSON struct {
-	Key           string `json:"key,omitempty"` // absent with --hash
-	PayloadBytes  int    `json:"payload_bytes"`
-	TotalBytes    int    `json:"total_bytes"`
-	Offset        int64  `json:"offset"`
-	End           int64  `json:"end"`
-	KeyHash       string `json:"key_hash"`
-	Checksum      string `json:"checksum"`
-	ChecksumValid bool   `json:"checksum_valid"`
-	PrevOffset    int64  `json:"prev_offset"`
+	Key           *string `json:"key,omitempty"`     // absent with --hash; "" is the empty key
+	KeyB64        string  `json:"key_b64,omitempty"` // a key that is not UTF-8 (base64), instead of key
+	PayloadBytes  int     `json:"payload_bytes"`
+	TotalBytes    int     `json:"total_bytes"`
+	Offset        int64   `json:"offset"`
+	End           int64   `json:"end"`
+	KeyHash       string  `json:"key_hash"`
+	Checksum      string  `json:"checksum"`
+	ChecksumValid bool    `json:"checksum_valid"`
+	PrevOffset    int64   `json:"prev_offset"`
 }
 
 func runMetadata(a *app, file string, args []string) (err error) {
@@ -694,12 +696,20 @@ func runMetadata(a *app, file string, args []string) (err error) {
 	valid := e.Verify() == nil
 	end := e.Offset() + int64(e.Len())
 	if a.o.json {
-		err := a.printJSON(metadataJSON{
-			Key: key, PayloadBytes: e.Len(), TotalBytes: e.Len() + format.MetaSize,
+		mj := metadataJSON{
+			PayloadBytes: e.Len(), TotalBytes: e.Len() + format.MetaSize,
 			Offset: e.Offset(), End: end,
 			KeyHash: fmt.Sprintf("%016x", e.KeyHash()), Checksum: fmt.Sprintf("%08x", e.Checksum()),
 			ChecksumValid: valid, PrevOffset: prev,
-		})
+		}
+		switch {
+		case r.byHash:
+		case utf8.ValidString(key):
+			mj.Key = &key
+		default:
+			mj.KeyB64 = base64.StdEncoding.EncodeToString([]byte(key))
+		}
+		err := a.printJSON(mj)
 		if err == nil && !valid {
 			err = errReported
 		}

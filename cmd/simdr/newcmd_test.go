@@ -61,7 +61,7 @@ func TestHashAddressing(t *testing.T) {
 	}
 	var m metadataJSON
 	json.Unmarshal(ok(t, f, "metadata", "--hash", h, "--json").stdout, &m)
-	if m.KeyHash != h || m.PayloadBytes != 3 || m.Key != "" {
+	if m.KeyHash != h || m.PayloadBytes != 3 || m.Key != nil || m.KeyB64 != "" {
 		t.Errorf("metadata --hash: %+v", m)
 	}
 	if out := string(ok(t, f, "metadata", "--hash", h).stdout); !strings.Contains(out, "ENTRY FOR:                hash "+h) {
