@@ -477,3 +477,59 @@ func TestMetadataJSONKey(t *testing.T) {
 		}
 	}
 }
+
+// TestExportWholeOrNothing: a file export cannot write whole (here past
+// the file size limit, as on a full disk) is not left under its name, part
+// written: a new one is absent, an old one (--force) keeps its content, and
+// no temporary file stays behind.
+func TestExportWholeOrNothing(t *testing.T) {
+	src := t.TempDir()
+	big := strings.Repeat("0123456789abcdef", 20_000) // 320,000 bytes
+	writeTree(t, src, map[string]string{"a": "small", "big": big})
+	path := storePath(t)
+	ok(t, path, "import", src)
+	out := t.TempDir()
+	limited := func(args ...string) {
+		t.Helper()
+		// ulimit -f counts 1024-byte blocks; Go ignores SIGXFSZ, so the
+		// write fails with EFBIG.
+		c := exec.Command("sh", append([]string{"-c", `ulimit -f 100 && exec "$0" "$@"`, bin, path, "export", out}, args...)...)
+		b, err := c.CombinedOutput()
+		if err == nil || !strings.Contains(string(b), "file too large") {
+			t.Fatalf("export past the file size limit: %v, %s", err, b)
+		}
+	}
+	names := func() []string {
+		t.Helper()
+		ents, err := os.ReadDir(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n []string
+		for _, e := range ents {
+			n = append(n, e.Name())
+		}
+		return n
+	}
+	limited()
+	if got := strings.Join(names(), ","); got != "a" {
+		t.Fatalf("after a failed export, %s holds %s; want only a", out, got)
+	}
+	if err := os.WriteFile(filepath.Join(out, "big"), []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	limited("--force")
+	if b, _ := os.ReadFile(filepath.Join(out, "big")); string(b) != "old" {
+		t.Fatalf("a failed export --force left big holding %d bytes; want the old file", len(b))
+	}
+	if got := strings.Join(names(), ","); got != "a,big" {
+		t.Fatalf("after a failed export --force, %s holds %s", out, got)
+	}
+	ok(t, path, "export", out, "--force")
+	if b, _ := os.ReadFile(filepath.Join(out, "big")); string(b) != big {
+		t.Fatalf("export --force wrote %d bytes; want %d", len(b), len(big))
+	}
+	if fi, _ := os.Stat(filepath.Join(out, "big")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("export --force changed the file's mode to %v", fi.Mode().Perm())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path"
@@ -460,11 +461,19 @@ func runExport(a *app, file string, args []string) (err error) {
 		defer root.Close()
 	}
 
+	// Ctrl-C (SIGINT, SIGTERM) stops between files: each file written is
+	// whole, and no temporary file is left behind.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	p := a.newProgress("exporting", total)
 	p.nitem = int64(len(items))
 	p.start()
 	defer p.finish()
-	for _, it := range items {
+	for i, it := range items {
+		if ctx.Err() != nil {
+			p.finish()
+			return fmt.Errorf("export: interrupted: %s of %d written to %s", countUnit(int64(i), "file"), len(items), dir)
+		}
 		local := filepath.FromSlash(it.rel)
 		if d := filepath.Dir(local); d != "." {
 			if err := root.MkdirAll(d, 0o755); err != nil {
@@ -523,20 +532,69 @@ func checkExportPath(root *os.Root, dir, local string, force bool, store []fs.Fi
 	return ""
 }
 
-func writeFile(root *os.Root, name string, e simdr.Entry, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+// writeFile writes e's value to name under root, whole or not at all: into
+// a temporary file beside it, then linked to name (renamed over it with
+// force, keeping the old file's permissions), so that a full disk or an
+// interrupted export never leaves a part of a file under the name. With
+// force, a name that is a symbolic link (one that stays inside DIR, as
+// checkExportPath made sure) is written through, in place, as before.
+func writeFile(root *os.Root, name string, e simdr.Entry, force bool) (err error) {
+	var old fs.FileInfo
 	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if li, lerr := root.Lstat(name); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				return err
+			}
+			_, err = e.WriteTo(f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		} else if lerr == nil {
+			old = li
+		}
 	}
-	f, err := root.OpenFile(name, flags, 0o644)
+	dir, base := filepath.Split(name)
+	var f *os.File
+	var tmp string
+	for i := 0; ; i++ {
+		tmp = filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, rand.Uint32()))
+		f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, fs.ErrExist) || i == 100 {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
-	if _, err := e.WriteTo(f); err != nil {
-		f.Close()
+	defer func() {
+		if err != nil {
+			root.Remove(tmp)
+		}
+	}()
+	_, err = e.WriteTo(f)
+	if err == nil && old != nil {
+		err = f.Chmod(old.Mode().Perm())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	return f.Close()
+	if force {
+		return root.Rename(tmp, name)
+	}
+	// Linked, not renamed: a file that appeared under name since the
+	// check is not overwritten (EEXIST), as O_EXCL would have it.
+	if err = root.Link(tmp, name); err != nil {
+		if _, serr := root.Lstat(name); errors.Is(err, fs.ErrExist) || !errors.Is(serr, fs.ErrNotExist) {
+			return err
+		}
+		return root.Rename(tmp, name) // a file system without hard links (FAT)
+	}
+	return root.Remove(tmp)
 }
 
 // readLines reads the non-empty lines of name ("-": stdin).
