@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/simdr-go/simdr"
 )
 
@@ -531,5 +533,41 @@ func TestExportWholeOrNothing(t *testing.T) {
 	}
 	if fi, _ := os.Stat(filepath.Join(out, "big")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("export --force changed the file's mode to %v", fi.Mode().Perm())
+	}
+}
+
+// TestCatchFault: a read of a mapping past the end of a file another
+// process cut (what verify's walk may meet) is an error wrapping errCut,
+// not a crash of the command (SIGBUS).
+func TestCatchFault(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 1 << 16
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(data)
+	if err := f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	var sum byte
+	err = catchFault(func() error {
+		for i := 0; i < size; i += 4096 {
+			sum += data[i]
+		}
+		return nil
+	})
+	if !errors.Is(err, errCut) {
+		t.Fatalf("catchFault: %v; want errCut", err)
+	}
+	if err := catchFault(func() error { return io.EOF }); err != io.EOF {
+		t.Errorf("catchFault passes on f's error: got %v", err)
 	}
 }
