@@ -571,3 +571,24 @@ func TestCatchFault(t *testing.T) {
 		t.Errorf("catchFault passes on f's error: got %v", err)
 	}
 }
+
+// TestForceNoTTY: with FORCE_NO_TTY in the environment (any value), write
+// without VALUE reads no stdin and fails with "No value provided", as the
+// Rust original does; a VALUE is still taken.
+func TestForceNoTTY(t *testing.T) {
+	path := storePath(t)
+	cmd := exec.Command(bin, path, "write", "k")
+	cmd.Env = append(os.Environ(), "FORCE_NO_TTY=")
+	cmd.Stdin = strings.NewReader("piped")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "No value provided") {
+		t.Fatalf("FORCE_NO_TTY= write k: %v, %s; want exit 1, No value provided", err, out)
+	}
+	mustNotExist(t, path)
+	cmd = exec.Command(bin, path, "write", "k", "v")
+	cmd.Env = append(os.Environ(), "FORCE_NO_TTY=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("FORCE_NO_TTY=1 write k v: %v, %s", err, out)
+	}
+}

@@ -284,7 +284,10 @@ A missing FILE is created.`,
 
 func runWrite(a *app, file string, args []string) (err error) {
 	key := args[0]
-	if len(args) == 1 && isTerminal(a.stdin) {
+	// FORCE_NO_TTY (set to anything) keeps stdin out, as in the Rust
+	// original, whose tests use it to stand for "no value piped".
+	_, noTTY := os.LookupEnv("FORCE_NO_TTY")
+	if len(args) == 1 && (isTerminal(a.stdin) || noTTY) {
 		return fmt.Errorf("write %q: No value provided: give VALUE, or pipe the value on stdin", key)
 	}
 	s, err := a.openWrite(file, false)
