@@ -592,3 +592,43 @@ func TestForceNoTTY(t *testing.T) {
 		t.Fatalf("FORCE_NO_TTY=1 write k v: %v, %s", err, out)
 	}
 }
+
+// TestTokenFile: serve and cluster status refuse a token file whose token
+// no Authorization header can carry (a second line), and one too large to
+// be a token (what /dev/zero would be, read without end), before anything
+// else; a token read from a pipe is taken. (--raft-id alone is a usage
+// error checked after the token: it shows the token was accepted.)
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "s.simdr")
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := []struct {
+		name, content, want string
+		code                int
+	}{
+		{"two-lines", "sekret\n# the admin's note\n", "control character", exitFailure},
+		{"nul", "sek\x00ret", "control character", exitFailure},
+		{"huge", strings.Repeat("x", maxTokenBytes+1), "not a token", exitFailure},
+		{"ok", "  sekret \n", "--raft-id", exitUsage},
+	}
+	for _, c := range cases {
+		tok := write(c.name, c.content)
+		r := fails(t, c.code, f, "serve", "--token-file", tok, "--raft-id", "n1")
+		if !strings.Contains(string(r.stderr), c.want) {
+			t.Errorf("%s: %v; want %q", c.name, r, c.want)
+		}
+		if c.code == exitFailure {
+			r := fails(t, 1, "cluster", "status", "http://127.0.0.1:1", "--token-file", tok)
+			if !strings.Contains(string(r.stderr), c.want) {
+				t.Errorf("cluster status, %s: %v; want %q", c.name, r, c.want)
+			}
+		}
+	}
+	mustNotExist(t, f)
+}
