@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -631,4 +632,33 @@ func TestTokenFile(t *testing.T) {
 		}
 	}
 	mustNotExist(t, f)
+}
+
+// TestServeAddressInUse: serve on an address in use (or with a bad port)
+// fails before a missing FILE is created (it left an empty store file and
+// its state file behind), for a single server and a cluster node.
+func TestServeAddressInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "tok")
+	if err := os.WriteFile(tok, []byte("sekret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(dir, "s.simdr")
+	for _, args := range [][]string{
+		{"--addr", ln.Addr().String()},
+		{"--addr", "127.0.0.1:99999"},
+		{"--addr", ln.Addr().String(), "--token-file", tok, "--raft-id", "n1", "--raft-addr", "127.0.0.1:0", "--raft-dir", filepath.Join(dir, "raft"), "--bootstrap"},
+	} {
+		r := fails(t, 1, append([]string{f, "serve"}, args...)...)
+		if !strings.Contains(string(r.stderr), "serve: listen") {
+			t.Errorf("serve %q: %v; want the listen error", args, r)
+		}
+		mustNotExist(t, f)
+		mustNotExist(t, f+"-simdr-shm")
+	}
 }

@@ -164,15 +164,18 @@ func runServe(a *app, file string, _ []string) (err error) {
 		}
 		return runServeCluster(ctx, a, file, cfg, sf.tlsCert != "")
 	}
-	s, err := a.openWrite(file, false)
-	if err != nil {
-		return err
-	}
-	defer closeStore(s, &err)
+	// Listen first: an address in use (or a bad port) fails before a
+	// missing FILE is created.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	s, err := a.openWrite(file, false)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeStore(s, &err)
 	scheme := "http"
 	if sf.tlsCert != "" {
 		scheme = "https"
@@ -189,14 +192,14 @@ func runServe(a *app, file string, _ []string) (err error) {
 // runServeCluster serves FILE as a node of a raft cluster.
 func runServeCluster(ctx context.Context, a *app, file string, cfg server.Config, tlsOn bool) error {
 	rf := raftFlags
+	ln, err := net.Listen("tcp", cfg.Addr) // first, as in runServe
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	s, err := a.openWrite(file, false)
 	if err != nil {
+		ln.Close()
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		s.Close()
-		return fmt.Errorf("serve: %w", err)
 	}
 	scheme := "http"
 	if tlsOn {
