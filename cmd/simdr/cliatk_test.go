@@ -662,3 +662,36 @@ func TestServeAddressInUse(t *testing.T) {
 		mustNotExist(t, f+"-simdr-shm")
 	}
 }
+
+// TestFailedWriteCreatesNothing: a write or batch that stores nothing (an
+// empty VALUE or stdin, a malformed batch line) creates no missing FILE
+// (it left an empty store file and its state file behind); an empty batch
+// input, which succeeds, still creates it.
+func TestFailedWriteCreatesNothing(t *testing.T) {
+	cases := []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{"write", "k"}},
+		{"", []string{"write", "k", "--ttl", "1m"}},
+		{"", []string{"write", "k", ""}},
+		{"", []string{"write", "k", "", "--ttl", "1m"}},
+		{"{bad\n", []string{"batch"}},
+		{`{"op":"put","key":"a","value":"1"}` + "\n" + `{"op":"nope","key":"a"}` + "\n", []string{"batch"}},
+		{`{"op":"put","key":"a","value":"1"}` + "\n" + `{"op":"put","key":"b","value":""}` + "\n", []string{"batch", "--chunk", "5"}},
+	}
+	for _, c := range cases {
+		path := storePath(t)
+		r := simdrIn(t, strings.NewReader(c.stdin), append([]string{path}, c.args...)...)
+		if r.code != 1 {
+			t.Errorf("%q: %v; want exit 1", c.args, r)
+		}
+		mustNotExist(t, path)
+		mustNotExist(t, path+"-simdr-shm")
+	}
+	path := storePath(t)
+	simdrIn(t, strings.NewReader(""), path, "batch")
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("an empty batch did not create FILE: %v", err)
+	}
+}

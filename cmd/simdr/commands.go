@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/base64"
@@ -290,6 +291,41 @@ func runWrite(a *app, file string, args []string) (err error) {
 	if len(args) == 1 && (isTerminal(a.stdin) || noTTY) {
 		return fmt.Errorf("write %q: No value provided: give VALUE, or pipe the value on stdin", key)
 	}
+	// What cannot be stored fails before FILE is opened, so that a missing
+	// FILE is not created by a write that stores nothing.
+	if len(args) == 2 && !format.ValueOK([]byte(args[1])) {
+		return fmt.Errorf("write %q: %d bytes: %w", key, len(args[1]), simdr.ErrInvalidValue)
+	}
+	ctx := context.Background()
+	var value io.Reader
+	if len(args) == 1 {
+		// Ctrl-C (SIGINT) or SIGTERM cancels the read, even one blocked on
+		// an idle pipe: PutReader then rolls the partial value back (with
+		// --ttl, nothing is stored before the whole value is spooled).
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		in := &countReader{r: newCancelReader(ctx, a.stdin)}
+		// The first byte is read before FILE is opened: an empty stdin
+		// (or Ctrl-C before anything came) stores nothing and creates
+		// nothing.
+		var first [1]byte
+		m, rerr := io.ReadFull(in, first[:])
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("write %q: interrupted after 0 bytes: nothing stored", key)
+		case m == 0 && rerr == io.EOF:
+			return fmt.Errorf("write %q: No value provided and stdin is empty", key)
+		case m == 0:
+			return fmt.Errorf("write %q: reading stdin: %w", key, rerr)
+		}
+		value = io.MultiReader(bytes.NewReader(first[:]), in)
+		defer func() { // after the store is closed, before stop
+			if err != nil && ctx.Err() != nil {
+				err = fmt.Errorf("write %q: interrupted after %s: nothing stored", key, countUnit(in.n, "byte"))
+			}
+		}()
+	}
 	s, err := a.openWrite(file, false)
 	if err != nil {
 		return err
@@ -304,24 +340,10 @@ func runWrite(a *app, file string, args []string) (err error) {
 	case len(args) == 2:
 		n = int64(len(args[1]))
 		err = s.Put([]byte(key), []byte(args[1]))
+	case ttl.set:
+		n, err = putStdinTTL(ctx, s, file, key, value, ttl.d)
 	default:
-		// Ctrl-C (SIGINT) or SIGTERM cancels the read, even one blocked on
-		// an idle pipe: PutReader then rolls the partial value back (with
-		// --ttl, nothing is stored before the whole value is spooled).
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		in := &countReader{r: newCancelReader(ctx, a.stdin)}
-		if ttl.set {
-			n, err = putStdinTTL(ctx, s, file, key, in, ttl.d)
-		} else {
-			n, err = s.PutReader([]byte(key), in)
-		}
-		if errors.Is(err, simdr.ErrInvalidValue) && in.n == 0 {
-			return fmt.Errorf("write %q: No value provided and stdin is empty", key)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("write %q: interrupted after %s: nothing stored", key, countUnit(in.n, "byte"))
-		}
+		n, err = s.PutReader([]byte(key), value)
 	}
 	if err != nil {
 		return fmt.Errorf("write %q: %w", key, err)
