@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -693,5 +695,21 @@ func TestFailedWriteCreatesNothing(t *testing.T) {
 	simdrIn(t, strings.NewReader(""), path, "batch")
 	if _, err := os.Stat(path); err != nil {
 		t.Errorf("an empty batch did not create FILE: %v", err)
+	}
+}
+
+// TestReadDashOutputTerminal: read -o - is stdout, and on a terminal gets
+// the newline after the value that read without -o gets (it had none).
+func TestReadDashOutputTerminal(t *testing.T) {
+	f := storePath(t)
+	ok(t, f, "write", "hello", "world")
+	for _, args := range [][]string{{f, "read", "hello"}, {f, "read", "hello", "-o", "-"}} {
+		code, tty, _, _ := runTTY(t, "stdout", args...)
+		if code != 0 || tty != "world\r\n" {
+			t.Errorf("%q to a terminal: exit %d, %q", args, code, tty)
+		}
+	}
+	if got := string(ok(t, f, "read", "hello", "-o", "-").stdout); got != "world" {
+		t.Errorf("read -o - to a pipe: %q", got)
 	}
 }

@@ -196,7 +196,7 @@ func runRead(a *app, file string, args []string) (err error) {
 		if _, err := ents[0].WriteTo(out); err != nil {
 			return fmt.Errorf("read %s: %w", refs[0].label(), err)
 		}
-		if a.o.output == "" && isTerminal(a.stdout.f) {
+		if (a.o.output == "" || a.o.output == "-") && isTerminal(a.stdout.f) {
 			_, err = io.WriteString(out, "\n")
 		}
 		return err
