@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -711,5 +712,49 @@ func TestReadDashOutputTerminal(t *testing.T) {
 	}
 	if got := string(ok(t, f, "read", "hello", "-o", "-").stdout); got != "world" {
 		t.Errorf("read -o - to a pipe: %q", got)
+	}
+}
+
+// TestShellHistoryNotAFile: a $SIMDR_HISTORY that is a FIFO (or another
+// file that is not regular) is not used, with a warning, and the prompt
+// comes (the shell blocked before its first prompt, opening the FIFO).
+func TestShellHistoryNotAFile(t *testing.T) {
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Skip("tmux not installed")
+	}
+	dir := t.TempDir()
+	f := filepath.Join(dir, "s.simdr")
+	ok(t, f, "write", "k", "v")
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	// The socket is named after the test's own directory (TempDir's last
+	// element, "001", is the same in every test).
+	sock := "simdr-test-" + filepath.Base(filepath.Dir(dir))
+	tmux := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v %s", args, err, out)
+		}
+		return string(out)
+	}
+	tmux("new-session", "-d", "-s", "t", "-x", "150", "-y", "20", "env", "SIMDR_HISTORY="+fifo, bin, f, "shell")
+	defer exec.Command("tmux", "-L", sock, "kill-server").Run()
+	// A generous deadline only turns a hang into a failure (no timing assert).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		screen := tmux("capture-pane", "-p", "-t", "t")
+		if strings.Contains(screen, "simdr>") {
+			if !strings.Contains(screen, "is not a regular file") {
+				t.Errorf("no warning about the history file:\n%s", screen)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shell never showed its prompt:\n%s", screen)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/chzyer/readline"
@@ -159,9 +160,18 @@ func (a *app) shellTerminal(s *simdr.Store, file string, readOnly bool) error {
 		}
 	}
 	if hist != "" {
+		// A history that is not a regular file (a FIFO would block the
+		// shell before its first prompt, a directory cannot hold it) is
+		// not used; /dev/null is a way to have none.
+		if fi, err := os.Stat(hist); err == nil && !fi.Mode().IsRegular() && hist != os.DevNull {
+			a.warn("shell: history file %s is not a regular file (%s): no history kept", hist, fileKind(fi.Mode()))
+			hist = ""
+		}
+	}
+	if hist != "" {
 		// The history holds the values typed: keep it private (readline
 		// would create it readable by all).
-		if f, err := os.OpenFile(hist, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+		if f, err := os.OpenFile(hist, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK, 0o600); err == nil {
 			f.Close()
 		}
 	}
