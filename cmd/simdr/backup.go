@@ -88,15 +88,10 @@ func replaceFile(name string, b []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = tmp.Write(b)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), name)
-	}
-	if err != nil {
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
 		os.Remove(tmp.Name())
+		return err
 	}
-	return err
+	return commitTemp(tmp, name, nil)
 }

@@ -729,19 +729,8 @@ func TestShellHistoryNotAFile(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Skipf("mkfifo: %v", err)
 	}
-	// The socket is named after the test's own directory (TempDir's last
-	// element, "001", is the same in every test).
-	sock := "simdr-test-" + filepath.Base(filepath.Dir(dir))
-	tmux := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v %s", args, err, out)
-		}
-		return string(out)
-	}
+	tmux, _ := tmuxServer(t)
 	tmux("new-session", "-d", "-s", "t", "-x", "150", "-y", "20", "env", "SIMDR_HISTORY="+fifo, bin, f, "shell")
-	defer exec.Command("tmux", "-L", sock, "kill-server").Run()
 	// A generous deadline only turns a hang into a failure (no timing assert).
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -326,18 +326,8 @@ func (a *app) openOutput(file string) (io.Writer, func(ok bool) error, error) {
 			os.Remove(tmp.Name())
 			return nil
 		}
-		var err error
-		if fi != nil { // replacing a file: keep its permissions (a 0600 secret stays private)
-			err = tmp.Chmod(fi.Mode().Perm())
-		}
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), name)
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
+		// Replacing a file: keep its permissions (a 0600 secret stays private).
+		if err := commitTemp(tmp, name, fi); err != nil {
 			return fmt.Errorf("read: --output: %w", err)
 		}
 		return nil
@@ -356,6 +346,26 @@ func createTemp(name string) (*os.File, error) {
 			return f, err
 		}
 	}
+}
+
+// commitTemp closes tmp (from createTemp) and renames it over name, giving
+// it old's permissions when old (what name was) is not nil; on failure it
+// removes tmp.
+func commitTemp(tmp *os.File, name string, old fs.FileInfo) error {
+	var err error
+	if old != nil {
+		err = tmp.Chmod(old.Mode().Perm())
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
 
 // ---- has / delete ---------------------------------------------------------------
