@@ -38,6 +38,9 @@ func backupRecord(dest string) string { return dest + "-simdr-backup" }
 
 func runBackup(a *app, file string, args []string) error {
 	dest := args[0]
+	if err := checkTarget(file, dest, "backup: DEST"); err != nil {
+		return err
+	}
 	s, err := a.openRead(file)
 	if err != nil {
 		return err
@@ -62,7 +65,7 @@ func runBackup(a *app, file string, args []string) error {
 	}
 	// The record is written after DEST: a stale record (an interrupted run)
 	// names a size DEST does not have, and the next run takes a full backup.
-	if err := os.WriteFile(backupRecord(dest), append(rec, '\n'), 0o644); err != nil {
+	if err := replaceFile(backupRecord(dest), append(rec, '\n')); err != nil {
 		return fmt.Errorf("backup written, but not its record: %w", err)
 	}
 	if a.o.json {
@@ -75,4 +78,20 @@ func runBackup(a *app, file string, args []string) error {
 	}
 	a.info("%s backup of %s to %s: %s (%s read)", kind, file, dest, countUnit(info.Tail, "byte"), countUnit(info.Tail-info.From, "byte"))
 	return nil
+}
+
+// replaceFile writes b to a temporary file beside name and renames it over
+// name: a crash leaves the old content or the new one, never a part, and a
+// symbolic link planted at name is replaced, not followed.
+func replaceFile(name string, b []byte) error {
+	tmp, err := createTemp(name)
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	return commitTemp(tmp, name, nil)
 }

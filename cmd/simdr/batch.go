@@ -104,8 +104,13 @@ func parseOp(line []byte) (parsedOp, error) {
 	if err := dec.Decode(&op); err != nil {
 		return parsedOp{}, err
 	}
-	if dec.More() {
-		return parsedOp{}, errors.New("more than one JSON value on the line")
+	// Only spaces may follow the object (dec.More alone lets a stray "}" or
+	// "]" through).
+	if rest := bytes.TrimSpace(line[dec.InputOffset():]); len(rest) > 0 {
+		if dec.More() {
+			return parsedOp{}, errors.New("more than one JSON value on the line")
+		}
+		return parsedOp{}, fmt.Errorf("%q after the JSON object", rest[:min(len(rest), 20)])
 	}
 	key, err := field(op.Key, op.KeyB64, "key")
 	if err != nil {
@@ -169,11 +174,22 @@ func runBatch(a *app, file string, _ []string) (err error) {
 	if isTerminal(a.stdin) {
 		return errors.New("batch: reads the operations from stdin: pipe them in (one JSON object a line)")
 	}
-	s, err := a.openWrite(file, false)
-	if err != nil {
+	// FILE is opened at the first apply (at the end without --chunk): a
+	// malformed input writes nothing, and creates no missing FILE either.
+	var s *simdr.Store
+	open := func() error {
+		if s != nil {
+			return nil
+		}
+		var err error
+		s, err = a.openWrite(file, false)
 		return err
 	}
-	defer closeStore(s, &err)
+	defer func() {
+		if s != nil {
+			closeStore(s, &err)
+		}
+	}()
 	var (
 		b              simdr.Batch
 		size           int   // bytes of keys and values in b
@@ -188,12 +204,18 @@ func runBatch(a *app, file string, _ []string) (err error) {
 			if applied == 0 {
 				return "nothing written"
 			}
+			if applied == 1 {
+				return fmt.Sprintf("the operation of line %d stays applied", lastApplied)
+			}
 			return fmt.Sprintf("the %s of lines 1-%d stay applied", countUnit(int64(applied), "operation"), lastApplied)
 		}
 	)
 	flush := func() error {
 		if b.Len() == 0 {
 			return nil
+		}
+		if err := open(); err != nil {
+			return err
 		}
 		if err := s.Apply(&b); err != nil {
 			return fmt.Errorf("batch: apply lines %d-%d: %w (%s)", lastApplied+1, line, err, appliedMessage())
@@ -256,6 +278,9 @@ func runBatch(a *app, file string, _ []string) (err error) {
 		}
 	}
 	if err := flush(); err != nil {
+		return err
+	}
+	if err := open(); err != nil { // an empty input still creates FILE
 		return err
 	}
 	msg := fmt.Sprintf("Applied %s (%s, %s)", countUnit(int64(applied), "operation"), countUnit(puts, "put"), countUnit(deletes, "delete"))

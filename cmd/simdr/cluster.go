@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 )
@@ -37,11 +36,11 @@ func runClusterStatus(a *app, file string, args []string) error {
 		return fmt.Errorf("cluster status: %w", err)
 	}
 	if a.o.tokenFile != "" {
-		b, err := os.ReadFile(a.o.tokenFile)
+		tok, err := readToken(a.o.tokenFile)
 		if err != nil {
-			return fmt.Errorf("cluster status: token file: %w", err)
+			return fmt.Errorf("cluster status: %w", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {

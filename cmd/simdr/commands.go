@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,8 +15,10 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/internal/format"
@@ -139,6 +143,49 @@ func checkFile(file string, create bool) error {
 	return nil
 }
 
+// storeFiles returns what is on disk of the store FILE: FILE itself and the
+// caches the engine keeps beside it (the state file, the index
+// checkpoint), those of them that exist. A command that writes files
+// (read --output, export) refuses to write over one of them, which would
+// destroy the store it is reading; import does not read them.
+func storeFiles(file string) []fs.FileInfo {
+	var out []fs.FileInfo
+	for _, p := range []string{file, file + simdr.StateSuffix, file + checkpointSuffix} {
+		if fi, err := os.Stat(p); err == nil {
+			out = append(out, fi)
+		}
+	}
+	return out
+}
+
+// checkTarget refuses, as the file a command (copy, move, backup) writes
+// while it reads the store file, a target that is not a regular file (a
+// device such as /dev/null would be replaced by a rename) or that is the
+// store file or one of its caches (under any name or link). what names the
+// target in the message.
+func checkTarget(file, target, what string) error {
+	ti, err := os.Stat(target)
+	switch {
+	case err != nil:
+		return nil // missing: created; any other problem is the open's to say
+	case !ti.Mode().IsRegular():
+		return fmt.Errorf("%s %s is not a regular file (%s)", what, target, fileKind(ti.Mode()))
+	case isStoreFile(storeFiles(file), ti):
+		return fmt.Errorf("%s %s is the store file %s (or a file the engine keeps beside it)", what, target, file)
+	}
+	return nil
+}
+
+// checkpointSuffix ends the name of the index checkpoint beside a store
+// file (docs/checkpoint.md).
+const checkpointSuffix = "-simdr-index"
+
+// isStoreFile reports whether fi is one of files (from storeFiles): the
+// same file, whatever name or link leads to it.
+func isStoreFile(files []fs.FileInfo, fi fs.FileInfo) bool {
+	return slices.ContainsFunc(files, func(s fs.FileInfo) bool { return os.SameFile(s, fi) })
+}
+
 // fileKind names the type of a file that is not regular.
 func fileKind(m fs.FileMode) string {
 	switch {
@@ -238,8 +285,46 @@ A missing FILE is created.`,
 
 func runWrite(a *app, file string, args []string) (err error) {
 	key := args[0]
-	if len(args) == 1 && isTerminal(a.stdin) {
+	// FORCE_NO_TTY (set to anything) keeps stdin out, as in the Rust
+	// original, whose tests use it to stand for "no value piped".
+	_, noTTY := os.LookupEnv("FORCE_NO_TTY")
+	if len(args) == 1 && (isTerminal(a.stdin) || noTTY) {
 		return fmt.Errorf("write %q: No value provided: give VALUE, or pipe the value on stdin", key)
+	}
+	// What cannot be stored fails before FILE is opened, so that a missing
+	// FILE is not created by a write that stores nothing.
+	if len(args) == 2 && !format.ValueOK([]byte(args[1])) {
+		return fmt.Errorf("write %q: %d bytes: %w", key, len(args[1]), simdr.ErrInvalidValue)
+	}
+	ctx := context.Background()
+	var value io.Reader
+	if len(args) == 1 {
+		// Ctrl-C (SIGINT) or SIGTERM cancels the read, even one blocked on
+		// an idle pipe: PutReader then rolls the partial value back (with
+		// --ttl, nothing is stored before the whole value is spooled).
+		var stop context.CancelFunc
+		ctx, stop = signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		in := &countReader{r: newCancelReader(ctx, a.stdin)}
+		// The first byte is read before FILE is opened: an empty stdin
+		// (or Ctrl-C before anything came) stores nothing and creates
+		// nothing.
+		var first [1]byte
+		m, rerr := io.ReadFull(in, first[:])
+		switch {
+		case ctx.Err() != nil:
+			return fmt.Errorf("write %q: interrupted after 0 bytes: nothing stored", key)
+		case m == 0 && rerr == io.EOF:
+			return fmt.Errorf("write %q: No value provided and stdin is empty", key)
+		case m == 0:
+			return fmt.Errorf("write %q: reading stdin: %w", key, rerr)
+		}
+		value = io.MultiReader(bytes.NewReader(first[:]), in)
+		defer func() { // after the store is closed, before stop
+			if err != nil && ctx.Err() != nil {
+				err = fmt.Errorf("write %q: interrupted after %s: nothing stored", key, countUnit(in.n, "byte"))
+			}
+		}()
 	}
 	s, err := a.openWrite(file, false)
 	if err != nil {
@@ -255,24 +340,10 @@ func runWrite(a *app, file string, args []string) (err error) {
 	case len(args) == 2:
 		n = int64(len(args[1]))
 		err = s.Put([]byte(key), []byte(args[1]))
+	case ttl.set:
+		n, err = putStdinTTL(ctx, s, file, key, value, ttl.d)
 	default:
-		// Ctrl-C (SIGINT) or SIGTERM cancels the read, even one blocked on
-		// an idle pipe: PutReader then rolls the partial value back (with
-		// --ttl, nothing is stored before the whole value is spooled).
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		defer stop()
-		in := &countReader{r: newCancelReader(ctx, a.stdin)}
-		if ttl.set {
-			n, err = putStdinTTL(ctx, s, file, key, in, ttl.d)
-		} else {
-			n, err = s.PutReader([]byte(key), in)
-		}
-		if errors.Is(err, simdr.ErrInvalidValue) && in.n == 0 {
-			return fmt.Errorf("write %q: No value provided and stdin is empty", key)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("write %q: interrupted after %s: nothing stored", key, countUnit(in.n, "byte"))
-		}
+		n, err = s.PutReader([]byte(key), value)
 	}
 	if err != nil {
 		return fmt.Errorf("write %q: %w", key, err)
@@ -419,10 +490,8 @@ value. A missing KEY is an error (exit 1). FILE must exist.`,
 
 func transfer(a *app, file string, args []string, move bool) (err error) {
 	key, target := args[0], args[1]
-	if fi, err1 := os.Stat(file); err1 == nil {
-		if ti, err2 := os.Stat(target); err2 == nil && os.SameFile(fi, ti) {
-			return fmt.Errorf("%s and %s are the same store file", file, target)
-		}
+	if err := checkTarget(file, target, "TARGET_FILE"); err != nil {
+		return err
 	}
 	var src *simdr.Store
 	if move {
@@ -613,15 +682,16 @@ digits, as list prints them). FILE must exist and is only read.`,
 // metadataJSON is the --json form of metadata. Hashes and checksums are hex
 // strings (a 64-bit hash does not fit a JSON number exactly).
 type metadataJSON struct {
-	Key           string `json:"key,omitempty"` // absent with --hash
-	PayloadBytes  int    `json:"payload_bytes"`
-	TotalBytes    int    `json:"total_bytes"`
-	Offset        int64  `json:"offset"`
-	End           int64  `json:"end"`
-	KeyHash       string `json:"key_hash"`
-	Checksum      string `json:"checksum"`
-	ChecksumValid bool   `json:"checksum_valid"`
-	PrevOffset    int64  `json:"prev_offset"`
+	Key           *string `json:"key,omitempty"`     // absent with --hash; "" is the empty key
+	KeyB64        string  `json:"key_b64,omitempty"` // a key that is not UTF-8 (base64), instead of key
+	PayloadBytes  int     `json:"payload_bytes"`
+	TotalBytes    int     `json:"total_bytes"`
+	Offset        int64   `json:"offset"`
+	End           int64   `json:"end"`
+	KeyHash       string  `json:"key_hash"`
+	Checksum      string  `json:"checksum"`
+	ChecksumValid bool    `json:"checksum_valid"`
+	PrevOffset    int64   `json:"prev_offset"`
 }
 
 func runMetadata(a *app, file string, args []string) (err error) {
@@ -651,12 +721,20 @@ func runMetadata(a *app, file string, args []string) (err error) {
 	valid := e.Verify() == nil
 	end := e.Offset() + int64(e.Len())
 	if a.o.json {
-		err := a.printJSON(metadataJSON{
-			Key: key, PayloadBytes: e.Len(), TotalBytes: e.Len() + format.MetaSize,
+		mj := metadataJSON{
+			PayloadBytes: e.Len(), TotalBytes: e.Len() + format.MetaSize,
 			Offset: e.Offset(), End: end,
 			KeyHash: fmt.Sprintf("%016x", e.KeyHash()), Checksum: fmt.Sprintf("%08x", e.Checksum()),
 			ChecksumValid: valid, PrevOffset: prev,
-		})
+		}
+		switch {
+		case r.byHash:
+		case utf8.ValidString(key):
+			mj.Key = &key
+		default:
+			mj.KeyB64 = base64.StdEncoding.EncodeToString([]byte(key))
+		}
+		err := a.printJSON(mj)
 		if err == nil && !valid {
 			err = errReported
 		}
@@ -718,6 +796,7 @@ type listJSON struct {
 	Size     int    `json:"size"`
 	Offset   int64  `json:"offset"`
 	Key      string `json:"key,omitempty"`
+	KeyB64   []byte `json:"key_b64,omitempty"` // a key that is not UTF-8
 	Manifest bool   `json:"import_manifest,omitempty"`
 }
 
@@ -732,9 +811,10 @@ func runList(a *app, file string, _ []string) (err error) {
 
 // showList prints list's report on s.
 func (a *app) showList(s *simdr.Store) (err error) {
+	// The manifest is told by its hash, not by a name: an imported file may
+	// be called "(import manifest)".
 	names := map[uint64]string{}
-	mkey := manifestKey(a.o.namespace)
-	names[simdr.Hash(mkey)] = manifestLabel
+	mhash := simdr.Hash(manifestKey(a.o.namespace))
 	if keys, err := readManifest(s, a.o.namespace); err == nil {
 		for _, k := range keys {
 			names[simdr.Hash(storeKey(a.o.namespace, k))] = k
@@ -754,10 +834,14 @@ func (a *app) showList(s *simdr.Store) (err error) {
 		for i, e := range ents {
 			le := listJSON{
 				KeyHash: fmt.Sprintf("%016x", e.KeyHash()), Size: e.Len(), Offset: e.Offset(),
-				Key: names[e.KeyHash()],
+				Manifest: e.KeyHash() == mhash,
 			}
-			if le.Key == manifestLabel {
-				le.Key, le.Manifest = "", true
+			if k, ok := names[e.KeyHash()]; ok && !le.Manifest {
+				if utf8.ValidString(k) {
+					le.Key = k
+				} else {
+					le.KeyB64 = []byte(k)
+				}
 			}
 			b, _ := json.Marshal(le)
 			if i > 0 {
@@ -774,9 +858,12 @@ func (a *app) showList(s *simdr.Store) (err error) {
 	}
 	fmt.Fprintf(w, "%-16s  %12s  %14s  %s\n", "KEY HASH", "SIZE", "OFFSET", "KEY")
 	for _, e := range ents {
-		name := names[e.KeyHash()]
-		if name != "" && name != manifestLabel {
-			name = fmt.Sprintf("%q", name)
+		name := manifestLabel
+		if e.KeyHash() != mhash {
+			name = ""
+			if k, ok := names[e.KeyHash()]; ok {
+				name = strconv.Quote(k)
+			}
 		}
 		line := strings.TrimRight(fmt.Sprintf("%016x  %12d  %14d  %s", e.KeyHash(), e.Len(), e.Offset(), name), " ")
 		if _, err := fmt.Fprintln(w, line); err != nil {

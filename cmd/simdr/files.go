@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path"
@@ -213,11 +214,12 @@ func runImport(a *app, file string, args []string) (err error) {
 		return err
 	}
 	defer closeStore(s, &err)
-	// Never import the store into itself (it would grow as it is read).
-	if sfi, err := os.Stat(file); err == nil {
+	// Never import the store into itself (it would grow as it is read), nor
+	// the caches beside it (the state file changes as the import writes).
+	if sfs := storeFiles(file); len(sfs) > 0 {
 		files = slices.DeleteFunc(files, func(f importFile) bool {
 			fi, err := os.Stat(f.abs)
-			return err == nil && os.SameFile(fi, sfi)
+			return err == nil && isStoreFile(sfs, fi)
 		})
 	}
 	old, err := readManifest(s, ns)
@@ -301,12 +303,24 @@ type openFileError struct{ err error }
 func (e *openFileError) Error() string { return e.err.Error() }
 func (e *openFileError) Unwrap() error { return e.err }
 
+// importOne stores the file at abs under key. The file is checked again
+// once open (fstat, not the walk's stat): replaced since the walk by a FIFO
+// or a link to a device such as /dev/zero (in a directory others can
+// write), it would block the import or feed it endless bytes. O_NONBLOCK
+// keeps the open of a FIFO from waiting for a writer.
 func importOne(ctx context.Context, s *simdr.Store, key []byte, abs string, p *progress) (int64, error) {
-	f, err := os.Open(abs)
+	f, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return 0, &openFileError{err}
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, &openFileError{err}
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, &openFileError{fmt.Errorf("%s is no longer a regular file (%s, since the walk): not imported", abs, fileKind(fi.Mode()))}
+	}
 	return s.PutReader(key, countingReader{ctx, f, p})
 }
 
@@ -396,6 +410,7 @@ func runExport(a *app, file string, args []string) (err error) {
 		return fmt.Errorf("export: %w", err)
 	}
 	var problems []string
+	sfs := storeFiles(file)
 	files := map[string]bool{}
 	for _, rel := range paths {
 		local := filepath.FromSlash(rel)
@@ -412,7 +427,7 @@ func runExport(a *app, file string, args []string) (err error) {
 			return fmt.Errorf("export %q: %w", rel, err)
 		}
 		if root != nil {
-			if pr := checkExportPath(root, dir, local, a.o.force); pr != "" {
+			if pr := checkExportPath(root, dir, local, a.o.force, sfs); pr != "" {
 				problems = append(problems, pr)
 				continue
 			}
@@ -446,11 +461,19 @@ func runExport(a *app, file string, args []string) (err error) {
 		defer root.Close()
 	}
 
+	// Ctrl-C (SIGINT, SIGTERM) stops between files: each file written is
+	// whole, and no temporary file is left behind.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	p := a.newProgress("exporting", total)
 	p.nitem = int64(len(items))
 	p.start()
 	defer p.finish()
-	for _, it := range items {
+	for i, it := range items {
+		if ctx.Err() != nil {
+			p.finish()
+			return fmt.Errorf("export: interrupted: %s of %d written to %s", countUnit(int64(i), "file"), len(items), dir)
+		}
 		local := filepath.FromSlash(it.rel)
 		if d := filepath.Dir(local); d != "." {
 			if err := root.MkdirAll(d, 0o755); err != nil {
@@ -471,8 +494,10 @@ func runExport(a *app, file string, args []string) (err error) {
 // checkExportPath says what, under root (DIR), would stop export from
 // writing local there, or "" if nothing: a parent that is not a directory, a
 // symbolic link that leads out of DIR (os.Root refuses to follow it) or to
-// nothing, an existing file (unless force), a directory in the file's place.
-func checkExportPath(root *os.Root, dir, local string, force bool) string {
+// nothing, an existing file (unless force), a directory in the file's place,
+// the store file being exported or a cache beside it (one of store, from
+// storeFiles: written over, it would destroy the store as it is read).
+func checkExportPath(root *os.Root, dir, local string, force bool, store []fs.FileInfo) string {
 	parts := strings.Split(local, string(filepath.Separator))
 	for i := 1; i <= len(parts); i++ {
 		sub := filepath.Join(parts[:i]...)
@@ -496,6 +521,8 @@ func checkExportPath(root *os.Root, dir, local string, force bool) string {
 			return fmt.Sprintf("%s is not a directory", shown)
 		case last && fi.IsDir():
 			return fmt.Sprintf("%s is a directory", shown)
+		case last && isStoreFile(store, fi):
+			return fmt.Sprintf("%s is the store file being exported (or a file the engine keeps beside it)", shown)
 		case last && !force:
 			return fmt.Sprintf("%s exists (use --force to overwrite)", shown)
 		case last && !fi.Mode().IsRegular():
@@ -505,20 +532,69 @@ func checkExportPath(root *os.Root, dir, local string, force bool) string {
 	return ""
 }
 
-func writeFile(root *os.Root, name string, e simdr.Entry, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+// writeFile writes e's value to name under root, whole or not at all: into
+// a temporary file beside it, then linked to name (renamed over it with
+// force, keeping the old file's permissions), so that a full disk or an
+// interrupted export never leaves a part of a file under the name. With
+// force, a name that is a symbolic link (one that stays inside DIR, as
+// checkExportPath made sure) is written through, in place, as before.
+func writeFile(root *os.Root, name string, e simdr.Entry, force bool) (err error) {
+	var old fs.FileInfo
 	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if li, lerr := root.Lstat(name); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+			f, err := root.OpenFile(name, os.O_WRONLY|os.O_TRUNC, 0)
+			if err != nil {
+				return err
+			}
+			_, err = e.WriteTo(f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return err
+		} else if lerr == nil {
+			old = li
+		}
 	}
-	f, err := root.OpenFile(name, flags, 0o644)
+	dir, base := filepath.Split(name)
+	var f *os.File
+	var tmp string
+	for i := 0; ; i++ {
+		tmp = filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, rand.Uint32()))
+		f, err = root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if !errors.Is(err, fs.ErrExist) || i == 100 {
+			break
+		}
+	}
 	if err != nil {
 		return err
 	}
-	if _, err := e.WriteTo(f); err != nil {
-		f.Close()
+	defer func() {
+		if err != nil {
+			root.Remove(tmp)
+		}
+	}()
+	_, err = e.WriteTo(f)
+	if err == nil && old != nil {
+		err = f.Chmod(old.Mode().Perm())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
-	return f.Close()
+	if force {
+		return root.Rename(tmp, name)
+	}
+	// Linked, not renamed: a file that appeared under name since the
+	// check is not overwritten (EEXIST), as O_EXCL would have it.
+	if err = root.Link(tmp, name); err != nil {
+		if _, serr := root.Lstat(name); errors.Is(err, fs.ErrExist) || !errors.Is(serr, fs.ErrNotExist) {
+			return err
+		}
+		return root.Rename(tmp, name) // a file system without hard links (FAT)
+	}
+	return root.Remove(tmp)
 }
 
 // readLines reads the non-empty lines of name ("-": stdin).

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -180,7 +182,7 @@ func runRead(a *app, file string, args []string) (err error) {
 	if single && !ents[0].Exists() {
 		return refs[0].missing() // before --output is created
 	}
-	out, commit, err := a.openOutput()
+	out, commit, err := a.openOutput(file)
 	if err != nil {
 		return err
 	}
@@ -194,7 +196,7 @@ func runRead(a *app, file string, args []string) (err error) {
 		if _, err := ents[0].WriteTo(out); err != nil {
 			return fmt.Errorf("read %s: %w", refs[0].label(), err)
 		}
-		if a.o.output == "" && isTerminal(a.stdout) {
+		if (a.o.output == "" || a.o.output == "-") && isTerminal(a.stdout.f) {
 			_, err = io.WriteString(out, "\n")
 		}
 		return err
@@ -289,22 +291,32 @@ func writeValuesJSON(w io.Writer, refs []keyRef, ents []simdr.Entry) error {
 	return err
 }
 
-// openOutput returns where read writes: stdout, or --output FILE through a
-// temporary file that commit(true) renames over FILE (commit(false) removes
-// it). A FILE that exists and is not a regular file is written directly.
-func (a *app) openOutput() (io.Writer, func(ok bool) error, error) {
+// openOutput returns where read, reading the store file, writes: stdout, or
+// --output FILE through a temporary file that commit(true) renames over FILE
+// (commit(false) removes it). A FILE that exists and is not a regular file
+// is written directly; the store file itself (or one of its side files) is
+// refused.
+func (a *app) openOutput(file string) (io.Writer, func(ok bool) error, error) {
 	name := a.o.output
 	if name == "" || name == "-" {
 		return a.stdout, func(bool) error { return nil }, nil
 	}
-	if fi, err := os.Stat(name); err == nil && !fi.Mode().IsRegular() {
+	fi, err := os.Stat(name)
+	if err != nil {
+		fi = nil
+	}
+	if fi != nil && isStoreFile(storeFiles(file), fi) {
+		// Renamed over the store, the value would replace it.
+		return nil, nil, fmt.Errorf("read: --output %s is the store file %s (or a file the engine keeps beside it): refused", name, file)
+	}
+	if fi != nil && !fi.Mode().IsRegular() {
 		f, err := os.OpenFile(name, os.O_WRONLY, 0)
 		if err != nil {
 			return nil, nil, fmt.Errorf("read: --output: %w", err)
 		}
 		return f, func(bool) error { return f.Close() }, nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	tmp, err := createTemp(name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("read: --output: %w", err)
 	}
@@ -314,20 +326,46 @@ func (a *app) openOutput() (io.Writer, func(ok bool) error, error) {
 			os.Remove(tmp.Name())
 			return nil
 		}
-		err := tmp.Chmod(0o644)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), name)
-		}
-		if err != nil {
-			os.Remove(tmp.Name())
+		// Replacing a file: keep its permissions (a 0600 secret stays private).
+		if err := commitTemp(tmp, name, fi); err != nil {
 			return fmt.Errorf("read: --output: %w", err)
 		}
 		return nil
 	}
 	return tmp, commit, nil
+}
+
+// createTemp creates a new file beside name, to be renamed over it, with
+// the permissions a new file gets (0666 less the umask), not CreateTemp's
+// 0600.
+func createTemp(name string) (*os.File, error) {
+	dir, base := filepath.Dir(name), filepath.Base(name)
+	for i := 0; ; i++ {
+		f, err := os.OpenFile(filepath.Join(dir, fmt.Sprintf(".%s.tmp%d", base, rand.Uint32())), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) || i == 100 {
+			return f, err
+		}
+	}
+}
+
+// commitTemp closes tmp (from createTemp) and renames it over name, giving
+// it old's permissions when old (what name was) is not nil; on failure it
+// removes tmp.
+func commitTemp(tmp *os.File, name string, old fs.FileInfo) error {
+	var err error
+	if old != nil {
+		err = tmp.Chmod(old.Mode().Perm())
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), name)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
 }
 
 // ---- has / delete ---------------------------------------------------------------

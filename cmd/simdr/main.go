@@ -39,15 +39,33 @@ const (
 )
 
 func main() {
-	a := &app{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
+	a := &app{stdin: os.Stdin, stdout: &outFile{f: os.Stdout}, stderr: os.Stderr}
 	os.Exit(a.run(os.Args[1:]))
 }
 
 // app is one run of the command: its streams and options.
 type app struct {
-	stdin          *os.File
-	stdout, stderr *os.File
-	o              opts
+	stdin  *os.File
+	stdout *outFile
+	stderr *os.File
+	o      opts
+}
+
+// outFile is stdout, remembering the first error a write to it met, so that
+// a command whose report could not be written (a full disk, a closed pipe's
+// EIO) exits 1 rather than 0 even where it does not check each write.
+type outFile struct {
+	f   *os.File
+	err error
+}
+
+// Write writes b to the file, recording the first error.
+func (o *outFile) Write(b []byte) (int, error) {
+	n, err := o.f.Write(b)
+	if err != nil && o.err == nil {
+		o.err = err
+	}
+	return n, err
 }
 
 // opts holds every flag; the global ones are accepted before FILE, between
@@ -164,6 +182,9 @@ func parseFlags(fs *flag.FlagSet, args []string, stop bool) ([]string, error) {
 
 func (a *app) run(args []string) (code int) {
 	err := a.dispatch(args)
+	if err == nil && a.stdout.err != nil {
+		err = fmt.Errorf("writing the output: %w", a.stdout.err)
+	}
 	switch {
 	case err == nil:
 		return exitOK
@@ -281,6 +302,9 @@ func (a *app) dispatch(args []string) error {
 			return &usageError{fmt.Sprintf("%s: %v", c.name, err)}
 		}
 		return err
+	}
+	if o.lockTimeout < 0 {
+		return usagef("--lock-timeout %v: a duration cannot be negative", o.lockTimeout)
 	}
 	if o.version {
 		fmt.Fprintln(a.stdout, versionString())

@@ -479,7 +479,11 @@ func TestMetadata(t *testing.T) {
 	if err := json.Unmarshal(ok(t, f, "metadata", "k2", "--json").stdout, &m); err != nil {
 		t.Fatal(err)
 	}
-	want := metadataJSON{Key: "k2", PayloadBytes: 5, TotalBytes: 25, Offset: 64, End: 69,
+	if m.Key == nil || *m.Key != "k2" {
+		t.Errorf("metadata --json: key %v, want k2", m.Key)
+	}
+	m.Key = nil
+	want := metadataJSON{PayloadBytes: 5, TotalBytes: 25, Offset: 64, End: 69,
 		KeyHash: fmt.Sprintf("%016x", h), Checksum: fmt.Sprintf("%08x", crc32.ChecksumIEEE([]byte("world"))),
 		ChecksumValid: true, PrevOffset: 25}
 	if m != want {

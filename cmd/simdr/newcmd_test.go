@@ -61,7 +61,7 @@ func TestHashAddressing(t *testing.T) {
 	}
 	var m metadataJSON
 	json.Unmarshal(ok(t, f, "metadata", "--hash", h, "--json").stdout, &m)
-	if m.KeyHash != h || m.PayloadBytes != 3 || m.Key != "" {
+	if m.KeyHash != h || m.PayloadBytes != 3 || m.Key != nil || m.KeyB64 != "" {
 		t.Errorf("metadata --hash: %+v", m)
 	}
 	if out := string(ok(t, f, "metadata", "--hash", h).stdout); !strings.Contains(out, "ENTRY FOR:                hash "+h) {
@@ -300,6 +300,23 @@ func TestShellPiped(t *testing.T) {
 
 // The shell on a real terminal, under tmux: typed keys, line editing, the
 // history (Up), and the screen as a person sees it.
+// tmuxServer returns a function running tmux commands on a tmux server of
+// the test's own, and its socket name (after the test's temporary
+// directory, whose last element, "001", every test shares); the server is
+// killed when the test ends.
+func tmuxServer(t *testing.T) (tmux func(args ...string) string, sock string) {
+	sock = "simdr-test-" + filepath.Base(filepath.Dir(t.TempDir()))
+	t.Cleanup(func() { exec.Command("tmux", "-L", sock, "kill-server").Run() })
+	return func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tmux %v: %v %s", args, err, out)
+		}
+		return string(out)
+	}, sock
+}
+
 func TestShellTmux(t *testing.T) {
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Skip("tmux not installed")
@@ -307,17 +324,8 @@ func TestShellTmux(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "s.simdr")
 	hist := filepath.Join(dir, "history")
-	sock := "simdr-test-" + filepath.Base(dir)
-	tmux := func(args ...string) string {
-		t.Helper()
-		out, err := exec.Command("tmux", append([]string{"-L", sock}, args...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("tmux %v: %v %s", args, err, out)
-		}
-		return string(out)
-	}
+	tmux, sock := tmuxServer(t)
 	tmux("new-session", "-d", "-s", "t", "-x", "100", "-y", "30", "env", "SIMDR_HISTORY="+hist, bin, f, "shell")
-	defer exec.Command("tmux", "-L", sock, "kill-server").Run()
 	// waitFor polls the screen until it holds want (no timing assert: a
 	// generous deadline only turns a hang into a failure).
 	waitFor := func(want string) string {

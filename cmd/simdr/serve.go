@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -143,13 +144,8 @@ func runServe(a *app, file string, _ []string) (err error) {
 		}
 	}
 	if a.o.tokenFile != "" {
-		b, err := os.ReadFile(a.o.tokenFile)
-		if err != nil {
-			return fmt.Errorf("serve: token file: %w", err)
-		}
-		cfg.Token = strings.TrimSpace(string(b))
-		if cfg.Token == "" {
-			return fmt.Errorf("serve: token file %s is empty", a.o.tokenFile)
+		if cfg.Token, err = readToken(a.o.tokenFile); err != nil {
+			return fmt.Errorf("serve: %w", err)
 		}
 	}
 	if err := server.CheckAddr(cfg.Addr, cfg); err != nil {
@@ -168,15 +164,18 @@ func runServe(a *app, file string, _ []string) (err error) {
 		}
 		return runServeCluster(ctx, a, file, cfg, sf.tlsCert != "")
 	}
-	s, err := a.openWrite(file, false)
-	if err != nil {
-		return err
-	}
-	defer closeStore(s, &err)
+	// Listen first: an address in use (or a bad port) fails before a
+	// missing FILE is created.
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	s, err := a.openWrite(file, false)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeStore(s, &err)
 	scheme := "http"
 	if sf.tlsCert != "" {
 		scheme = "https"
@@ -193,14 +192,14 @@ func runServe(a *app, file string, _ []string) (err error) {
 // runServeCluster serves FILE as a node of a raft cluster.
 func runServeCluster(ctx context.Context, a *app, file string, cfg server.Config, tlsOn bool) error {
 	rf := raftFlags
+	ln, err := net.Listen("tcp", cfg.Addr) // first, as in runServe
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
 	s, err := a.openWrite(file, false)
 	if err != nil {
+		ln.Close()
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		s.Close()
-		return fmt.Errorf("serve: %w", err)
 	}
 	scheme := "http"
 	if tlsOn {
@@ -227,6 +226,38 @@ func runServeCluster(ctx context.Context, a *app, file string, cfg server.Config
 	}
 	a.info("simdr: stopped")
 	return nil
+}
+
+// maxTokenBytes bounds a token file: a path such as /dev/zero would
+// otherwise be read without end.
+const maxTokenBytes = 64 << 10
+
+// readToken reads the bearer token held in the file name (a pipe such as
+// <(command) too), trimmed of surrounding spaces. An empty token, one past
+// maxTokenBytes, and one holding a control character (a second line: no
+// Authorization header can carry it, so no client could ever be let in)
+// are errors.
+func readToken(name string) (string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxTokenBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("token file: %w", err)
+	}
+	if len(b) > maxTokenBytes {
+		return "", fmt.Errorf("token file %s holds more than %s: not a token", name, formatBytes(maxTokenBytes))
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", name)
+	}
+	if i := strings.IndexFunc(tok, func(r rune) bool { return r < 0x20 || r == 0x7f }); i >= 0 {
+		return "", fmt.Errorf("token file %s: the token holds a control character (%q at byte %d; one line, please): no Authorization header could carry it", name, tok[i], i)
+	}
+	return tok, nil
 }
 
 // cmpErr returns err, or an error saying msg when err is nil.

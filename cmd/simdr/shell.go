@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"unicode"
 
 	"github.com/chzyer/readline"
@@ -84,7 +85,12 @@ func runShell(a *app, file string, _ []string) (err error) {
 	failed := false
 	br := bufio.NewReaderSize(a.stdin, 64<<10)
 	for n := 1; ; n++ {
-		line, rerr := br.ReadString('\n')
+		line, rerr := readShellLine(br, shellMaxLine)
+		if errors.Is(rerr, errLineTooLong) {
+			a.warn("line %d: %v", n, rerr)
+			failed = true
+			continue
+		}
 		if rerr != nil && rerr != io.EOF {
 			return fmt.Errorf("shell: reading stdin: %w", rerr)
 		}
@@ -108,6 +114,43 @@ func runShell(a *app, file string, _ []string) (err error) {
 	return nil
 }
 
+// shellMaxLine bounds a line read by the shell from stdin (as batch bounds
+// its lines): a longer one is skipped, whatever its length, and reported.
+const shellMaxLine = batchMaxLine
+
+// errLineTooLong is readShellLine's error for a line past its bound.
+var errLineTooLong = fmt.Errorf("line longer than %s: skipped", formatBytes(shellMaxLine))
+
+// readShellLine reads one line, its newline included, holding at most max
+// bytes of it: a longer line is read to its end and dropped, and the error
+// is errLineTooLong. At the end of input it returns what is left and io.EOF.
+func readShellLine(br *bufio.Reader, max int) (string, error) {
+	var buf []byte
+	tooLong := false
+	for {
+		part, err := br.ReadSlice('\n')
+		if !tooLong {
+			if len(buf)+len(part) > max {
+				tooLong, buf = true, nil
+			} else {
+				buf = append(buf, part...)
+			}
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if tooLong {
+			if err == nil {
+				err = errLineTooLong
+			} else if err == io.EOF {
+				err = fmt.Errorf("%w (at the end of input)", errLineTooLong)
+			}
+			return "", err
+		}
+		return string(buf), err
+	}
+}
+
 // shellTerminal runs the interactive prompt.
 func (a *app) shellTerminal(s *simdr.Store, file string, readOnly bool) error {
 	hist := os.Getenv("SIMDR_HISTORY")
@@ -117,9 +160,18 @@ func (a *app) shellTerminal(s *simdr.Store, file string, readOnly bool) error {
 		}
 	}
 	if hist != "" {
+		// A history that is not a regular file (a FIFO would block the
+		// shell before its first prompt, a directory cannot hold it) is
+		// not used; /dev/null is a way to have none.
+		if fi, err := os.Stat(hist); err == nil && !fi.Mode().IsRegular() && hist != os.DevNull {
+			a.warn("shell: history file %s is not a regular file (%s): no history kept", hist, fileKind(fi.Mode()))
+			hist = ""
+		}
+	}
+	if hist != "" {
 		// The history holds the values typed: keep it private (readline
 		// would create it readable by all).
-		if f, err := os.OpenFile(hist, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+		if f, err := os.OpenFile(hist, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NONBLOCK, 0o600); err == nil {
 			f.Close()
 		}
 	}
@@ -173,6 +225,13 @@ func (a *app) shellLine(s *simdr.Store, file, line string) (quit bool, err error
 	}
 	if len(words) == 0 || strings.HasPrefix(words[0], "#") {
 		return false, nil
+	}
+	// Opened read-only beside a writer (simdr serve), the store catches up
+	// with what it committed since, before each command: otherwise the
+	// shell would answer from the moment it was opened. (Refresh does
+	// nothing on a store opened for writing.)
+	if err := s.Refresh(); err != nil {
+		return false, fmt.Errorf("catching up with the writer: %w", err)
 	}
 	cmd, args := words[0], words[1:]
 	want := func(n int, usage string) error {

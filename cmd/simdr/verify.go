@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 
 	"golang.org/x/sys/unix"
 
@@ -75,69 +77,79 @@ func runVerify(a *app, file string, _ []string) (err error) {
 			return fmt.Errorf("verify: mmap: %w", err)
 		}
 		defer unix.Munmap(data)
-		L, found := format.FindTail(data, 0) // where a reader sees the entries end
-		cls := format.TailClass{Kind: format.Torn, L: L, Top: n, Break: n}
-		if L < n {
-			cls = format.ClassifyTail(data, 0, L, n)
-		}
-		// The runs to walk, each from its top down to its bottom.
-		type run struct{ top, bottom int64 }
-		var runs []run
-		switch cls.Kind {
-		case format.Broken:
-			runs = append(runs, run{cls.Top, cls.Break})
-			if L > 0 {
+		// Another process may cut the file under the mapping (a writable
+		// open cutting a torn tail, a repair): a read past the new end faults,
+		// which catchFault turns into an error instead of a crash.
+		err = catchFault(func() error {
+			L, found := format.FindTail(data, 0) // where a reader sees the entries end
+			cls := format.TailClass{Kind: format.Torn, L: L, Top: n, Break: n}
+			if L < n {
+				cls = format.ClassifyTail(data, 0, L, n)
+			}
+			// The runs to walk, each from its top down to its bottom.
+			type run struct{ top, bottom int64 }
+			var runs []run
+			switch cls.Kind {
+			case format.Broken:
+				runs = append(runs, run{cls.Top, cls.Break})
+				if L > 0 {
+					runs = append(runs, run{L, 0})
+				}
+				rep.ChainBrokenAt = &cls.Break
+				rep.IntactAboveBytes, rep.IntactAboveEntries = cls.Top-cls.Break, cls.Entries
+				rep.ValidChainEnd = &cls.L
+				rep.TrailingBytes = n - cls.Top
+			case format.FirstDamaged:
+				runs = append(runs, run{cls.Top, 0})
+				rep.TrailingBytes = n - cls.Top
+			default:
+				if !found {
+					return fmt.Errorf("no valid entry chain in %d bytes: %w", n, simdr.ErrCorrupt)
+				}
 				runs = append(runs, run{L, 0})
+				rep.TrailingBytes = n - L
 			}
-			rep.ChainBrokenAt = &cls.Break
-			rep.IntactAboveBytes, rep.IntactAboveEntries = cls.Top-cls.Break, cls.Entries
-			rep.ValidChainEnd = &cls.L
-			rep.TrailingBytes = n - cls.Top
-		case format.FirstDamaged:
-			runs = append(runs, run{cls.Top, 0})
-			rep.TrailingBytes = n - cls.Top
-		default:
-			if !found {
-				return fmt.Errorf("verify: %s: no valid entry chain in %d bytes: %w", file, n, simdr.ErrCorrupt)
+			for _, r := range runs {
+				rep.CheckedBytes += r.top - r.bottom
 			}
-			runs = append(runs, run{L, 0})
-			rep.TrailingBytes = n - L
-		}
-		for _, r := range runs {
-			rep.CheckedBytes += r.top - r.bottom
-		}
-		p := a.newProgress("verifying", rep.CheckedBytes)
-		p.start()
-		var done int64
-		for _, r := range runs {
-			t := r.top
-			for t > r.bottom {
-				e, ok := format.Decode(data, t)
-				if !ok {
-					if rep.ChainBrokenAt == nil {
-						rep.ChainBrokenAt = &t
+			p := a.newProgress("verifying", rep.CheckedBytes)
+			p.start()
+			defer p.finish() // after a fault too
+			var done int64
+			for _, r := range runs {
+				t := r.top
+				for t > r.bottom {
+					e, ok := format.Decode(data, t)
+					if !ok {
+						if rep.ChainBrokenAt == nil {
+							rep.ChainBrokenAt = &t
+						}
+						break
 					}
-					break
+					intact := e.Intact(data)
+					switch {
+					case e.Tombstone:
+						rep.Tombstones++
+						if !intact {
+							rep.BadTombstones = append(rep.BadTombstones, e.Start)
+						}
+					default:
+						rep.Entries++
+						if !intact {
+							rep.BadOffsets = append(rep.BadOffsets, e.Start)
+						}
+					}
+					p.done.Store(done + r.top - e.Prev)
+					t = e.Prev
 				}
-				intact := e.Intact(data)
-				switch {
-				case e.Tombstone:
-					rep.Tombstones++
-					if !intact {
-						rep.BadTombstones = append(rep.BadTombstones, e.Start)
-					}
-				default:
-					rep.Entries++
-					if !intact {
-						rep.BadOffsets = append(rep.BadOffsets, e.Start)
-					}
-				}
-				p.done.Store(done + r.top - e.Prev)
-				t = e.Prev
+				done += r.top - r.bottom
 			}
-			done += r.top - r.bottom
+			p.finish()
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("verify: %s: %w", file, err)
 		}
-		p.finish()
 	}
 	rep.OK = len(rep.BadOffsets) == 0 && len(rep.BadTombstones) == 0 && rep.ChainBrokenAt == nil && rep.TrailingBytes == 0
 	if a.o.json {
@@ -177,4 +189,24 @@ func runVerify(a *app, file string, _ []string) (err error) {
 		return errReported
 	}
 	return nil
+}
+
+// errCut is catchFault's error: the file was cut under its mapping.
+var errCut = errors.New("the file was cut (truncated by another process) while being read; run the command again")
+
+// catchFault runs f, turning a memory fault in it (SIGBUS: the mapped file
+// was cut under the mapping by another process) into an error wrapping
+// errCut instead of a crash. Any other panic goes on.
+func catchFault(f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if fe, ok := r.(interface{ Addr() uintptr }); ok {
+				err = fmt.Errorf("%w (fault at %#x)", errCut, fe.Addr())
+				return
+			}
+			panic(r)
+		}
+	}()
+	return f()
 }
