@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -168,7 +169,10 @@ func generation(g *gen) string {
 // written to a temporary file beside dest, synced, and renamed over dest,
 // so that an interrupted backup never leaves a dest that is not a whole
 // store file; the directory is synced too. A dest that is the store file
-// itself (by any path or link) fails with ErrSameStore.
+// itself (by any path or link) fails with ErrSameStore. A symbolic link is
+// followed (the file it names is replaced, the link kept), and a dest that
+// exists and is not a regular file (a FIFO, a device, a directory) fails
+// with an error matching fs.ErrInvalid, nothing written.
 func (s *Store) BackupFile(dest string, prev *BackupInfo) (BackupInfo, error) {
 	info, err := s.backupFile(dest, prev)
 	if err != nil {
@@ -178,6 +182,9 @@ func (s *Store) BackupFile(dest string, prev *BackupInfo) (BackupInfo, error) {
 }
 
 func (s *Store) backupFile(dest string, prev *BackupInfo) (_ BackupInfo, err error) {
+	if dest, err = backupTarget(dest); err != nil {
+		return BackupInfo{}, err
+	}
 	if g := s.cur.Load(); g == nil {
 		return BackupInfo{}, ErrClosed
 	} else if fi, err := os.Stat(dest); err == nil && os.SameFile(fi, g.fi) {
@@ -198,9 +205,9 @@ func (s *Store) backupFile(dest string, prev *BackupInfo) (_ BackupInfo, err err
 	var info BackupInfo
 	incremental := false
 	if prev != nil && prev.Generation == s.generationNow() {
-		if old, oerr := os.Open(dest); oerr == nil {
-			fi, serr := old.Stat()
-			if serr == nil && fi.Size() == prev.Tail {
+		if old, oerr := os.OpenFile(dest, os.O_RDONLY|unix.O_NONBLOCK, 0); oerr == nil {
+			fi, serr := old.Stat() // swapped for a FIFO since the check: not regular, not read
+			if serr == nil && fi.Mode().IsRegular() && fi.Size() == prev.Tail {
 				_, cerr := io.Copy(tmp, old) // copy_file_range where the system has it
 				incremental = cerr == nil
 			}
@@ -239,6 +246,27 @@ func (s *Store) backupFile(dest string, prev *BackupInfo) (_ BackupInfo, err err
 		return info, fmt.Errorf("backup written, but the directory sync failed: %w", err)
 	}
 	return info, nil
+}
+
+// backupTarget is the file BackupFile writes for dest: the file a symbolic
+// link names (the backup replaces that file, not the link), refused with an
+// error matching fs.ErrInvalid unless it is missing or a regular file (a
+// FIFO, a device such as /dev/null, a directory would be replaced by the
+// rename, and a FIFO could block the read of an earlier backup).
+func backupTarget(dest string) (string, error) {
+	if p, err := filepath.EvalSymlinks(dest); err == nil {
+		dest = p
+	}
+	fi, err := os.Lstat(dest)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return dest, nil
+	case err != nil:
+		return "", err
+	case !fi.Mode().IsRegular():
+		return "", fmt.Errorf("dest %s is not a regular file (%v): %w", dest, fi.Mode().Type(), fs.ErrInvalid)
+	}
+	return dest, nil
 }
 
 // generationNow is the generation of the current file ("" when closed).
