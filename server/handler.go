@@ -151,7 +151,7 @@ func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
 		{"GET", "/metrics", h.serveMetrics},
 		{"POST", "/v1/verify", h.verify},
 		{"GET", "/v1/entries", h.entries},
-		{"GET", "/v1/watch", h.watch}, // server/watch.go
+		{"GET", routeWatch, h.watch}, // server/watch.go
 		{"GET", "/v1/backup", h.backup},
 	}
 	for _, rt := range routes {
