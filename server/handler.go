@@ -570,6 +570,10 @@ func (e *clientError) Unwrap() error { return e.err }
 // used up: 503 with Retry-After.
 var errBusy = errors.New("the server holds as much request data as it may (Config.MaxInflightBytes): retry later")
 
+// errOverBudget: one request alone needs more memory than the whole
+// budget, so that retrying cannot help (413, not 503).
+var errOverBudget = errors.New("the request needs more memory than the server may hold for all requests together (Config.MaxInflightBytes)")
+
 // budget is the server-wide semaphore on the bytes request bodies (and what
 // they decode to) hold. take never blocks: a request that cannot have more
 // fails with errBusy, so parallel requests cannot deadlock holding parts of
@@ -594,6 +598,9 @@ type hold struct {
 }
 
 func (h *hold) take(n int64) error {
+	if h.n+n > h.b.max {
+		return fmt.Errorf("%w: %d bytes", errOverBudget, h.n+n)
+	}
 	if !h.b.take(n) {
 		return errBusy
 	}
@@ -1094,6 +1101,8 @@ func errorStatus(err error) (int, string) {
 	var te interface{ Timeout() bool }
 	switch {
 	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, errOverBudget):
 		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, errBusy):
 		return http.StatusServiceUnavailable, "busy"

@@ -79,7 +79,10 @@ type Config struct {
 	// bodies, and what they decode to, may hold at once (0:
 	// DefaultMaxInflightBytes). A request that would pass it fails at once
 	// with 503 and Retry-After: 1, so no number of parallel requests can
-	// exhaust memory. It should be well above MaxBodyBytes.
+	// exhaust memory; one that alone needs more than all of it fails with
+	// 413. It should be well above MaxBodyBytes: a batch is charged about
+	// three times its values and 128 to 512 bytes per operation (a batch of
+	// MaxItems one-byte puts with a ttl needs 512 MiB).
 	MaxInflightBytes int64
 	// SpoolDir is where a PUT body over 1 MiB is spooled (in an unlinked
 	// temporary file) before it is stored (empty: the store file's
