@@ -66,7 +66,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// ReadTimeout, WriteTimeout and IdleTimeout bound each connection
 	// (0: 10 minutes, 10 minutes and 2 minutes). ReadTimeout covers reading a
-	// whole request, body included; WriteTimeout covers writing a response.
+	// whole request, body included; WriteTimeout covers writing a response
+	// (for the streams of /v1/entries and /v1/backup, each MiB of it).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// ReadHeaderTimeout bounds reading a request's headers (0: 10 seconds).
 	ReadHeaderTimeout time.Duration
