@@ -149,12 +149,7 @@ func TestCompactReleasesDiskSpace(t *testing.T) {
 // which waits for the requests that may read the file it replaced, and the
 // disk space of that file.
 func TestStreamReaderThatNeverReads(t *testing.T) {
-	dir := t.TempDir()
-	st, err := simdr.Open(filepath.Join(dir, "s.simdr"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() }) // after the server's cleanup
+	st, dir := openStoreDir(t) // closed after the server's cleanup
 	base, _ := start(t, st, server.Config{WriteTimeout: 500 * time.Millisecond})
 	val := bytes.Repeat([]byte("0123456789abcdef"), 1<<20/16)
 	for i := range 32 { // 32 MiB: far more than the socket buffers hold

@@ -29,12 +29,20 @@ import (
 // servers started later, whose cleanups run first).
 func openStore(t *testing.T) *simdr.Store {
 	t.Helper()
-	st, err := simdr.Open(filepath.Join(t.TempDir(), "s.simdr"), nil)
+	st, _ := openStoreDir(t)
+	return st
+}
+
+// openStoreDir is openStore, also returning the store file's directory.
+func openStoreDir(t *testing.T) (*simdr.Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := simdr.Open(filepath.Join(dir, "s.simdr"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return st
+	return st, dir
 }
 
 // start runs the real server on a loopback port; stop cancels it and returns

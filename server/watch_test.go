@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -85,12 +84,7 @@ func TestWatchEvents(t *testing.T) {
 // requests that may read the replaced file) nor keeps the replaced file's
 // disk space; the stream goes on after the compaction.
 func TestWatchHoldsNoReplacedFile(t *testing.T) {
-	dir := t.TempDir()
-	st, err := simdr.Open(filepath.Join(dir, "s.simdr"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() }) // after the server's cleanup
+	st, dir := openStoreDir(t) // closed after the server's cleanup
 	base, _ := start(t, st, server.Config{})
 	for i := range 100 {
 		st.Put([]byte("k"), []byte(fmt.Sprint("value ", i)))
