@@ -35,6 +35,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -348,7 +349,7 @@ func (c *Client) doHeader(ctx context.Context, method, url string, body io.Reade
 		resp, err := c.hc.Do(req)
 		if err != nil {
 			if once && !neverSent(err) {
-				return nil, fmt.Errorf("client: %w: %w", ErrOutcomeUnknown, err)
+				return nil, &unknownError{err}
 			}
 			last = fmt.Errorf("client: %w", err)
 			if !c.retryable(once, err, nil) || ctx.Err() != nil {
@@ -426,6 +427,13 @@ func changesData(method, path string) bool {
 	}
 	return false
 }
+
+// unknownError is a write's failure after it was sent, whose outcome is
+// unknown: it matches ErrOutcomeUnknown and its cause.
+type unknownError struct{ cause error }
+
+func (e *unknownError) Error() string   { return ErrOutcomeUnknown.Error() + ": " + e.cause.Error() }
+func (e *unknownError) Unwrap() []error { return []error{ErrOutcomeUnknown, e.cause} }
 
 // outcomeUnknown is what a 503 outcome_unknown matches: both
 // ErrOutcomeUnknown and ErrUnavailable.
@@ -544,30 +552,132 @@ func expiresIn(h http.Header) (time.Duration, error) {
 
 // PutReader stores the bytes r yields until io.EOF under key, streamed to
 // the server, and returns how many it stored. On an error the server stores
-// nothing.
+// nothing, but for ErrOutcomeUnknown: r had reached io.EOF when the
+// connection broke, or ctx ended, before the answer. An error of r fails
+// the call with that error (errors.Is), and the server stores nothing. When
+// ctx ends while r.Read blocks, PutReader returns at once, leaving that
+// Read to finish in the background (its bytes are dropped): no other Read
+// of r starts once PutReader has returned. r is never closed.
 func (c *Client) PutReader(ctx context.Context, key []byte, r io.Reader) (int64, error) {
 	return c.putReader(ctx, c.keyPath(key), r)
 }
 
 func (c *Client) putReader(ctx context.Context, u string, r io.Reader) (int64, error) {
-	cr := &countingReader{r: r}
+	cr := newBodyReader(ctx, r)
+	defer cr.Close()
 	resp, err := c.do(ctx, http.MethodPut, u, cr, "application/octet-stream", http.StatusNoContent)
+	var ue *unknownError
+	if errors.As(err, &ue) && !cr.sawEOF() {
+		// The body never reached its end (r failed, or ctx ended first):
+		// the server cannot have stored it.
+		return 0, fmt.Errorf("client: put: the value was not sent whole, nothing is stored: %w", ue.cause)
+	}
 	if err != nil {
 		return 0, err
 	}
 	done(resp)
-	return cr.n, nil
+	return cr.n.Load(), nil
 }
 
-type countingReader struct {
-	r io.Reader
-	n int64
+// bodyReader is the request body of PutReader: it counts what r yields,
+// notes whether r reached io.EOF, and reads r in a goroutine of its own, so
+// that the end of the call's context (or Close) ends a Read that blocks in
+// r. net/http waits for the body's Read to return before it gives up a
+// cancelled request, and does not close the body first: a reader that
+// never returns, such as an idle pipe, would keep the call from returning
+// when its context ends. Read must not be called
+// concurrently with itself (net/http does not).
+type bodyReader struct {
+	r    io.Reader
+	ctx  context.Context // the call's: its end ends a Read too
+	n    atomic.Int64
+	eof  atomic.Bool
+	err  error // r's error or io.EOF, once it gave one (Read only)
+	buf  []byte
+	want chan int        // a read of up to that many bytes into buf
+	got  chan readResult // its result
+	done chan struct{}   // closed by Close
+	once sync.Once       // starts the goroutine
+	mu   sync.Mutex      // orders starting a read and Close
+	shut sync.Once       // closes done
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+type readResult struct {
+	n   int
+	err error
+}
+
+// errBodyClosed is what a Read of a closed bodyReader returns.
+var errBodyClosed = errors.New("client: request body closed")
+
+func newBodyReader(ctx context.Context, r io.Reader) *bodyReader {
+	return &bodyReader{r: r, ctx: ctx, want: make(chan int), got: make(chan readResult, 1), done: make(chan struct{})}
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err // r failed or ended: the loop is gone
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	b.once.Do(func() {
+		b.buf = make([]byte, 32<<10)
+		go b.loop(b.buf)
+	})
+	m := min(len(p), len(b.buf))
+	b.mu.Lock() // against Close: no read of r starts once Close has returned
+	select {
+	case <-b.done:
+		b.mu.Unlock()
+		return 0, errBodyClosed
+	default:
+	}
+	b.want <- m // the loop is waiting: the last read's result has been taken
+	b.mu.Unlock()
+	select {
+	case res := <-b.got:
+		copy(p, b.buf[:res.n])
+		b.n.Add(int64(res.n))
+		if res.err == io.EOF {
+			b.eof.Store(true)
+		}
+		b.err = res.err
+		return res.n, res.err
+	case <-b.done:
+		return 0, errBodyClosed
+	case <-b.ctx.Done():
+		b.Close()
+		return 0, b.ctx.Err()
+	}
+}
+
+// loop reads r into buf as Read asks, until r fails or ends, or Close.
+func (b *bodyReader) loop(buf []byte) {
+	for {
+		select {
+		case m := <-b.want:
+			n, err := b.r.Read(buf[:m])
+			n = min(max(n, 0), m) // a reader that breaks the io.Reader contract
+			b.got <- readResult{n, err}
+			if err != nil {
+				return
+			}
+		case <-b.done:
+			return
+		}
+	}
+}
+
+// sawEOF reports whether r reached io.EOF.
+func (b *bodyReader) sawEOF() bool { return b.eof.Load() }
+
+// Close ends a Read in progress and fails the later ones; it does not close r.
+func (b *bodyReader) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.shut.Do(func() { close(b.done) })
+	return nil
 }
 
 // Get returns a copy of the value stored under key; a missing key gives an

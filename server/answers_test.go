@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -103,5 +104,33 @@ func TestInvalidUTF8Refused(t *testing.T) {
 	wantStatus(t, r, 200)
 	if e, err := st.Get([]byte("😀")); err != nil || string(e.Bytes()) != "é" {
 		t.Fatalf("escaped key: %v %q", err, e.Bytes())
+	}
+}
+
+// TestValueSpellingErrorAnswer: a value that holds net/http's own error
+// answer's headers (what the server rewrites as JSON) is served as it is,
+// small (in the write of the response's headers) or large, and malformed
+// requests still get JSON. The rewriting looked for those headers in every
+// write to the connection: a GET of such a value answered 200 with other
+// bytes than it holds. (TestJSONErrorConnPassesResponses checks a body
+// write that starts with the whole answer.)
+func TestValueSpellingErrorAnswer(t *testing.T) {
+	st := openStore(t)
+	base, _ := start(t, st, server.Config{})
+	answer := "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+	values := []string{"x\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nhello", answer}
+	for pad := range len(answer) {
+		values = append(values, strings.Repeat("p", pad)+strings.Repeat(answer, 5000/len(answer)))
+	}
+	for i, v := range values {
+		key := base + "/v1/keys/v" + strconv.Itoa(i)
+		wantStatus(t, call(t, nil, "PUT", key, strings.NewReader(v)), 204)
+		r := call(t, nil, "GET", key, nil)
+		if r.code != 200 || string(r.body) != v {
+			t.Fatalf("GET of value %d (%d bytes): %d, %d bytes that differ from the value", i, len(v), r.code, len(r.body))
+		}
+	}
+	if r := rawCall(t, base, "GET /v1/keys/%zz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); r.code != 400 || errCode(t, r) != "bad_request" {
+		t.Fatalf("a malformed request line: %d %q", r.code, r.body)
 	}
 }

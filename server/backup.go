@@ -3,9 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/simdr-go/simdr"
 )
@@ -44,7 +44,6 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
 		}
 		since = &simdr.BackupInfo{Generation: gen, Tail: t}
 	}
-	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // as long as the client reads
 	hd := w.Header()
 	hd.Set("Trailer", HeaderBackupGeneration+", "+HeaderBackupTail)
 	hd.Set("Content-Type", "application/octet-stream")
@@ -53,7 +52,7 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
 		from = since.Tail
 	}
 	hd.Set(HeaderBackupFrom, strconv.FormatInt(from, 10))
-	lw := &lazyWriter{w: w}
+	lw := &lazyWriter{w: w, sw: h.streamWriter(w)} // as long as the client reads
 	var info simdr.BackupInfo
 	var err error
 	if since == nil {
@@ -90,6 +89,7 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request) {
 // error found before any is sent can still be answered with its own status.
 type lazyWriter struct {
 	w       http.ResponseWriter
+	sw      io.Writer // w, under a rolling write deadline
 	started bool
 }
 
@@ -98,7 +98,7 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 		l.started = true
 		l.w.WriteHeader(http.StatusOK)
 	}
-	n, err := l.w.Write(p)
+	n, err := l.sw.Write(p)
 	if err != nil {
 		return n, fmt.Errorf("sending backup: %w", err)
 	}

@@ -25,20 +25,35 @@ import (
 // cost is what decoding a body will allocate, from the counting pass.
 type cost struct {
 	items int   // operations or keys
+	puts  int   // of the operations, the puts (ttl or not)
+	ttls  int   // of the puts, those with a ttl
 	bytes int64 // bytes copied out of the body (unescaped or base64-decoded strings, batch values)
 }
 
 // Per-item memory, for the budget: a get-many key is a slice header in the
-// key list, an Entry in the result and a hash in GetMany; a batch operation is a batchOp in the
-// simdr.Batch, whose slices grow by doubling.
+// key list, an Entry in the result and a hash in GetMany. A batch operation
+// is what decoding it and applying it hold at the peak (measured, with a
+// margin): its batchOp in the simdr.Batch and the store's pending entry,
+// slices that grow by doubling, and a delete's place in Apply's map of the
+// keys it deletes; a put also adds its entry's padding and metadata to the
+// batch's image of the file (up to 83 bytes, in a slice that grows by
+// doubling too); a put with a ttl also its expiry and its expiry record,
+// written through the store's buffer. A value (and an unescaped key) is
+// held three times at the peak: the image's old and new arrays while it
+// grows.
 const (
 	keyItemBytes = 24 + 40 + 8
-	opItemBytes  = 2 * 32
+	opItemBytes  = 128
+	putItemBytes = 192
+	ttlItemBytes = 192
+	batchCopies  = 3
 )
 
-// costKeys and costBatch give the bytes a decoded body holds beside the body.
-func (c cost) keys() int64  { return int64(c.items)*keyItemBytes + c.bytes }
-func (c cost) batch() int64 { return int64(c.items)*opItemBytes + 2*c.bytes }
+// keys and batch give the bytes a decoded body holds beside the body.
+func (c cost) keys() int64 { return int64(c.items)*keyItemBytes + c.bytes }
+func (c cost) batch() int64 {
+	return int64(c.items)*opItemBytes + int64(c.puts)*putItemBytes + int64(c.ttls)*ttlItemBytes + batchCopies*c.bytes
+}
 
 var errTruncated = errors.New("the body ends inside a record")
 
@@ -68,9 +83,11 @@ func walkBinaryBatch(body []byte, fn func(put bool, key, value []byte, ttl time.
 				return c, fmt.Errorf("op %d: value: %w", i, err)
 			}
 			c.bytes += int64(len(value))
+			c.puts++
 		}
 		var ttl time.Duration
 		if op == opPutTTL {
+			c.ttls++
 			if len(body) < 8 {
 				return c, fmt.Errorf("op %d: ttl: %w", i, errTruncated)
 			}
@@ -745,7 +762,9 @@ func walkJSONBatch(body []byte, b batchSink) (cost, error) {
 				if ttl, err = ttlMs(f[fieldTTL]); err != nil {
 					return fmt.Errorf("op %d: %w", i, err)
 				}
+				c.ttls++
 			}
+			c.puts++
 			switch {
 			case b == nil:
 			case ttl > 0:

@@ -151,7 +151,7 @@ func newHandler(store *simdr.Store, cfg Config, loopback bool) *handler {
 		{"GET", "/metrics", h.serveMetrics},
 		{"POST", "/v1/verify", h.verify},
 		{"GET", "/v1/entries", h.entries},
-		{"GET", "/v1/watch", h.watch}, // server/watch.go
+		{"GET", routeWatch, h.watch}, // server/watch.go
 		{"GET", "/v1/backup", h.backup},
 	}
 	for _, rt := range routes {
@@ -502,10 +502,10 @@ func (h *handler) entries(w http.ResponseWriter, r *http.Request) {
 		writeStoreError(w, simdr.ErrClosed)
 		return
 	}
-	http.NewResponseController(w).SetWriteDeadline(time.Time{}) // as long as the client reads
+	sw := h.streamWriter(w) // as long as the client reads
 	w.Header().Set("Content-Type", BinaryContentType)
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := bufio.NewWriterSize(sw, 64<<10)
 	defer bw.Flush()
 	var hdr [16]byte
 	for e := range h.store.Entries() {
@@ -516,6 +516,40 @@ func (h *handler) entries(w http.ResponseWriter, r *http.Request) {
 			return // the client is gone
 		}
 	}
+}
+
+// streamWriter writes a stream that may take longer than
+// Config.WriteTimeout (/v1/entries, /v1/backup) to w: each MiB must be
+// written within WriteTimeout, not the whole response, so that a client
+// that stops reading is cut after WriteTimeout, however long the stream.
+// (Without any write deadline, a client that never read kept the handler
+// blocked in Write for good, and with it the replaced files of every later
+// Compact, which waits for the requests reading them: release.go.)
+func (h *handler) streamWriter(w http.ResponseWriter) io.Writer {
+	return &deadlineWriter{w: w, rc: http.NewResponseController(w), d: h.cfg.WriteTimeout}
+}
+
+// deadlineWriter moves the connection's write deadline d ahead before each
+// MiB it writes.
+type deadlineWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (dw *deadlineWriter) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), 1<<20)]
+		dw.rc.SetWriteDeadline(time.Now().Add(dw.d)) // ErrNotSupported: the server's WriteTimeout applies
+		m, err := dw.w.Write(chunk)
+		n += m
+		if err != nil {
+			return n, err
+		}
+		p = p[m:]
+	}
+	return n, nil
 }
 
 // rangeErrorWriter turns http.ServeContent's plain-text 416 into a JSON error.
@@ -570,6 +604,10 @@ func (e *clientError) Unwrap() error { return e.err }
 // used up: 503 with Retry-After.
 var errBusy = errors.New("the server holds as much request data as it may (Config.MaxInflightBytes): retry later")
 
+// errOverBudget: one request alone needs more memory than the whole
+// budget, so that retrying cannot help (413, not 503).
+var errOverBudget = errors.New("the request needs more memory than the server may hold for all requests together (Config.MaxInflightBytes)")
+
 // budget is the server-wide semaphore on the bytes request bodies (and what
 // they decode to) hold. take never blocks: a request that cannot have more
 // fails with errBusy, so parallel requests cannot deadlock holding parts of
@@ -594,6 +632,9 @@ type hold struct {
 }
 
 func (h *hold) take(n int64) error {
+	if h.n+n > h.b.max {
+		return fmt.Errorf("%w: %d bytes", errOverBudget, h.n+n)
+	}
 	if !h.b.take(n) {
 		return errBusy
 	}
@@ -1094,6 +1135,8 @@ func errorStatus(err error) (int, string) {
 	var te interface{ Timeout() bool }
 	switch {
 	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, errOverBudget):
 		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, errBusy):
 		return http.StatusServiceUnavailable, "busy"

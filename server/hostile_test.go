@@ -91,10 +91,17 @@ func TestHostileBodies(t *testing.T) {
 		emptyDeletes.WriteString(`,{"op":"delete","key":""}`)
 	}
 	emptyDeletes.WriteString(`]}`)
-	var binKeys, binDeletes []byte
+	var binKeys, binDeletes, binTTLPuts []byte
 	for len(binKeys) < 1<<20 {
 		binKeys = append(binKeys, 0, 0, 0, 0)
 		binDeletes = append(binDeletes, 'D', 0, 0, 0, 0)
+	}
+	// Puts of one byte with a ttl: each is 22 bytes in the body and costs
+	// the most to apply (the batch's image pads each entry to 64 bytes, and
+	// each writes an expiry record too). The budget used to charge 66
+	// bytes for one; applying it holds about 450.
+	for len(binTTLPuts) < 1<<20 {
+		binTTLPuts = append(binTTLPuts, 'T', 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 'v', 0x40, 0x42, 0x0f, 0, 0, 0, 0, 0)
 	}
 	for _, c := range []struct {
 		name, path, ct string
@@ -114,6 +121,7 @@ func TestHostileBodies(t *testing.T) {
 		{"JSON batch of empty deletes", "/v1/batch", "application/json", emptyDeletes.Bytes(), emptyDeletes.Len()},
 		{"binary get-many of empty keys", "/v1/get-many", server.BinaryContentType, binKeys, len(binKeys)},
 		{"binary batch of empty deletes", "/v1/batch", server.BinaryContentType, binDeletes, len(binDeletes)},
+		{"binary batch of one-byte puts with a ttl", "/v1/batch", server.BinaryContentType, binTTLPuts, len(binTTLPuts)},
 		{"PUT of 64 MiB, stalled after 1.5 MiB", "/v1/keys/big", "application/octet-stream", make([]byte, 3<<19), 64 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {

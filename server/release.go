@@ -45,9 +45,16 @@ var untracked *period
 
 // enter registers a request on route and returns its ticket for leave.
 func (rs *readers) enter(route string) *period {
-	if route == "/v1/compact" {
+	switch route {
+	case "/v1/compact":
 		// Reads no value, and waits in drain itself: counting it would make
 		// two compactions wait for each other.
+		return untracked
+	case routeWatch:
+		// Never ends on its own: counted for its whole life, it would hold
+		// every replaced file, and keep each POST /v1/compact waiting,
+		// until the client left. It enters a period of its own around
+		// each read of the file instead (watch.go).
 		return untracked
 	}
 	for {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/server"
@@ -137,5 +139,49 @@ func TestCompactReleasesDiskSpace(t *testing.T) {
 	}
 	if got := relDo(t, "GET", keys+"big", nil); !bytes.Equal(got, big) {
 		t.Fatal("big lost")
+	}
+}
+
+// TestStreamReaderThatNeverReads: a client that opens GET /v1/entries or
+// /v1/backup and never reads is cut once a write of the stream has made no
+// progress for WriteTimeout. Those streams had no write deadline at all: the
+// handler stayed blocked in Write for good, and with it POST /v1/compact,
+// which waits for the requests that may read the file it replaced, and the
+// disk space of that file.
+func TestStreamReaderThatNeverReads(t *testing.T) {
+	st, dir := openStoreDir(t) // closed after the server's cleanup
+	base, _ := start(t, st, server.Config{WriteTimeout: 500 * time.Millisecond})
+	val := bytes.Repeat([]byte("0123456789abcdef"), 1<<20/16)
+	for i := range 32 { // 32 MiB: far more than the socket buffers hold
+		if err := st.Put([]byte(fmt.Sprint("k", i)), val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, path := range []string{"/v1/entries", "/v1/backup"} {
+		t.Run(path, func(t *testing.T) {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+			fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path) // and never read
+			waitInFlight(t, base, 1)
+			for i := range 32 { // something to compact
+				st.Put([]byte(fmt.Sprint("k", i)), val[1:])
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/compact", nil)
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("POST /v1/compact while a client does not read %s: %v", path, err)
+			}
+			res.Body.Close()
+			if n, held := relHeldDeleted(t, dir); n != 0 {
+				t.Fatalf("after the compaction: %d replaced files held (%d bytes)", n, held)
+			}
+			waitInFlight(t, base, 0)
+		})
 	}
 }

@@ -42,6 +42,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/simdr-go/simdr"
@@ -66,7 +67,8 @@ type Config struct {
 	MaxBodyBytes int64
 	// ReadTimeout, WriteTimeout and IdleTimeout bound each connection
 	// (0: 10 minutes, 10 minutes and 2 minutes). ReadTimeout covers reading a
-	// whole request, body included; WriteTimeout covers writing a response.
+	// whole request, body included; WriteTimeout covers writing a response
+	// (for the streams of /v1/entries and /v1/backup, each MiB of it).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// ReadHeaderTimeout bounds reading a request's headers (0: 10 seconds).
 	ReadHeaderTimeout time.Duration
@@ -79,7 +81,10 @@ type Config struct {
 	// bodies, and what they decode to, may hold at once (0:
 	// DefaultMaxInflightBytes). A request that would pass it fails at once
 	// with 503 and Retry-After: 1, so no number of parallel requests can
-	// exhaust memory. It should be well above MaxBodyBytes.
+	// exhaust memory; one that alone needs more than all of it fails with
+	// 413. It should be well above MaxBodyBytes: a batch is charged about
+	// three times its values and 128 to 512 bytes per operation (a batch of
+	// MaxItems one-byte puts with a ttl needs 512 MiB).
 	MaxInflightBytes int64
 	// SpoolDir is where a PUT body over 1 MiB is spooled (in an unlinked
 	// temporary file) before it is stored (empty: the store file's
@@ -258,6 +263,26 @@ func serveUntilDone(ctx context.Context, ln net.Listener, cfg Config, tlsCfg *tl
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 		ln = jsonErrorListener{ln}
+		// A connection is answering a request from the moment its handler
+		// starts until it is idle again (the response flushed): only
+		// between the two can net/http write an answer of its own.
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if jc, ok := c.(*jsonErrorConn); ok {
+				ctx = context.WithValue(ctx, jsonErrorConnKey{}, jc)
+			}
+			return ctx
+		}
+		srv.ConnState = func(c net.Conn, s http.ConnState) {
+			if jc, ok := c.(*jsonErrorConn); ok && s == http.StateIdle {
+				jc.answering.Store(false)
+			}
+		}
+		srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if jc, ok := r.Context().Value(jsonErrorConnKey{}).(*jsonErrorConn); ok && r.ProtoMajor == 1 {
+				jc.answering.Store(true)
+			}
+			handler.ServeHTTP(w, r)
+		})
 	}
 
 	errc := make(chan error, 1)
@@ -316,14 +341,25 @@ func (l jsonErrorListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return jsonErrorConn{c}, nil
+	return &jsonErrorConn{Conn: c}, nil
 }
 
-type jsonErrorConn struct{ net.Conn }
+// jsonErrorConn is a connection of jsonErrorListener. answering is set
+// while a handler's response may be written (see serveUntilDone): bytes
+// written then are the handler's, passed through whatever they hold (a
+// value that spells net/http's error answer was rewritten, its GET
+// corrupted).
+type jsonErrorConn struct {
+	net.Conn
+	answering atomic.Bool
+}
+
+// jsonErrorConnKey is the request context key of a request's jsonErrorConn.
+type jsonErrorConnKey struct{}
 
 // CloseWrite half-closes a TCP connection, as net/http does after an error
 // answer so that the client reads it before the reset.
-func (c jsonErrorConn) CloseWrite() error {
+func (c *jsonErrorConn) CloseWrite() error {
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
@@ -334,12 +370,12 @@ func (c jsonErrorConn) CloseWrite() error {
 // the status line (net/http's server.go, errorHeaders).
 const plainErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
-func (c jsonErrorConn) Write(p []byte) (int, error) {
-	if len(p) > 4096 || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
+func (c *jsonErrorConn) Write(p []byte) (int, error) {
+	if c.answering.Load() || len(p) > 4096 || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
 		return c.Conn.Write(p)
 	}
 	i := bytes.Index(p, []byte(plainErrorHeaders))
-	if i < 0 {
+	if i < 0 || bytes.ContainsAny(p[:i], "\r\n") { // net/http's status line, then its headers
 		return c.Conn.Write(p)
 	}
 	status := string(p[len("HTTP/1.1 "):i])

@@ -29,12 +29,20 @@ import (
 // servers started later, whose cleanups run first).
 func openStore(t *testing.T) *simdr.Store {
 	t.Helper()
-	st, err := simdr.Open(filepath.Join(t.TempDir(), "s.simdr"), nil)
+	st, _ := openStoreDir(t)
+	return st
+}
+
+// openStoreDir is openStore, also returning the store file's directory.
+func openStoreDir(t *testing.T) (*simdr.Store, string) {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := simdr.Open(filepath.Join(dir, "s.simdr"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return st
+	return st, dir
 }
 
 // start runs the real server on a loopback port; stop cancels it and returns
@@ -321,6 +329,39 @@ func TestTooLarge(t *testing.T) {
 	if st.Has([]byte("k")) {
 		t.Fatal("a refused batch was applied")
 	}
+}
+
+// TestOverBudget413: a request that alone needs more memory than the
+// whole --max-inflight-bytes can never be served: 413 too_large, not 503
+// busy with Retry-After (which a client would retry for ever).
+func TestOverBudget413(t *testing.T) {
+	st := openStore(t)
+	base, _ := start(t, st, server.Config{MaxBodyBytes: 8 << 20, MaxInflightBytes: 2 << 20})
+	var keys, ops []byte
+	for len(keys) < 3<<20 {
+		keys = append(keys, 1, 0, 0, 0, 'k')
+	}
+	for len(ops) < 1<<20 { // 1 MiB of body, which decodes to more than 2 MiB
+		ops = append(ops, 'P', 1, 0, 0, 0, 'k', 1, 0, 0, 0, 0, 0, 0, 0, 'v')
+	}
+	for _, c := range []struct {
+		path string
+		body []byte
+	}{
+		{"/v1/get-many", keys},
+		{"/v1/batch", ops},
+	} {
+		for _, body := range []io.Reader{bytes.NewReader(c.body), hideSize{bytes.NewReader(c.body)}} {
+			r := call(t, nil, "POST", base+c.path, body, "Content-Type", server.BinaryContentType)
+			if r.code != 413 || errCode(t, r) != "too_large" || r.header.Get("Retry-After") != "" {
+				t.Fatalf("POST %s of %d bytes, over the budget alone: %d %s (Retry-After %q)", c.path, len(c.body), r.code, r.body, r.header.Get("Retry-After"))
+			}
+		}
+	}
+	if st.Has([]byte("k")) {
+		t.Fatal("a refused batch was applied")
+	}
+	wantStatus(t, call(t, nil, "POST", base+"/v1/batch", bytes.NewReader(ops[:15*100]), "Content-Type", server.BinaryContentType), 200)
 }
 
 func TestBatch(t *testing.T) {

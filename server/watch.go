@@ -14,6 +14,9 @@ import (
 // that proxies and clients do not take it for a dead connection.
 const watchKeepalive = 15 * time.Second
 
+// routeWatch is the path of the event stream.
+const routeWatch = "/v1/watch"
+
 // stopWatches ends the handler's event streams (registered with
 // http.Server.RegisterOnShutdown): they never end on their own, and
 // http.Server.Shutdown waits for them.
@@ -73,12 +76,7 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 			rc.Flush()
 			return
 		}
-		if err := h.store.Refresh(); err != nil {
-			fmt.Fprintf(w, "event: error\ndata: %q\n\n", err.Error())
-			rc.Flush()
-			return
-		}
-		changes, to, err := h.store.Changes(cur)
+		changes, to, err := h.changes(cur)
 		switch {
 		case errors.Is(err, simdr.ErrNotFound):
 			fmt.Fprintf(w, "event: compacted\nid: %d\ndata: {}\n\n", to.Tail())
@@ -99,4 +97,16 @@ func (h *handler) watch(w http.ResponseWriter, r *http.Request) {
 		}
 		cur = to
 	}
+}
+
+// changes refreshes the store and reads what was committed after cur
+// (Store.Changes), as a reader of the file (release.go) for that moment
+// only: the stream itself is not counted, so that it holds no replaced file
+// between commits.
+func (h *handler) changes(cur simdr.Cursor) ([]simdr.Change, simdr.Cursor, error) {
+	defer h.readers.leave(h.readers.enter(""))
+	if err := h.store.Refresh(); err != nil {
+		return nil, cur, err
+	}
+	return h.store.Changes(cur)
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -75,5 +76,60 @@ func TestWatchEvents(t *testing.T) {
 		t.Fatalf("shutdown waited %v for the stream", d)
 	}
 	for range lines {
+	}
+}
+
+// TestWatchHoldsNoReplacedFile: an open /v1/watch stream, which never ends
+// on its own, neither keeps POST /v1/compact waiting (it waits for the
+// requests that may read the replaced file) nor keeps the replaced file's
+// disk space; the stream goes on after the compaction.
+func TestWatchHoldsNoReplacedFile(t *testing.T) {
+	st, dir := openStoreDir(t) // closed after the server's cleanup
+	base, _ := start(t, st, server.Config{})
+	for i := range 100 {
+		st.Put([]byte("k"), []byte(fmt.Sprint("value ", i)))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/watch", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	events := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if l := sc.Text(); strings.HasPrefix(l, "event: ") {
+				events <- l
+			}
+		}
+		close(events)
+	}()
+	// The stream is registered once one commit reached it.
+	st.Put([]byte("first"), []byte("x"))
+	if e := <-events; e != "event: put" {
+		t.Fatalf("got %q", e)
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer ccancel()
+	creq, _ := http.NewRequestWithContext(cctx, "POST", base+"/v1/compact", nil)
+	cres, err := http.DefaultClient.Do(creq)
+	if err != nil {
+		t.Fatalf("POST /v1/compact while a watch stream is open: %v", err)
+	}
+	cres.Body.Close()
+	if cres.StatusCode != 200 {
+		t.Fatalf("POST /v1/compact: %s", cres.Status)
+	}
+	if n, held := relHeldDeleted(t, dir); n != 0 {
+		t.Fatalf("after the compaction, with a watch stream open: %d replaced files held (%d bytes)", n, held)
+	}
+	st.Put([]byte("after"), []byte("y"))
+	for _, want := range []string{"event: compacted", "event: put"} {
+		if e := <-events; e != want {
+			t.Fatalf("after the compaction: got %q, want %q", e, want)
+		}
 	}
 }
