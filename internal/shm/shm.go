@@ -80,6 +80,12 @@ type File struct {
 	next     int // the slot the writer writes next
 	dev, ino uint64
 	closed   atomic.Bool
+	// mu keeps the mapping alive for the methods a Store calls without its
+	// write lock (Wait's: Word, Sleep, Wake, Load, Inflight, Valid): they
+	// hold it shared, and Close takes it exclusively before unmapping.
+	// Without it, a Sleep still in its futex call when Close unmapped f
+	// faulted on its way out (SIGSEGV: the whole process).
+	mu sync.RWMutex
 }
 
 // Errors of Create and Open.
@@ -199,12 +205,33 @@ func (f *File) Is(path string) bool {
 // Writable reports whether f is mapped read-write.
 func (f *File) Writable() bool { return f.writable }
 
-// Close unmaps and closes f. Closing twice does nothing.
+// Close unmaps and closes f, once the calls using its mapping have
+// returned: it wakes the sleepers of this process first (and, on a
+// read-write mapping, moves the futex word so that a Sleep about to wait
+// returns at once; a read-only one may wait out its timeout). Calls after
+// Close read nothing (zeros, false). Closing twice does nothing.
 func (f *File) Close() error {
 	if f.closed.Swap(true) {
 		return nil
 	}
+	if f.writable {
+		atomic.AddUint32(f.futex(), 1)
+	}
+	f.wake()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return errors.Join(unix.Munmap(f.b), f.f.Close())
+}
+
+// hold takes a shared hold on f's mapping (released with f.mu.RUnlock), or
+// returns false, holding nothing, once Close has begun.
+func (f *File) hold() bool {
+	f.mu.RLock()
+	if f.closed.Load() {
+		f.mu.RUnlock()
+		return false
+	}
+	return true
 }
 
 func (f *File) word(off int) *uint64 { return (*uint64)(unsafe.Pointer(&f.b[off])) }
@@ -214,6 +241,14 @@ func (f *File) slot(i, w int) *uint64 { return f.word(offSlot0 + i*slotSize + w*
 // Valid reports whether the header (magic and version) is that of this
 // package's layout.
 func (f *File) Valid() bool {
+	if !f.hold() {
+		return false
+	}
+	defer f.mu.RUnlock()
+	return f.valid()
+}
+
+func (f *File) valid() bool {
 	return [8]byte(f.b[offMagic:offMagic+8]) == magic && binary.LittleEndian.Uint32(f.b[offVersion:]) == Version
 }
 
@@ -233,7 +268,11 @@ func sum(w *[slotWords]uint64) uint64 {
 // that checks (a new, torn or garbage file). It may be called by any process
 // at any time: a slot the writer is rewriting is skipped or re-read.
 func (f *File) Load() (Commit, bool) {
-	if !f.Valid() {
+	if !f.hold() {
+		return Commit{}, false
+	}
+	defer f.mu.RUnlock()
+	if !f.valid() {
 		return Commit{}, false
 	}
 	var best Commit
@@ -335,6 +374,10 @@ func (f *File) Store(c Commit) {
 // past it was written since the last commit. ok is false when the word and
 // its complement disagree (a torn or garbage file).
 func (f *File) Inflight() (v int64, ok bool) {
+	if !f.hold() {
+		return 0, false
+	}
+	defer f.mu.RUnlock()
 	a := atomic.LoadUint64(f.word(offInflight))
 	b := atomic.LoadUint64(f.word(offInflight + 8))
 	return int64(a), a == ^b
@@ -352,23 +395,39 @@ func (f *File) futex() *uint32 { return (*uint32)(unsafe.Pointer(&f.b[offWord]))
 func (f *File) waiters() *int32 { return (*int32)(unsafe.Pointer(&f.b[offWaiters])) }
 
 // Word returns the futex word: it changes at every Bump.
-func (f *File) Word() uint32 { return atomic.LoadUint32(f.futex()) }
+func (f *File) Word() uint32 {
+	if !f.hold() {
+		return 0
+	}
+	defer f.mu.RUnlock()
+	return atomic.LoadUint32(f.futex())
+}
 
 // Bump changes the futex word and wakes its sleepers, if any (only then does
 // it make a system call). The writer calls it after each commit.
 func (f *File) Bump() {
+	if !f.hold() {
+		return
+	}
+	defer f.mu.RUnlock()
 	atomic.AddUint32(f.futex(), 1)
 	if atomic.LoadInt32(f.waiters()) != 0 {
-		f.Wake()
+		f.wake()
 	}
 }
 
 // Wake wakes every process sleeping on the futex word. They re-check what
 // they wait for, so a spurious wake costs only time.
 func (f *File) Wake() {
-	if f.closed.Load() {
+	if !f.hold() {
 		return
 	}
+	defer f.mu.RUnlock()
+	f.wake()
+}
+
+// wake is Wake for a caller that keeps the mapping alive.
+func (f *File) wake() {
 	unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(f.futex())), futexWake, uintptr(1<<31-1), 0, 0, 0)
 }
 
@@ -382,15 +441,16 @@ const (
 // read-only cannot count itself among the sleepers: the writer then does not
 // wake it, and Sleep lasts its whole timeout unless the word has changed.
 func (f *File) Sleep(v uint32, timeout time.Duration) {
-	if f.closed.Load() {
+	if !f.hold() {
 		time.Sleep(timeout)
 		return
 	}
+	defer f.mu.RUnlock()
 	if f.writable {
 		atomic.AddInt32(f.waiters(), 1)
 		defer atomic.AddInt32(f.waiters(), -1)
 	}
-	if f.Word() != v {
+	if atomic.LoadUint32(f.futex()) != v {
 		return
 	}
 	ts := unix.NsecToTimespec(int64(timeout))
