@@ -16,10 +16,10 @@ import (
 // TestAttackCutReads: another process cuts the store file under a writer and
 // under a read-only Store. Each read that walks the mapping (Verify, Backup to
 // a buffer, to io.Discard and to a file, BackupSince, BackupFile, GetMany,
-// ForEachParallel, Entries) must neither fault (SIGBUS kills the test binary)
+// ForEachParallel, Changes, Entries) must neither fault (SIGBUS kills the test binary)
 // nor hand back bytes that are not the entries written: it fails with an error
 // matching ErrCorrupt, or (Entries, which has no error) skips what was cut.
-// Before the fix Verify, GetMany, Entries and ForEachParallel faulted on a
+// Before the fix Verify, GetMany, Entries, ForEachParallel and Changes faulted on a
 // cut page, and Backup to io.Discard or of a file cut mid-page returned nil
 // (the zeros read past the new end as the store's bytes), BackupFile an
 // unwrapped EFAULT.
@@ -64,6 +64,10 @@ func TestAttackCutReads(t *testing.T) {
 				}},
 				{"ForEachParallel", func(_ *testing.T, s *Store, _ BackupInfo, _ []string) error {
 					return s.ForEachParallel(context.Background(), 2, func(Entry) error { return nil })
+				}},
+				{"Changes", func(_ *testing.T, s *Store, _ BackupInfo, _ []string) error {
+					_, _, err := s.Changes(cursorAt(s, 0))
+					return err
 				}},
 				{"Entries", func(t *testing.T, s *Store, _ BackupInfo, cutLongs []string) error {
 					for e := range s.Entries() {
@@ -132,4 +136,9 @@ func TestAttackCutBackupKeepsDest(t *testing.T) {
 	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(dest), ".*")); len(m) != 0 {
 		t.Fatalf("temporary files left: %v", m)
 	}
+}
+
+// cursorAt is a Cursor of s's current file at tail (0: from its start).
+func cursorAt(s *Store, tail int64) Cursor {
+	return Cursor{g: s.cur.Load(), tail: tail}
 }
