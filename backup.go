@@ -80,7 +80,11 @@ func (s *Store) backup(w io.Writer, since *BackupInfo) (BackupInfo, error) {
 		if since.Generation != info.Generation {
 			return BackupInfo{}, ErrGeneration
 		}
-		if since.Tail > tail || !onChain(data, tail, since.Tail) {
+		var on bool
+		if guardFault(func() { on = onChain(data, tail, since.Tail) }) {
+			return BackupInfo{}, s.backupCut(g, tail)
+		}
+		if since.Tail > tail || !on {
 			return BackupInfo{}, fmt.Errorf("no entry of this file ends at %d: %w", since.Tail, ErrCorrupt)
 		}
 		info.From = since.Tail
@@ -92,15 +96,20 @@ func (s *Store) backup(w io.Writer, since *BackupInfo) (BackupInfo, error) {
 		n := min(chunk, tail-off)
 		var err error
 		if guardFault(func() { _, err = w.Write(data[off : off+n]) }) {
-			if !s.holds(g) {
-				return BackupInfo{}, errReleased
-			}
-			return BackupInfo{}, fmt.Errorf("the store file was cut below %d by another program: %w", tail, ErrCorrupt)
+			return BackupInfo{}, s.backupCut(g, tail)
 		}
 		if err != nil {
+			if fileCut(g, tail) { // a file's write(2) from a cut mapping fails with EFAULT
+				return BackupInfo{}, s.backupCut(g, tail)
+			}
 			return BackupInfo{}, err
 		}
 		off += n
+	}
+	// A cut in the middle of a page reads as zeros, without a fault: those
+	// zeros are not the store's entries.
+	if fileCut(g, tail) {
+		return BackupInfo{}, s.backupCut(g, tail)
 	}
 	// Backup takes no lock: Close (or ReleaseOld) may have swapped the
 	// mapping for zero pages while w read it. Every Write has returned, so
@@ -109,6 +118,23 @@ func (s *Store) backup(w io.Writer, since *BackupInfo) (BackupInfo, error) {
 		return BackupInfo{}, errReleased
 	}
 	return info, nil
+}
+
+// fileCut reports whether g's file is now shorter than tail: another program
+// cut it under the Store.
+func fileCut(g *gen, tail int64) bool {
+	size, err := g.f.Size()
+	return err == nil && size < tail
+}
+
+// backupCut is the error of a backup whose reads of g faulted or found the
+// file shorter than tail: unmapped by Close or ReleaseOld, or cut by another
+// program.
+func (s *Store) backupCut(g *gen, tail int64) error {
+	if !s.holds(g) {
+		return errReleased
+	}
+	return fmt.Errorf("the store file was cut below %d by another program: %w", tail, ErrCorrupt)
 }
 
 // errReleased is what a backup whose file was unmapped under it reports.

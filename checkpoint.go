@@ -143,14 +143,19 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	if err != nil || fi.Size() != ckHeaderSize+n || n > 1<<46 {
 		return nil
 	}
-	table, err := unix.Mmap(int(f.Fd()), ckHeaderSize, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE)
-	if err == nil {
-		// Map the cached pages in one call rather than fault them in one by
-		// one in the scan below (read-only: no copy is made; best effort,
-		// Linux 5.14 and later).
-		_ = unix.Madvise(table, unix.MADV_POPULATE_READ)
-	}
+	// The table is read into memory of the Store's own (anonymous pages),
+	// not mapped from the file: the pages of a file mapping, even a private
+	// one, are the page cache's until written, and another process that
+	// cut the checkpoint file (a cache anyone may remove or empty) would
+	// make them fault (SIGBUS in Get; a truncate unmaps even private copies
+	// of its pages), one that rewrote it in place (cp over it keeps the
+	// inode) would change the index under the Store after the checks below.
+	table, err := unix.Mmap(-1, 0, int(n), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
+		return nil
+	}
+	if _, err := f.ReadAt(table, ckHeaderSize); err != nil { // cut meanwhile: short
+		unix.Munmap(table)
 		return nil
 	}
 	// One pass, a chunk at a time while it is in cache, checks the table's

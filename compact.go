@@ -442,13 +442,23 @@ func (s *Store) compact() (err error) {
 				if exp = int64(x.state(l.h)); exp == hiddenMark {
 					// A record (written again with its value) or the marker;
 					// a damaged one fails the copy as a damaged value does.
-					e := g.entryAt(l.h, l.v)
+					e, err := g.entry(l.h, l.v)
+					if err != nil {
+						c.err = err
+						return
+					}
 					c.check(e.Bytes(), e.Checksum(), e.Offset())
 					continue
 				}
 			}
 			ra.at(endOf(l.v))
-			e := g.entryAt(l.h, l.v)
+			// A long value's metadata says where it starts; another
+			// process may have overwritten it (entry checks it).
+			e, err := g.entry(l.h, l.v)
+			if err != nil {
+				c.err = err
+				return
+			}
 			c.keep(l.h, e.Bytes(), e.Checksum(), e.Offset(), exp, now)
 			if c.err != nil {
 				return

@@ -20,7 +20,9 @@ import (
 // It is not one snapshot: a write made while it runs may show in the entries
 // yielded after it and not in those before, and a key a write adds may or may
 // not be visited. Ranging over it during or after Close stops (or yields
-// nothing).
+// nothing). A value over 32 KiB whose metadata another process cut off the
+// file, or overwrote, is skipped: Get of it fails with ErrCorrupt, and its
+// bytes are gone (reading them would fault).
 func (s *Store) Entries() iter.Seq[Entry] {
 	return func(yield func(Entry) bool) {
 		var (
@@ -68,7 +70,11 @@ func (s *Store) Entries() iter.Seq[Entry] {
 					if gone {
 						return true
 					}
-					return yield(g.entryAt(h, v))
+					e, err := g.entry(h, v)
+					if err != nil {
+						return true // cut off the file under the Store, as lookup skips it
+					}
+					return yield(e)
 				}
 				if !anchor() {
 					return false
@@ -124,7 +130,9 @@ func (s *Store) lookup(h uint64) (Entry, error) {
 // latest value, spread over workers goroutines (GOMAXPROCS when workers < 1),
 // in file order. It stops at the first error fn returns, or when ctx is done,
 // and returns that error; when the Store is closed before or while it runs,
-// it stops and returns ErrClosed.
+// it stops and returns ErrClosed. When another process cut the file under
+// the Store, it stops at the first value over 32 KiB whose metadata was cut
+// off (or overwritten), with an error matching ErrCorrupt, as Get fails.
 //
 // The set of entries is taken when the call starts, and writes made meanwhile
 // are not visited. It is one snapshot (a state between writes) unless writes
@@ -181,7 +189,12 @@ func (s *Store) ForEachParallel(ctx context.Context, workers int, fn func(Entry)
 						return
 					default:
 					}
-					if err := fn(l.g.entryAt(l.h, l.v)); err != nil {
+					e, err := l.g.entry(l.h, l.v)
+					if err != nil {
+						fail(fmt.Errorf("simdr: for each: %w", err))
+						return
+					}
+					if err := fn(e); err != nil {
 						fail(err)
 						return
 					}

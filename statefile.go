@@ -111,6 +111,17 @@ func (s *Store) stateLoaded(g *gen, size int64) {
 	s.sf.count = f.Init(c)
 	s.sf.g, s.sf.tail, s.sf.infl = g, c.Tail, c.Tail
 	f.Bump() // followers asleep on an earlier writer's state re-check
+	s.stateCut(f)
+}
+
+// stateCut stops the writer using f when a store into it faulted: another
+// process cut the state file (shm.File.Faulted). Its stores would be lost,
+// and no follower can read the page either; recovery and followers fall
+// back to scanning, as without a state file. The caller holds wmu.
+func (s *Store) stateCut(f *shm.File) {
+	if f.Faulted() {
+		s.sf.f.CompareAndSwap(f, nil)
+	}
 }
 
 // closeState releases the state files (at Close, g the current generation,
@@ -167,6 +178,7 @@ func (s *Store) switchState(f *shm.File, g *gen) {
 	f.Store(c)
 	f.SetInflight(c.Tail)
 	s.sf.g, s.sf.tail, s.sf.infl = g, c.Tail, c.Tail
+	s.stateCut(f)
 }
 
 // noteReplace is called when ng replaces the current generation (the
@@ -200,6 +212,7 @@ func (s *Store) noteInflight(g *gen, upto int64) {
 	if upto > s.sf.infl {
 		f.SetInflight(upto)
 		s.sf.infl = upto
+		s.stateCut(f)
 	}
 }
 
@@ -234,6 +247,7 @@ func (s *Store) noteCommit(g *gen, tail int64) {
 		s.sf.infl = tail
 	}
 	f.Bump()
+	s.stateCut(f)
 }
 
 // stateCommit returns the state's newest commit when it describes g's file

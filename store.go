@@ -530,7 +530,9 @@ func Hash(key []byte) uint64 { return format.Hash(key) }
 // write, so a retry could report success for data that is not on disk. After
 // one, Sync and every write fail with an error matching ErrFailed until the
 // Store is reopened (reads go on). Sync also fails, with ErrCorrupt, when
-// another process has cut the file below the entries written to it.
+// another process has cut the file below the entries written to it, or left
+// it without a name (removed it, or renamed another file over its path: what
+// is written to it is lost at Close); then the Store fails as above.
 func (s *Store) Sync() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -545,6 +547,9 @@ func (s *Store) Sync() error {
 		return fmt.Errorf("simdr: sync: %w: %w", ErrFailed, s.failed)
 	}
 	if err := s.checkCut(g, g.tail.Load()); err != nil {
+		return fmt.Errorf("simdr: sync: %w", err)
+	}
+	if err := s.checkLinked(g); err != nil {
 		return fmt.Errorf("simdr: sync: %w", err)
 	}
 	if err := g.f.Sync(); err != nil {

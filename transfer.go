@@ -201,6 +201,10 @@ func (s *Store) transfer(h uint64, dst *Store, move bool) error {
 			da.rollback()
 			return fmt.Errorf("sync the copy: %w", da.err)
 		}
+		if da.err = dst.checkLinked(dg); da.err != nil {
+			da.rollback()
+			return fmt.Errorf("the copy: %w", da.err)
+		}
 	}
 	dst.noteCommit(dg, da.tail)
 	undo := func() {

@@ -58,7 +58,9 @@ func (e *VerifyError) Unwrap() []error {
 // Verify walks every entry of the file, overwritten and deleted ones included,
 // from the tail back to the first, recomputing each checksum (a tombstone's
 // byte included) and checking each link of the chain. It returns nil, or a
-// *VerifyError listing the bad offsets. It reads the file as it is when
+// *VerifyError listing the bad offsets, or, when another process cut the
+// file shorter than the entries the Store knows, an error matching
+// ErrCorrupt that says so (never a fault). It reads the file as it is when
 // called; writes made meanwhile are not checked.
 func (s *Store) Verify() error {
 	g := s.cur.Load()
@@ -66,17 +68,29 @@ func (s *Store) Verify() error {
 		return fmt.Errorf("simdr: verify: %w", ErrClosed)
 	}
 	verr := &VerifyError{}
-	ra := g.newReadAhead(0, g.tail.Load(), false) // read-ahead: see readahead.go
-	verr.BrokenAt = format.Audit(g.m.Bytes(), g.tail.Load(), func(e format.Entry, intact bool) {
-		ra.at(e.Start)
-		switch {
-		case intact:
-		case e.Tombstone:
-			verr.BadTombstones = append(verr.BadTombstones, e.Start)
-		default:
-			verr.Bad = append(verr.Bad, e.Start)
-		}
+	tail := g.tail.Load()
+	ra := g.newReadAhead(0, tail, false) // read-ahead: see readahead.go
+	// Another process may cut the file under the Store: touching a page past
+	// its new end faults (SIGBUS), and a mid-page cut reads as zeros, which
+	// are not damage of the entries written.
+	faulted := guardFault(func() {
+		verr.BrokenAt = format.Audit(g.m.Bytes(), tail, func(e format.Entry, intact bool) {
+			ra.at(e.Start)
+			switch {
+			case intact:
+			case e.Tombstone:
+				verr.BadTombstones = append(verr.BadTombstones, e.Start)
+			default:
+				verr.Bad = append(verr.Bad, e.Start)
+			}
+		})
 	})
+	if faulted || fileCut(g, tail) {
+		if !s.holds(g) {
+			return fmt.Errorf("simdr: verify: %w", ErrClosed)
+		}
+		return fmt.Errorf("simdr: verify: the store file is shorter than the %d bytes of entries this Store read (another process cut it): %w", tail, ErrCorrupt)
+	}
 	if len(verr.Bad) == 0 && len(verr.BadTombstones) == 0 && verr.BrokenAt < 0 {
 		return nil
 	}

@@ -163,7 +163,9 @@ func (s *Store) Cursor() Cursor {
 // first. When the Store has moved to another file since from was taken (a
 // Compact, a reopen after the file was cut back), or from is the zero
 // Cursor, Changes fails with an error matching ErrNotFound: the caller starts
-// again from Cursor(). The slice is the caller's.
+// again from Cursor(). When another process cut the file under the Store, or
+// overwrote its entries' metadata, it fails with ErrCorrupt (never a fault).
+// The slice is the caller's.
 func (s *Store) Changes(from Cursor) ([]Change, Cursor, error) {
 	g := s.cur.Load()
 	if g == nil {
@@ -176,19 +178,25 @@ func (s *Store) Changes(from Cursor) ([]Change, Cursor, error) {
 	data := g.m.Bytes()[:to.tail]
 	var out []Change
 	t := to.tail
-	for t > from.tail {
-		e, ok := format.Decode(data, t)
-		if !ok {
-			break
+	// Another process may have cut the file: its pages past the new end
+	// fault, and a cut in the middle of a page reads as zeros.
+	if guardFault(func() {
+		for t > from.tail {
+			e, ok := format.Decode(data, t)
+			if !ok {
+				break
+			}
+			c := Change{KeyHash: e.Hash, Deleted: e.Tombstone, Offset: e.Start}
+			if !e.Tombstone {
+				c.Len = int(e.End - e.Start)
+			}
+			if !hiddenChange(data, e) {
+				out = append(out, c)
+			}
+			t = e.Prev
 		}
-		c := Change{KeyHash: e.Hash, Deleted: e.Tombstone, Offset: e.Start}
-		if !e.Tombstone {
-			c.Len = int(e.End - e.Start)
-		}
-		if !hiddenChange(data, e) {
-			out = append(out, c)
-		}
-		t = e.Prev
+	}) || fileCut(g, to.tail) {
+		return nil, to, fmt.Errorf("simdr: changes: the store file is shorter than the %d bytes of entries this Store read (another process cut it): %w", to.tail, ErrCorrupt)
 	}
 	if t != from.tail { // cannot happen: the chain holds every tail g had
 		return nil, to, fmt.Errorf("simdr: changes since %d: not an entry boundary: %w", from.tail, ErrCorrupt)

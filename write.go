@@ -292,6 +292,8 @@ func (a *appender) finish() error {
 		if err := a.g.f.Sync(); err != nil {
 			a.err = err
 			a.s.syncFailed(err)
+		} else if err := a.s.checkLinked(a.g); err != nil {
+			a.err = err
 		}
 	}
 	if a.err == nil {

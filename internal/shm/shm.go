@@ -80,11 +80,13 @@ type File struct {
 	next     int // the slot the writer writes next
 	dev, ino uint64
 	closed   atomic.Bool
+	faulted  atomic.Bool // a read or store of the mapping faulted (see safe)
 	// mu keeps the mapping alive for the methods a Store calls without its
 	// write lock (Wait's: Word, Sleep, Wake, Load, Inflight, Valid): they
 	// hold it shared, and Close takes it exclusively before unmapping.
 	// Without it, a Sleep still in its futex call when Close unmapped f
-	// faulted on its way out (SIGSEGV: the whole process).
+	// faulted on its way out (SIGSEGV: the whole process), or, had another
+	// mapping taken the address meanwhile, wrote into it.
 	mu sync.RWMutex
 }
 
@@ -215,9 +217,9 @@ func (f *File) Close() error {
 		return nil
 	}
 	if f.writable {
-		atomic.AddUint32(f.futex(), 1)
+		f.safe(func() { atomic.AddUint32(f.futex(), 1) })
 	}
-	f.wake()
+	f.wake() // a cut file: EFAULT, no signal
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return errors.Join(unix.Munmap(f.b), f.f.Close())
@@ -240,12 +242,13 @@ func (f *File) slot(i, w int) *uint64 { return f.word(offSlot0 + i*slotSize + w*
 
 // Valid reports whether the header (magic and version) is that of this
 // package's layout.
-func (f *File) Valid() bool {
+func (f *File) Valid() (ok bool) {
 	if !f.hold() {
 		return false
 	}
 	defer f.mu.RUnlock()
-	return f.valid()
+	f.safe(func() { ok = f.valid() })
+	return ok
 }
 
 func (f *File) valid() bool {
@@ -267,11 +270,16 @@ func sum(w *[slotWords]uint64) uint64 {
 // Load returns the newest commit recorded in f, and false when there is none
 // that checks (a new, torn or garbage file). It may be called by any process
 // at any time: a slot the writer is rewriting is skipped or re-read.
-func (f *File) Load() (Commit, bool) {
+func (f *File) Load() (c Commit, ok bool) {
 	if !f.hold() {
 		return Commit{}, false
 	}
 	defer f.mu.RUnlock()
+	f.safe(func() { c, ok = f.load() })
+	return c, ok
+}
+
+func (f *File) load() (Commit, bool) {
 	if !f.valid() {
 		return Commit{}, false
 	}
@@ -318,9 +326,14 @@ func (f *File) loadSlot(i int) (c Commit, ok, busy bool) {
 // Init makes f a fresh state for the writer: it writes the header and c in
 // one slot (c.Count is set above any count f held), invalidates the other
 // slot, and sets inflight to c.Tail. It returns the count used.
-func (f *File) Init(c Commit) uint64 {
-	old, _ := f.Load()
-	if f.Valid() {
+func (f *File) Init(c Commit) (count uint64) {
+	f.safe(func() { count = f.init(c) })
+	return count
+}
+
+func (f *File) init(c Commit) uint64 {
+	old, _ := f.load()
+	if f.valid() {
 		c.Count = max(c.Count, old.Count+1)
 	} else {
 		c.Count = max(c.Count, 1)
@@ -335,8 +348,8 @@ func (f *File) Init(c Commit) uint64 {
 		atomic.StoreUint64(f.slot(i, wSeq), (s+2)&^1)
 	}
 	f.next = 0
-	f.Store(c)
-	f.SetInflight(c.Tail)
+	f.store(c)
+	f.setInflight(c.Tail)
 	return c.Count
 }
 
@@ -351,7 +364,9 @@ func (f *File) Init(c Commit) uint64 {
 // are plain stores, kept in order by the compiler (one memory chain) and by
 // the processor (x86 stores are not reordered with each other; on weaker
 // processors a torn read still fails the checksum).
-func (f *File) Store(c Commit) {
+func (f *File) Store(c Commit) { f.safe(func() { f.store(c) }) }
+
+func (f *File) store(c Commit) {
 	i := f.next
 	f.next ^= 1
 	w := [slotWords]uint64{
@@ -378,14 +393,19 @@ func (f *File) Inflight() (v int64, ok bool) {
 		return 0, false
 	}
 	defer f.mu.RUnlock()
-	a := atomic.LoadUint64(f.word(offInflight))
-	b := atomic.LoadUint64(f.word(offInflight + 8))
-	return int64(a), a == ^b
+	f.safe(func() {
+		a := atomic.LoadUint64(f.word(offInflight))
+		b := atomic.LoadUint64(f.word(offInflight + 8))
+		v, ok = int64(a), a == ^b
+	})
+	return v, ok
 }
 
 // SetInflight sets the bound of the writer's write in flight. A crash between
 // its two stores leaves a pair that Inflight reports as not ok.
-func (f *File) SetInflight(v int64) {
+func (f *File) SetInflight(v int64) { f.safe(func() { f.setInflight(v) }) }
+
+func (f *File) setInflight(v int64) {
 	*f.word(offInflight + 8) = ^uint64(v) // plain: ordered before the next store (see Store)
 	atomic.StoreUint64(f.word(offInflight), uint64(v))
 }
@@ -395,12 +415,13 @@ func (f *File) futex() *uint32 { return (*uint32)(unsafe.Pointer(&f.b[offWord]))
 func (f *File) waiters() *int32 { return (*int32)(unsafe.Pointer(&f.b[offWaiters])) }
 
 // Word returns the futex word: it changes at every Bump.
-func (f *File) Word() uint32 {
+func (f *File) Word() (w uint32) {
 	if !f.hold() {
 		return 0
 	}
 	defer f.mu.RUnlock()
-	return atomic.LoadUint32(f.futex())
+	f.safe(func() { w = atomic.LoadUint32(f.futex()) })
+	return w
 }
 
 // Bump changes the futex word and wakes its sleepers, if any (only then does
@@ -410,8 +431,12 @@ func (f *File) Bump() {
 		return
 	}
 	defer f.mu.RUnlock()
-	atomic.AddUint32(f.futex(), 1)
-	if atomic.LoadInt32(f.waiters()) != 0 {
+	waiters := int32(0)
+	f.safe(func() {
+		atomic.AddUint32(f.futex(), 1)
+		waiters = atomic.LoadInt32(f.waiters())
+	})
+	if waiters != 0 {
 		f.wake()
 	}
 }
@@ -447,10 +472,18 @@ func (f *File) Sleep(v uint32, timeout time.Duration) {
 	}
 	defer f.mu.RUnlock()
 	if f.writable {
-		atomic.AddInt32(f.waiters(), 1)
-		defer atomic.AddInt32(f.waiters(), -1)
+		if !f.safe(func() { atomic.AddInt32(f.waiters(), 1) }) {
+			time.Sleep(timeout) // the file was cut under us: do not spin
+			return
+		}
+		defer f.safe(func() { atomic.AddInt32(f.waiters(), -1) })
 	}
-	if atomic.LoadUint32(f.futex()) != v {
+	var w uint32
+	if !f.safe(func() { w = atomic.LoadUint32(f.futex()) }) {
+		time.Sleep(timeout) // the file was cut under us: do not spin
+		return
+	}
+	if w != v {
 		return
 	}
 	ts := unix.NsecToTimespec(int64(timeout))
