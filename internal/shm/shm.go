@@ -327,10 +327,6 @@ func (f *File) loadSlot(i int) (c Commit, ok, busy bool) {
 // one slot (c.Count is set above any count f held), invalidates the other
 // slot, and sets inflight to c.Tail. It returns the count used.
 func (f *File) Init(c Commit) (count uint64) {
-	if !f.hold() {
-		return c.Count
-	}
-	defer f.mu.RUnlock()
 	f.safe(func() { count = f.init(c) })
 	return count
 }
@@ -368,13 +364,7 @@ func (f *File) init(c Commit) uint64 {
 // are plain stores, kept in order by the compiler (one memory chain) and by
 // the processor (x86 stores are not reordered with each other; on weaker
 // processors a torn read still fails the checksum).
-func (f *File) Store(c Commit) {
-	if !f.hold() {
-		return
-	}
-	defer f.mu.RUnlock()
-	f.safe(func() { f.store(c) })
-}
+func (f *File) Store(c Commit) { f.safe(func() { f.store(c) }) }
 
 func (f *File) store(c Commit) {
 	i := f.next
@@ -413,13 +403,7 @@ func (f *File) Inflight() (v int64, ok bool) {
 
 // SetInflight sets the bound of the writer's write in flight. A crash between
 // its two stores leaves a pair that Inflight reports as not ok.
-func (f *File) SetInflight(v int64) {
-	if !f.hold() {
-		return
-	}
-	defer f.mu.RUnlock()
-	f.safe(func() { f.setInflight(v) })
-}
+func (f *File) SetInflight(v int64) { f.safe(func() { f.setInflight(v) }) }
 
 func (f *File) setInflight(v int64) {
 	*f.word(offInflight + 8) = ^uint64(v) // plain: ordered before the next store (see Store)
