@@ -154,6 +154,11 @@ func (s *Store) openCheckpoint(g *gen, size int64) *checkpoint {
 	if err != nil {
 		return nil
 	}
+	// The restored index lives in this memory: huge pages spare its lookups
+	// most TLB misses, as for the shards the index allocates (see
+	// internal/index adviseHuge). Asked for before the read faults it in;
+	// best effort.
+	_ = unix.Madvise(table, unix.MADV_HUGEPAGE)
 	if _, err := f.ReadAt(table, ckHeaderSize); err != nil { // cut meanwhile: short
 		unix.Munmap(table)
 		return nil

@@ -426,11 +426,13 @@ func (f *File) Word() (w uint32) {
 
 // Bump changes the futex word and wakes its sleepers, if any (only then does
 // it make a system call). The writer calls it after each commit.
+//
+// The writer's methods (Init, Store, SetInflight, Bump) take no hold on the
+// mapping: the Store calls them under its write lock, as it calls Close.
 func (f *File) Bump() {
-	if !f.hold() {
+	if f.closed.Load() {
 		return
 	}
-	defer f.mu.RUnlock()
 	waiters := int32(0)
 	f.safe(func() {
 		atomic.AddUint32(f.futex(), 1)
