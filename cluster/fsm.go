@@ -56,7 +56,26 @@ const (
 	cmdBatch  = 'B'
 	cmdRename = 'R'
 	cmdMember = 'M'
+	// cmdChecked wraps a command decided from the store as it was after the
+	// entry at a given index (Node.ApplyChecked): applied only where the
+	// last entry applied before it is that one (the same on every replica:
+	// it depends on the log, not on timing), else nothing is written and
+	// it fails with errChanged.
+	cmdChecked = 'C'
 )
+
+// errChanged: a checked command's entry does not follow the entry its
+// check saw last (another leader wrote in between): nothing was written.
+var errChanged = errors.New("cluster: the store changed between the check and its write (another leader wrote meanwhile); nothing was written")
+
+// encodeChecked wraps cmd, decided from the store holding entries up to
+// after and no later one, as a checked command.
+func encodeChecked(after uint64, cmd []byte) []byte {
+	b := make([]byte, 0, 9+len(cmd))
+	b = append(b, cmdChecked)
+	b = binary.LittleEndian.AppendUint64(b, after)
+	return append(b, cmd...)
+}
 
 // EncodeBatch encodes a batch of ops as a command for Node.Apply.
 func EncodeBatch(ops []Op) []byte {
@@ -111,13 +130,22 @@ var errBadCommand = errors.New("cluster: malformed command")
 
 // build turns a command into the batch that applies it to st, and the
 // error the client is answered with (a rename of a missing key, ...), in
-// which case the batch holds only the applied index.
-func build(st *simdr.Store, cmd []byte, b *simdr.Batch) (cerr error) {
+// which case the batch holds only the applied index. prev is the index of
+// the last entry applied to st before this one.
+func build(st *simdr.Store, cmd []byte, b *simdr.Batch, prev uint64) (cerr error) {
 	if len(cmd) == 0 {
 		return errBadCommand
 	}
 	body := cmd[1:]
 	switch cmd[0] {
+	case cmdChecked:
+		if len(body) < 9 || body[8] == cmdChecked {
+			return errBadCommand
+		}
+		if binary.LittleEndian.Uint64(body) != prev {
+			return errChanged
+		}
+		return build(st, body[8:], b, prev)
 	case cmdBatch:
 		if len(body) < 4 {
 			return errBadCommand
@@ -283,7 +311,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	f.b.Reset()
 	var cerr error
 	if l.Type == raft.LogCommand {
-		cerr = build(st, l.Data, &f.b)
+		cerr = build(st, l.Data, &f.b, f.applied)
 		if cerr != nil {
 			f.b.Reset()
 		}

@@ -366,21 +366,45 @@ func (n *Node) apply(ctx context.Context, cmd []byte, logged func()) error {
 // (a DELETE with If-Match, a rename): check gets the store once it holds
 // every write committed before the call (a barrier), and returns the
 // command to apply, decided from it, or nil for none; no other write of
-// this node is logged between the check and the command, and no other
-// leader's either (it would have to win an election first, and the command
-// is then refused or lost with this leader's term). So the command can be
-// blind (EncodeBatch), which every replica applies the same way whenever it
-// applies it, unlike a check made by each replica against its own clock (a
-// value that expires). check's error is returned as is, nothing applied;
-// check must not keep st, nor slices of its values, past its return (the
-// commands EncodeBatch makes are copies).
+// this node is logged between the check and the command. Another leader's
+// could be, if this node lost its leadership during the check and won it
+// back after that leader wrote: the command is therefore logged wrapped
+// with the index of the last entry the checked store held, and every
+// replica applies it only if the last entry it applied before it is that
+// one (a property of the log, the same on every replica); otherwise nothing
+// is written, and the check is made again (twice at most, then
+// ErrNotLeader). So the command can be blind (EncodeBatch), which every
+// replica applies the same way whenever it applies it, unlike a check made
+// by each replica against its own clock (a value that expires). check's
+// error is returned as is, nothing applied; check must not keep st, nor
+// slices of its values, past its return (the commands EncodeBatch makes
+// are copies), and may be called more than once.
 //
 // It writes nothing, and fails with ErrNotLeader, when this node does not
 // lead or its barrier fails; with the store's failure when this node's
 // store has stopped applying (its state is stale: a check against it could
 // decide wrong for the others). Other writes of this node wait for the
-// barrier: a round trip of the cluster.
+// barrier: a round trip of the cluster. Every node must know the checked
+// command: upgrade all the nodes before a leader of the new version takes
+// renames and conditional deletes (an older node refuses the command as
+// malformed and applies nothing of it).
 func (n *Node) ApplyChecked(ctx context.Context, check func(st *simdr.Store) ([]byte, error)) error {
+	for attempt := 0; ; attempt++ {
+		err := n.applyChecked(ctx, check)
+		if !errors.Is(err, errChanged) {
+			return err
+		}
+		if attempt == 2 || !n.IsLeader() || ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrNotLeader, err) // nothing written: safe to send again
+		}
+	}
+}
+
+// applyChecked is one attempt of ApplyChecked: errChanged when its entry
+// did not follow the last one its check saw (this node lost its leadership
+// during the check, another leader wrote, and this node led again: the
+// lock orders this node's proposals only within a term).
+func (n *Node) applyChecked(ctx context.Context, check func(st *simdr.Store) ([]byte, error)) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
@@ -394,13 +418,17 @@ func (n *Node) ApplyChecked(ctx context.Context, check func(st *simdr.Store) ([]
 	if err := n.fsm.failed(); err != nil {
 		return fmt.Errorf("cluster: this node's store stopped applying the log, it decides no checked write: %w", err)
 	}
+	// Every entry before the barrier is applied; the store the check reads
+	// holds at least the entries up to after (more only if another leader
+	// wrote since, which the entry's apply then refuses).
+	after := n.appliedIdx.Load()
 	st, release := n.Acquire()
 	cmd, err := check(st)
 	release()
 	if err != nil || cmd == nil {
 		return err
 	}
-	return n.apply(ctx, cmd, unlock)
+	return n.apply(ctx, encodeChecked(after, cmd), unlock)
 }
 
 // RenameCommand is the command (EncodeBatch) that renames from to to in st
