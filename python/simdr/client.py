@@ -48,11 +48,13 @@ class Unauthorized(SimdrError):
 
 class OutcomeUnknown(ConnectionError):
     """A write (write, batch_write, batch, delete, rename) was sent whole and
-    the connection broke before its answer: the server may or may not have
+    no answer came (the connection broke, the client's timeout passed, the
+    answer was garbled or TLS failed): the server may or may not have
     applied it. The client does not send it again: applied twice, with
     another client's write to the key between the two, it would undo that
     write. Read the key to find out, or send it again if no other client
-    writes it. The connection error is its __cause__. (A cluster node's 503
+    writes it. The error met (ConnectionError, TimeoutError, ...) is its
+    __cause__. (A cluster node's 503
     outcome_unknown answer is a SimdrError with that code.)"""
 
 
@@ -257,12 +259,16 @@ class Client:
                 conn.request(method, path, body=body, headers=h)
                 sent = True
                 return conn, conn.getresponse()
-            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine) as e:
+            except (OSError, http.client.HTTPException) as e:
+                # A write sent whole whose answer did not come (the
+                # connection broke, the answer timed out or was garbled, a
+                # TLS error) may be applied, whatever the error.
                 conn.close()
                 if once and sent:
-                    raise OutcomeUnknown(f"simdr: {method} {path}: the connection broke after the request "
-                                         f"was sent, it may or may not be applied: {e}") from e
-                if attempt == 0 and reused and replayable:
+                    raise OutcomeUnknown(f"simdr: {method} {path}: no answer after the request was sent "
+                                         f"({e.__class__.__name__}), it may or may not be applied: {e}") from e
+                if (attempt == 0 and reused and replayable and
+                        isinstance(e, (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine))):
                     continue
                 raise
             except BaseException:

@@ -161,3 +161,47 @@ def test_write_whose_answer_was_lost_is_not_sent_again(name, call):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+class _TakesNeverAnswersHandler(_Handler):
+    """Reads each request whole and never answers it."""
+    protocol_version = "HTTP/1.1"
+    release = None
+
+    def _any(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        type(self).seen.append((self.command, self.path, dict(self.headers), body))
+        type(self).release.wait()
+        self.close_connection = True
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+
+@pytest.mark.parametrize("name,call", [
+    ("write", lambda c: c.write("k", b"v")),
+    ("delete", lambda c: c.delete("k")),
+    ("batch", lambda c: c.batch([("put", "k", b"v")])),
+    ("rename", lambda c: c.rename("a", "b")),
+])
+def test_write_whose_answer_timed_out_is_outcome_unknown(name, call):
+    """A write sent whole whose answer did not come within the client's
+    timeout may have been applied as much as one whose connection broke:
+    OutcomeUnknown (its cause the TimeoutError), not a bare TimeoutError
+    that a caller handling OutcomeUnknown misses; it is not sent again."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TakesNeverAnswersHandler)
+    _TakesNeverAnswersHandler.seen = []
+    _TakesNeverAnswersHandler.release = threading.Event()
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        c = Client(f"http://127.0.0.1:{srv.server_address[1]}", timeout=0.3)
+        with pytest.raises(OutcomeUnknown) as e:
+            call(c)
+        assert isinstance(e.value.__cause__, TimeoutError)
+        assert len(_TakesNeverAnswersHandler.seen) == 1, "the write was sent again"
+        c.close()
+    finally:
+        _TakesNeverAnswersHandler.release.set()
+        srv.shutdown()
+        srv.server_close()
