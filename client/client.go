@@ -393,7 +393,8 @@ func isRead(method, path string) bool {
 // request sent at most once (a write) goes again only when the failure says
 // it was not applied: the connection was refused (never sent), or a 503
 // whose code means refused before the write was taken (no_leader,
-// shutting_down, closed; not outcome_unknown).
+// shutting_down, closed; not outcome_unknown). Any other request (a read,
+// a conditional delete) goes again after outcome_unknown too.
 func (c *Client) retryable(once bool, err error, resp error) bool {
 	if len(c.nodes) < 2 && c.maxAttempts < 2 {
 		return false
@@ -403,7 +404,8 @@ func (c *Client) retryable(once bool, err error, resp error) bool {
 	}
 	var e *Error
 	if errors.As(resp, &e) && e.StatusCode == http.StatusServiceUnavailable {
-		return e.Code == "no_leader" || e.Code == "shutting_down" || e.Code == "closed"
+		return e.Code == "no_leader" || e.Code == "shutting_down" || e.Code == "closed" ||
+			(!once && e.Code == "outcome_unknown")
 	}
 	return false
 }

@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
+	"github.com/simdr-go/simdr"
 	"github.com/simdr-go/simdr/client"
 )
 
@@ -30,8 +32,14 @@ func TestWriteOutcomeUnknownNotRetried(t *testing.T) {
 
 	var mode atomic.Value
 	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if mode.Load() == "delete_outcome_unknown" && r.Method != http.MethodDelete {
+			proxy.ServeHTTP(w, r) // Move's read succeeds here
+			return
+		}
 		io.Copy(io.Discard, r.Body) // the whole request arrived
 		switch mode.Load() {
+		case "delete_outcome_unknown":
+			answer503(w, "outcome_unknown")
 		case "drop": // the connection breaks before the answer
 			conn, _, err := http.NewResponseController(w).Hijack()
 			if err == nil {
@@ -60,6 +68,21 @@ func TestWriteOutcomeUnknownNotRetried(t *testing.T) {
 			return c.Rename(ctx, []byte("r"), []byte("r2"))
 		},
 		"get": func(c *client.Client) error { _, err := c.Get(ctx, []byte("m")); return err },
+		"move": func(c *client.Client) error {
+			remote.Put([]byte("mv"), []byte("v"))
+			local, err := simdr.Open(filepath.Join(t.TempDir(), "dst.simdr"), nil)
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			if err := c.Move(ctx, []byte("mv"), client.Local(local)); err != nil {
+				return err
+			}
+			if remote.Has([]byte("mv")) {
+				return errors.New("moved, but still on the server")
+			}
+			return nil
+		},
 	}
 	tests := []struct {
 		op, mode    string
@@ -82,6 +105,9 @@ func TestWriteOutcomeUnknownNotRetried(t *testing.T) {
 		{op: "rename", mode: "no_leader"},
 		{op: "get", mode: "drop"},
 		{op: "get", mode: "no_leader"},
+		// The conditional delete goes again after 503 outcome_unknown too:
+		// applied already, its copy fails (412), which Move takes as done.
+		{op: "move", mode: "delete_outcome_unknown"},
 	}
 	for _, tc := range tests {
 		name := tc.op + "/" + tc.mode
