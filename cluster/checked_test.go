@@ -158,3 +158,46 @@ func TestFSMCheckedCommand(t *testing.T) {
 		})
 	}
 }
+
+// A strong read's check does not take a leadership won back after another
+// leader wrote for the term whose barrier it applied: the node's store may
+// not hold that leader's writes yet (held here with Exclusive).
+func TestVerifyReadAcrossTerms(t *testing.T) {
+	dir := t.TempDir()
+	n1 := openInProcess(t, dir, "n1", true)
+	waitUntil(t, "n1 to lead", n1.IsLeader)
+	n2 := openInProcess(t, dir, "n2", false)
+	n3 := openInProcess(t, dir, "n3", false)
+	ctx := context.Background()
+	for _, n := range []*Node{n2, n3} {
+		if err := n1.Join(ctx, n.cfg.ID, string(n.trans.LocalAddr()), "http://"+n.cfg.ID, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n1.Apply(ctx, EncodeBatch([]Op{put("k", "v1")})); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.VerifyRead(ctx); err != nil { // the term's barrier
+		t.Fatal(err)
+	}
+	held, unhold := make(chan struct{}), make(chan struct{})
+	defer close(unhold)
+	testHookVerifyRead = func() {
+		testHookVerifyRead = nil
+		transfer(t, n1, n2)
+		go n1.Exclusive(func() { close(held); <-unhold }) // n1 applies nothing more
+		<-held
+		if err := n2.Apply(ctx, EncodeBatch([]Op{put("k", "v2")})); err != nil {
+			t.Error(err)
+		}
+		transfer(t, n2, n1)
+	}
+	defer func() { testHookVerifyRead = nil }()
+	err := n1.VerifyRead(ctx)
+	if got := get(t, n1, "k"); err == nil && got != "v2" {
+		t.Fatalf("VerifyRead passed on a store holding k = %q, after v2 was acknowledged", got)
+	}
+	if err != nil && !errors.Is(err, ErrNotLeader) {
+		t.Fatal(err)
+	}
+}

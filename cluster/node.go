@@ -461,6 +461,10 @@ func RenameCommand(st *simdr.Store, from, to []byte) ([]byte, error) {
 	return EncodeBatch([]Op{put, {Hash: hf, Del: true}}), nil
 }
 
+// testHookVerifyRead, when set (tests), runs in VerifyRead between the
+// barrier and the leadership check.
+var testHookVerifyRead func()
+
 // VerifyRead makes a read that follows it linearizable: it returns nil once
 // this node has confirmed it still leads, and its store holds every write
 // committed before the call (a barrier is applied once per term).
@@ -482,8 +486,17 @@ func (n *Node) VerifyRead(ctx context.Context) error {
 		}
 		n.barrierMu.Unlock()
 	}
+	if testHookVerifyRead != nil {
+		testHookVerifyRead()
+	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	// The leadership confirmed is the term's whose barrier was applied: a
+	// node that lost it meanwhile and won it back (another leader may have
+	// committed writes it has not applied yet) needs a barrier again.
+	if n.raft.CurrentTerm() != term {
+		return fmt.Errorf("%w: the leadership changed during the read's check", ErrNotLeader)
 	}
 	if err := n.fsm.failed(); err != nil {
 		return fmt.Errorf("cluster: this node's store stopped applying the log, it serves no strong read: %w", err)
