@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,16 +19,22 @@ import (
 
 type kvInput struct {
 	put        bool
+	move       bool // client.Move: a strong read, then a DELETE with If-Match naming the entry read
 	key, value string
 }
 
 type kvOutput struct {
-	value   string
-	unknown bool // a put whose outcome is not known (it failed): it may take effect any time after its call
+	value   string // a get's value, a move's value copied ("" for none)
+	unknown bool   // a put or move whose outcome is not known (it failed): it may take effect any time after its call
 }
 
-// kvModel is a register per key; a missing key reads as "".
-var kvModel = porcupine.Model{
+// kvModel is a register per key; a missing key reads as "". A move reads
+// the value and deletes it if it is still the same entry: it takes effect
+// at its delete when it deletes (nothing was written between its read and
+// its delete, or the If-Match would fail), else at its read, so one point
+// serves; that it deleted is not known (Move returns nil for both), so it
+// may leave either state.
+var kvModel = (&porcupine.NondeterministicModel{
 	Partition: func(h []porcupine.Operation) [][]porcupine.Operation {
 		by := map[string][]porcupine.Operation{}
 		for _, op := range h {
@@ -40,22 +47,37 @@ var kvModel = porcupine.Model{
 		}
 		return out
 	},
-	Init: func() any { return "" },
-	Step: func(state, input, output any) (bool, any) {
+	Init: func() []any { return []any{""} },
+	Step: func(state, input, output any) []any {
 		in, out := input.(kvInput), output.(kvOutput)
-		if in.put {
-			return true, in.value
+		switch {
+		case in.put:
+			return []any{in.value}
+		case in.move && out.unknown:
+			return []any{state, ""}
+		case in.move:
+			if out.value != state.(string) {
+				return nil
+			}
+			return []any{state, ""}
+		case out.value == state.(string):
+			return []any{state}
 		}
-		return out.value == state.(string), state
+		return nil
 	},
 	DescribeOperation: func(input, output any) string {
 		in, out := input.(kvInput), output.(kvOutput)
-		if in.put {
+		switch {
+		case in.put:
 			return fmt.Sprintf("put(%s, %s)", in.key, in.value)
+		case in.move && out.unknown:
+			return fmt.Sprintf("move(%s) -> ?", in.key)
+		case in.move:
+			return fmt.Sprintf("move(%s) -> %s", in.key, out.value)
 		}
 		return fmt.Sprintf("get(%s) -> %s", in.key, out.value)
 	},
-}
+}).ToModel()
 
 // runLinear runs clients doing puts and strong gets on a few keys through
 // the Go client (which retries across the nodes) while the leader is
@@ -81,17 +103,43 @@ func runLinear(t *testing.T, dur time.Duration, kills int) {
 				t.Error(err)
 				return
 			}
+			dst, err := simdr.Open(filepath.Join(t.TempDir(), fmt.Sprintf("dst%d.simdr", id)), nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer dst.Close()
 			for i := 0; ctx.Err() == nil; i++ {
 				key := fmt.Sprintf("lin%d", (id+i)%keys)
-				in := kvInput{put: i%2 == 0, key: key, value: fmt.Sprintf("c%d-%d", id, i)}
+				in := kvInput{put: i%6 == 0 || i%6 == 2, move: i%6 == 4, key: key, value: fmt.Sprintf("c%d-%d", id, i)}
+				if in.move {
+					in.value = ""
+					if err := dst.Delete([]byte(key)); err != nil && !errors.Is(err, simdr.ErrNotFound) {
+						t.Error(err)
+						return
+					}
+				}
 				octx, ocancel := context.WithTimeout(context.Background(), 5*time.Second)
 				call := now()
 				var out kvOutput
 				var oerr error
-				if in.put {
+				switch {
+				case in.put:
 					oerr = cl.Put(octx, []byte(key), []byte(in.value))
 					out.unknown = oerr != nil
-				} else {
+				case in.move:
+					oerr = cl.Move(octx, []byte(key), client.Local(dst))
+					switch {
+					case errors.Is(oerr, simdr.ErrNotFound):
+						oerr = nil // nothing to move: read as ""
+					case oerr == nil:
+						if e, err := dst.Get([]byte(key)); err == nil {
+							out.value = string(e.Bytes())
+						}
+					case strings.Contains(oerr.Error(), "not deleted from the source"):
+						out.unknown = true // copied; the delete may have been applied
+					}
+				default:
 					var v []byte
 					v, oerr = cl.Get(octx, []byte(key))
 					if errors.Is(oerr, simdr.ErrNotFound) {
@@ -101,8 +149,8 @@ func runLinear(t *testing.T, dur time.Duration, kills int) {
 				}
 				ocancel()
 				ret := now()
-				if oerr != nil && !in.put {
-					continue // a failed read says nothing
+				if oerr != nil && !out.unknown && !in.put {
+					continue // a failed read (or a move that failed before its delete) says nothing
 				}
 				if out.unknown {
 					ret = math.MaxInt64 // may take effect any time later
