@@ -48,6 +48,27 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// threeInProcess starts three nodes in process, n1 leading, and writes
+// k = v1; it returns n1 and n2.
+func threeInProcess(t *testing.T) (n1, n2 *Node) {
+	t.Helper()
+	dir := t.TempDir()
+	n1 = openInProcess(t, dir, "n1", true)
+	waitUntil(t, "n1 to lead", n1.IsLeader)
+	n2 = openInProcess(t, dir, "n2", false)
+	n3 := openInProcess(t, dir, "n3", false)
+	ctx := context.Background()
+	for _, n := range []*Node{n2, n3} {
+		if err := n1.Join(ctx, n.cfg.ID, string(n.trans.LocalAddr()), "http://"+n.cfg.ID, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n1.Apply(ctx, EncodeBatch([]Op{put("k", "v1")})); err != nil {
+		t.Fatal(err)
+	}
+	return n1, n2
+}
+
 // transfer hands from's leadership to to and waits until to leads.
 func transfer(t *testing.T, from, to *Node) {
 	t.Helper()
@@ -65,20 +86,8 @@ func transfer(t *testing.T, from, to *Node) {
 // If-Match named) deleted the newer value, which no order of the two
 // writes explains.
 func TestApplyCheckedAcrossTerms(t *testing.T) {
-	dir := t.TempDir()
-	n1 := openInProcess(t, dir, "n1", true)
-	waitUntil(t, "n1 to lead", n1.IsLeader)
-	n2 := openInProcess(t, dir, "n2", false)
-	n3 := openInProcess(t, dir, "n3", false)
+	n1, n2 := threeInProcess(t)
 	ctx := context.Background()
-	for _, n := range []*Node{n2, n3} {
-		if err := n1.Join(ctx, n.cfg.ID, string(n.trans.LocalAddr()), "http://"+n.cfg.ID, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := n1.Apply(ctx, EncodeBatch([]Op{put("k", "v1")})); err != nil {
-		t.Fatal(err)
-	}
 	errMismatch := errors.New("k no longer holds v1")
 	inCheck, proceed := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
@@ -163,20 +172,8 @@ func TestFSMCheckedCommand(t *testing.T) {
 // leader wrote for the term whose barrier it applied: the node's store may
 // not hold that leader's writes yet (held here with Exclusive).
 func TestVerifyReadAcrossTerms(t *testing.T) {
-	dir := t.TempDir()
-	n1 := openInProcess(t, dir, "n1", true)
-	waitUntil(t, "n1 to lead", n1.IsLeader)
-	n2 := openInProcess(t, dir, "n2", false)
-	n3 := openInProcess(t, dir, "n3", false)
+	n1, n2 := threeInProcess(t)
 	ctx := context.Background()
-	for _, n := range []*Node{n2, n3} {
-		if err := n1.Join(ctx, n.cfg.ID, string(n.trans.LocalAddr()), "http://"+n.cfg.ID, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := n1.Apply(ctx, EncodeBatch([]Op{put("k", "v1")})); err != nil {
-		t.Fatal(err)
-	}
 	if err := n1.VerifyRead(ctx); err != nil { // the term's barrier
 		t.Fatal(err)
 	}

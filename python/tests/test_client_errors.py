@@ -133,12 +133,15 @@ class _TakesThenDropsHandler(_Handler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
 
 
-@pytest.mark.parametrize("name,call", [
+_WRITES = [
     ("write", lambda c: c.write("k", b"v")),
     ("delete", lambda c: c.delete("k")),
     ("batch", lambda c: c.batch([("put", "k", b"v")])),
     ("rename", lambda c: c.rename("a", "b")),
-])
+]
+
+
+@pytest.mark.parametrize("name,call", _WRITES)
 def test_write_whose_answer_was_lost_is_not_sent_again(name, call):
     """A write sent whole on a reused connection that then broke may have
     been applied: it is not sent again (applied twice, around another
@@ -178,12 +181,7 @@ class _TakesNeverAnswersHandler(_Handler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
 
 
-@pytest.mark.parametrize("name,call", [
-    ("write", lambda c: c.write("k", b"v")),
-    ("delete", lambda c: c.delete("k")),
-    ("batch", lambda c: c.batch([("put", "k", b"v")])),
-    ("rename", lambda c: c.rename("a", "b")),
-])
+@pytest.mark.parametrize("name,call", _WRITES)
 def test_write_whose_answer_timed_out_is_outcome_unknown(name, call):
     """A write sent whole whose answer did not come within the client's
     timeout may have been applied as much as one whose connection broke:
