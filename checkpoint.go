@@ -339,7 +339,11 @@ func (s *Store) covered(g *gen) (tail, entries int64) {
 // file holds enough entries, and enough of them came after the newest
 // checkpoint.
 func (s *Store) checkpointPays(g *gen) bool {
-	if s.opts.ReadOnly || s.failed != nil || s.opts.fs != nil {
+	// failure, not failed: a background checkpoint's failed sync not yet
+	// taken up by a write counts too (the next sync would succeed, the
+	// kernel reports a writeback error once, and the checkpoint would name
+	// bytes the disk may not hold).
+	if s.opts.ReadOnly || s.failure() != nil || s.opts.fs != nil {
 		return false
 	}
 	total := g.ents.Load() + g.tomb.Load()

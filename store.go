@@ -573,6 +573,11 @@ func (s *Store) Sync() error {
 // seconds later (mapping.Grace). This costs Close one mmap call per mapping
 // and holds address space, not memory, for that while; only after that does
 // a stale slice fault.
+//
+// When an fdatasync of the store file in a background checkpoint failed and
+// no write or Sync has reported it since, Close reports it (an error wrapping
+// ErrFailed and the sync's error) after closing the Store all the same; it
+// then writes no checkpoint.
 func (s *Store) Close() error {
 	s.cmu.Lock() // wait for a Compact in progress
 	defer s.cmu.Unlock()
@@ -582,6 +587,13 @@ func (s *Store) Close() error {
 	g := s.cur.Load()
 	if g == nil {
 		return ErrClosed
+	}
+	// A failed fdatasync in a background checkpoint that no write or Sync
+	// has reported yet is reported here (checkpointPays takes it up, so no
+	// checkpoint names the bytes it may have lost).
+	var unreported error
+	if s.failed == nil && s.bgFailed.Load() != nil && s.failure() != nil {
+		unreported = fmt.Errorf("%w: %w", ErrFailed, s.failed)
 	}
 	if s.checkpointPays(g) {
 		// A failed checkpoint costs the next Open time, never data.
@@ -593,7 +605,7 @@ func (s *Store) Close() error {
 	s.closed.Store(true)
 	s.seq.Add(1)
 	s.cur.Store(nil)
-	errs := []error{s.closeState(g), g.close()}
+	errs := []error{unreported, s.closeState(g), g.close()}
 	for _, o := range s.old {
 		errs = append(errs, o.close())
 	}
