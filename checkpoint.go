@@ -348,6 +348,12 @@ func (s *Store) checkpointPays(g *gen) bool {
 	}
 	total := g.ents.Load() + g.tomb.Load()
 	_, covered := s.covered(g)
+	if s.ckLost.Load() && g.ck != nil {
+		// The last background checkpoint failed: only the one loaded exists.
+		covered = g.ck.h.ents + g.ck.h.tomb
+	} else if s.ckLost.Load() {
+		covered = 0
+	}
 	return total >= ckMinEntries && total-covered >= max(ckMinEntries/4, total/8)
 }
 
@@ -366,12 +372,20 @@ func (s *Store) maybeCheckpoint(g *gen, tail int64) {
 		return
 	}
 	ents, tomb := g.ents.Load(), g.tomb.Load()
+	// The next one is spaced from this one even if it fails (a full disk
+	// is not tried again at every write), but Close does not count a failed
+	// one as written (ckLost).
 	s.ckTail, s.ckGen, s.ckEntries = tail, g, ents+tomb
+	s.ckLost.Store(false)
 	s.ckWG.Add(1)
 	go func() {
 		defer s.ckWG.Done()
 		defer s.ckBusy.Store(false)
-		if err := s.writeCheckpoint(g, tail, ents, tomb, false); errors.As(err, new(errSyncFailed)) {
+		err := s.writeCheckpoint(g, tail, ents, tomb, false)
+		if err != nil {
+			s.ckLost.Store(true)
+		}
+		if errors.As(err, new(errSyncFailed)) {
 			// A failed fdatasync is sticky, wherever it happens: the next
 			// write or Sync (which hold wmu) takes it up (see failure).
 			s.bgFailed.CompareAndSwap(nil, &err)

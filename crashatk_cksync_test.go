@@ -99,3 +99,50 @@ func TestCrashAtkCheckpointSyncFailureBeforeClose(t *testing.T) {
 		}
 	}
 }
+
+// A background checkpoint that fails (here: its temporary file cannot be
+// made) writes nothing; Close must not count it as written, and writes the
+// checkpoint itself once it can (before, the failed one's coverage kept
+// Close from writing any, and the next Open walked the whole file).
+func TestCrashAtkFailedBackgroundCheckpointNotCounted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.simdr")
+	tmp := checkpointPath(path) + ".tmp"
+	// A non-empty directory under the temporary name: removing it fails.
+	if err := os.MkdirAll(filepath.Join(tmp, "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path, &Options{CheckpointBytes: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b Batch
+	for i := range ckMinEntries {
+		b.Put([]byte(fmt.Sprint("k", i)), []byte(fmt.Sprint("v", i)))
+	}
+	if err := s.Apply(&b); err != nil { // starts the background checkpoint
+		t.Fatal(err)
+	}
+	s.ckWG.Wait()
+	if _, err := os.Stat(checkpointPath(path)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the background checkpoint was written: %v", err)
+	}
+	if err := s.Put([]byte("after"), []byte("x")); err != nil {
+		t.Fatalf("a write after the failed checkpoint: %v", err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(checkpointPath(path)); err != nil {
+		t.Fatalf("Close wrote no checkpoint after the background one failed: %v", err)
+	}
+	s = reopenT(t, path, nil)
+	if s.cur.Load().ck == nil {
+		t.Fatal("the reopen did not use the checkpoint")
+	}
+	if s.Len() != ckMinEntries+1 || getT(t, s, "k0") != "v0" || getT(t, s, "after") != "x" {
+		t.Fatalf("reopened: %d keys", s.Len())
+	}
+}
