@@ -39,9 +39,12 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 			if c, _, ok := s.stateCommit(g); ok && c.Tail > size {
 				// The writer committed past the size we read (after it):
 				// what lies below that size may be a prefix of its write,
-				// which a scan would take for the end. Open again.
-				behind = true
-				return
+				// which a scan would take for the end. Open again, unless
+				// the file is still shorter than the commit (cut back).
+				if now, err := g.f.Size(); err == nil && now >= c.Tail {
+					behind = true
+					return
+				}
 			}
 		}
 		// The state file, when it vouches that every byte past the writer's
