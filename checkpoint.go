@@ -339,11 +339,21 @@ func (s *Store) covered(g *gen) (tail, entries int64) {
 // file holds enough entries, and enough of them came after the newest
 // checkpoint.
 func (s *Store) checkpointPays(g *gen) bool {
-	if s.opts.ReadOnly || s.failed != nil || s.opts.fs != nil {
+	// failure, not failed: a background checkpoint's failed sync not yet
+	// taken up by a write counts too (the next sync would succeed, the
+	// kernel reports a writeback error once, and the checkpoint would name
+	// bytes the disk may not hold).
+	if s.opts.ReadOnly || s.failure() != nil || s.opts.fs != nil {
 		return false
 	}
 	total := g.ents.Load() + g.tomb.Load()
 	_, covered := s.covered(g)
+	if s.ckLost.Load() && g.ck != nil {
+		// The last background checkpoint failed: only the one loaded exists.
+		covered = g.ck.h.ents + g.ck.h.tomb
+	} else if s.ckLost.Load() {
+		covered = 0
+	}
 	return total >= ckMinEntries && total-covered >= max(ckMinEntries/4, total/8)
 }
 
@@ -362,12 +372,20 @@ func (s *Store) maybeCheckpoint(g *gen, tail int64) {
 		return
 	}
 	ents, tomb := g.ents.Load(), g.tomb.Load()
+	// The next one is spaced from this one even if it fails (a full disk
+	// is not tried again at every write), but Close does not count a failed
+	// one as written (ckLost).
 	s.ckTail, s.ckGen, s.ckEntries = tail, g, ents+tomb
+	s.ckLost.Store(false)
 	s.ckWG.Add(1)
 	go func() {
 		defer s.ckWG.Done()
 		defer s.ckBusy.Store(false)
-		if err := s.writeCheckpoint(g, tail, ents, tomb, false); errors.As(err, new(errSyncFailed)) {
+		err := s.writeCheckpoint(g, tail, ents, tomb, false)
+		if err != nil {
+			s.ckLost.Store(true)
+		}
+		if errors.As(err, new(errSyncFailed)) {
 			// A failed fdatasync is sticky, wherever it happens: the next
 			// write or Sync (which hold wmu) takes it up (see failure).
 			s.bgFailed.CompareAndSwap(nil, &err)

@@ -28,10 +28,25 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 		L     int64
 		found bool
 		cls   format.TailClass
+		// behind: a read-only Store read the size before the writer's
+		// latest commit, which lies past it
+		behind bool
 	)
 	find := func() {
 		committed, own, hinted := s.stateHint(g, size)
 		hinted = hinted && committed >= floor // stateHint keeps committed ≤ size
+		if !hinted && s.opts.ReadOnly {
+			if c, _, ok := s.stateCommit(g); ok && c.Tail > size {
+				// The writer committed past the size we read (after it):
+				// what lies below that size may be a prefix of its write,
+				// which a scan would take for the end. Open again, unless
+				// the file is still shorter than the commit (cut back).
+				if now, err := g.f.Size(); err == nil && now >= c.Tail {
+					behind = true
+					return
+				}
+			}
+		}
 		// The state file, when it vouches that every byte past the writer's
 		// committed tail is its own unfinished write, decides first: those
 		// bytes may hold records a value forged, even a whole chain.
@@ -57,7 +72,7 @@ func (s *Store) recoverTail(g *gen, size, floor int64, c *collector) (int64, err
 		}
 		L, found, cls = classifyTail(data, floor, committed, hinted)
 	}
-	if guardFault(find) {
+	if guardFault(find) || behind {
 		if s.opts.ReadOnly {
 			// The writer cut the file while we scanned its end: try again.
 			return 0, errShrunk

@@ -60,6 +60,7 @@ type Store struct {
 	ckTail    int64                 // the tail the last background checkpoint covers (guarded by wmu)
 	ckGen     *gen                  // the generation it is of
 	ckEntries int64                 // the entries it covers
+	ckLost    atomic.Bool           // the last background checkpoint failed: it covers nothing
 	bgFailed  atomic.Pointer[error] // a failed sync in a background checkpoint, for failure
 
 	sf stateFile // the shared state file beside the store (statefile.go)
@@ -224,6 +225,13 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 	}
 	g := &gen{f: f, m: m, fi: fi}
 	s.openState(fi) // before recovery, which asks it (stateHint)
+	if f := s.sf.f.Load(); f != nil && s.opts.ReadOnly && !f.Is(statePath(s.path)) {
+		// A follower moving to a new file (the writer compacted) holds the
+		// state file of an earlier writer, removed since: the writer now
+		// keeps another, without which recovery would scan the new file and
+		// could take the first entries of a batch in flight for its end.
+		s.reopenState(fi)
+	}
 	// With a checkpoint of the index, only what was written after it is walked.
 	var ck *checkpoint
 	if !s.opts.Repair { // a repair reads the whole file
@@ -261,6 +269,10 @@ func (s *Store) load(f vfs.File) (*gen, error) {
 		if ck.top <= tail-format.MetaSize && ck.restore(g, &c) == nil {
 			g.ck = ck
 			g.loadExpiry()
+			// As below: without it the writer's commits would carry counts
+			// from 1, below the last writer's, whose stale commit followers
+			// would then take for the newest.
+			s.stateLoaded(g, size)
 			return g, nil
 		}
 		ck.close()
@@ -573,6 +585,11 @@ func (s *Store) Sync() error {
 // seconds later (mapping.Grace). This costs Close one mmap call per mapping
 // and holds address space, not memory, for that while; only after that does
 // a stale slice fault.
+//
+// When an fdatasync of the store file in a background checkpoint failed and
+// no write or Sync has reported it since, Close reports it (an error wrapping
+// ErrFailed and the sync's error) after closing the Store all the same; it
+// then writes no checkpoint.
 func (s *Store) Close() error {
 	s.cmu.Lock() // wait for a Compact in progress
 	defer s.cmu.Unlock()
@@ -582,6 +599,13 @@ func (s *Store) Close() error {
 	g := s.cur.Load()
 	if g == nil {
 		return ErrClosed
+	}
+	// A failed fdatasync in a background checkpoint that no write or Sync
+	// has reported yet is reported here (checkpointPays takes it up, so no
+	// checkpoint names the bytes it may have lost).
+	var unreported error
+	if s.failed == nil && s.bgFailed.Load() != nil && s.failure() != nil {
+		unreported = fmt.Errorf("%w: %w", ErrFailed, s.failed)
 	}
 	if s.checkpointPays(g) {
 		// A failed checkpoint costs the next Open time, never data.
@@ -593,7 +617,7 @@ func (s *Store) Close() error {
 	s.closed.Store(true)
 	s.seq.Add(1)
 	s.cur.Store(nil)
-	errs := []error{s.closeState(g), g.close()}
+	errs := []error{unreported, s.closeState(g), g.close()}
 	for _, o := range s.old {
 		errs = append(errs, o.close())
 	}
