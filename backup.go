@@ -195,7 +195,8 @@ func generation(g *gen) string {
 // written to a temporary file beside dest, synced, and renamed over dest,
 // so that an interrupted backup never leaves a dest that is not a whole
 // store file; the directory is synced too. A dest that is the store file
-// itself (by any path or link) fails with ErrSameStore. A symbolic link is
+// itself, its state file or its index checkpoint (by any path or link)
+// fails with ErrSameStore. A symbolic link is
 // followed (the file it names is replaced, the link kept), and a dest that
 // exists and is not a regular file (a FIFO, a device, a directory) fails
 // with an error matching fs.ErrInvalid, nothing written.
@@ -217,6 +218,10 @@ func (s *Store) backupFile(dest string, prev *BackupInfo) (_ BackupInfo, err err
 		// Renaming the backup over the live store would leave its writer
 		// appending to an unlinked file.
 		return BackupInfo{}, fmt.Errorf("dest is the store file itself: %w", ErrSameStore)
+	} else if err == nil && sideFile(s.path, fi) {
+		// Nor over the state file or the checkpoint the Store keeps beside
+		// it: followers and the next Open would find a backup there.
+		return BackupInfo{}, fmt.Errorf("dest is a file the store keeps beside it: %w", ErrSameStore)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".*.simdr-backup")
 	if err != nil {
@@ -272,6 +277,17 @@ func (s *Store) backupFile(dest string, prev *BackupInfo) (_ BackupInfo, err err
 		return info, fmt.Errorf("backup written, but the directory sync failed: %w", err)
 	}
 	return info, nil
+}
+
+// sideFile reports whether fi is the state file or the index checkpoint of
+// the store at path (under any name or link).
+func sideFile(path string, fi os.FileInfo) bool {
+	for _, p := range []string{statePath(path), checkpointPath(path)} {
+		if si, err := os.Stat(p); err == nil && os.SameFile(si, fi) {
+			return true
+		}
+	}
+	return false
 }
 
 // backupTarget is the file BackupFile writes for dest: the file a symbolic

@@ -81,3 +81,28 @@ func backupHolds(t *testing.T, path string) {
 	}
 	checkBackup(t, img, map[string]string{"k": "v"})
 }
+
+// BackupFile refuses the state file the Store keeps beside its file (by its
+// name or a link to it), as it refuses the store file: renamed over it, a
+// backup would stand where followers and the next Open look for the state.
+func TestBackupFileSideFile(t *testing.T) {
+	s, path := openT(t, nil)
+	putT(t, s, "k", "v")
+	state := statePath(path)
+	before, err := os.Stat(state)
+	if err != nil {
+		t.Skipf("no state file: %v", err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(state, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, dest := range []string{state, link} {
+		if _, err := s.BackupFile(dest, nil); !errors.Is(err, ErrSameStore) {
+			t.Fatalf("BackupFile(%s): %v, want ErrSameStore", dest, err)
+		}
+	}
+	if after, err := os.Stat(state); err != nil || !os.SameFile(before, after) {
+		t.Fatalf("the state file was replaced: %v", err)
+	}
+}
