@@ -290,34 +290,28 @@ func (g *gen) close() error {
 	return errors.Join(g.m.Close(), g.f.Close(), g.ck.retire()) // readers may still probe the table
 }
 
-// entryAt decodes the entry whose payload ends at pos in g. The index only
-// holds positions of entries the chain walk validated.
+// entryAt returns the entry whose payload ends where index value v says, of
+// the length v packs (the caller checks that it packs one: v>>lenShift is not
+// 0), without reading the mapping. The index only holds positions of entries
+// the chain walk validated.
 func (g *gen) entryAt(h, v uint64) Entry {
 	data := g.m.Bytes()
 	end := endOf(v)
 	start := end - int64(v>>lenShift)
-	if start == end { // too long to pack: the metadata says where it starts
-		prev := format.ReadMeta(data[end : end+format.MetaSize]).Prev
-		start = prev + format.Prepad(prev)
-	}
 	// The capacity reaches over the metadata, for Checksum; Bytes cuts it off.
 	return Entry{b: data[start : end : end+format.MetaSize], hash: h, off: start}
 }
 
-// entry is entryAt for the Store's own reads that must not fault: a value
+// entry is the entry at index value v, for the reads that must not fault: a value
 // whose length is packed in the index costs no read of the mapping; for a
 // longer one the metadata is read under guardFault and checked against the
 // index, so that a file cut under the Store (by another process) gives an
 // error matching ErrCorrupt instead of SIGBUS or a wrong slice.
 func (g *gen) entry(h, v uint64) (Entry, error) {
-	n := int64(v >> lenShift)
-	if n == 0 {
+	if v>>lenShift == 0 {
 		return g.longEntry(h, v)
 	}
-	data := g.m.Bytes()
-	end := endOf(v)
-	start := end - n
-	return Entry{b: data[start : end : end+format.MetaSize], hash: h, off: start}, nil
+	return g.entryAt(h, v), nil
 }
 
 // longEntry is entry for a value whose length is not packed.
