@@ -28,7 +28,10 @@ func (s *Store) getUnchecked(h uint64) (Entry, error) {
 	if !ok {
 		return Entry{}, ErrNotFound
 	}
-	e := g.entryAt(h, pos)
+	e, err := g.entry(h, pos) // entryAt needs a packed length
+	if err != nil {
+		return Entry{}, err
+	}
 	if s.opts.VerifyChecksums {
 		if err := e.Verify(); err != nil {
 			return Entry{}, err
