@@ -1,7 +1,6 @@
 package simdr
 
 import (
-	"container/heap"
 	"math"
 	"slices"
 	"sync/atomic"
@@ -74,25 +73,34 @@ func (c *counts) expired(now int64) (int64, bool) {
 
 // recount counts x's states again for now (the caller holds the write lock,
 // so nothing changes them meanwhile) and returns the new counts, to
-// publish with publishCounts.
+// publish with publish.
 func (x *expiry) recount(now int64) (hidden, past int64, soon []int64, limit int64) {
-	var h maxHeap // the soonKeep+1 smallest expiries after now
+	// The soonKeep+1 smallest expiries after now: gathered, sorted and cut
+	// back each time twice as many are held, so that memory stays bounded
+	// and most expiries are passed over with one compare (against top, the
+	// largest kept once a cut has filled the slice).
+	keep := soonKeep + 1
+	top := int64(math.MaxInt64)
+	cut := func() {
+		slices.Sort(soon)
+		if len(soon) >= keep {
+			soon, top = soon[:keep], soon[keep-1]
+		}
+	}
 	x.ix.Range(func(_, v uint64) bool {
 		switch {
 		case v == hiddenMark:
 			hidden++
 		case int64(v) <= now:
 			past++
-		case len(h) <= soonKeep:
-			heap.Push(&h, int64(v))
-		case int64(v) < h[0]:
-			h[0] = int64(v)
-			heap.Fix(&h, 0)
+		case int64(v) < top:
+			if soon = append(soon, int64(v)); len(soon) == 2*keep {
+				cut()
+			}
 		}
 		return true
 	})
-	soon = []int64(h)
-	slices.Sort(soon)
+	cut()
 	limit = math.MaxInt64
 	if len(soon) > soonKeep {
 		limit, soon = soon[soonKeep], soon[:soonKeep]
@@ -108,20 +116,6 @@ func (c *counts) publish(now, hidden, past int64, soon []int64, limit int64) {
 	c.past.Store(past)
 	c.soon.Store(&soon)
 	c.limit.Store(limit)
-}
-
-// maxHeap is a max-heap of expiries (container/heap).
-type maxHeap []int64
-
-func (h maxHeap) Len() int           { return len(h) }
-func (h maxHeap) Less(i, j int) bool { return h[i] > h[j] }
-func (h maxHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *maxHeap) Push(v any)        { *h = append(*h, v.(int64)) }
-func (h *maxHeap) Pop() any {
-	old := *h
-	v := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return v
 }
 
 // liveCount is Len: live keys, less records, the marker and expired keys,
